@@ -1,0 +1,74 @@
+"""One exception family, so the CLI can tell a user's mistake from a bug.
+
+Everything a user can cause derives from ``OlivepipeError``; the CLI maps it to a
+clean message and an exit code. Anything else is a bug and gets a traceback in the
+log, exit code 3.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem in a workflow file."""
+
+    file: str
+    line: int  # 1-based; 0 when unknown
+    col: int  # 1-based; 0 when unknown
+    message: str
+    hint: str = ""
+    path: str = ""  # key path inside the document, e.g. nodes.finetune.params.r
+
+    def format(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.col}"
+        text = f"{where}: {self.message}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "line": self.line, "col": self.col, "path": self.path,
+                "message": self.message, "hint": self.hint}
+
+
+class OlivepipeError(Exception):
+    """A failure the user can act on. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def format(self) -> str:
+        return self.message + (f"\n    hint: {self.hint}" if self.hint else "")
+
+
+class SpecError(OlivepipeError):
+    """The workflow file is invalid; carries every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.col, p.message))
+        n = len(self.problems)
+        super().__init__(f"{n} problem{'s' if n != 1 else ''} found")
+
+    def format(self) -> str:
+        return "\n".join(p.format() for p in self.problems)
+
+
+class StoreError(OlivepipeError):
+    """The cache store cannot be used (unwritable, full, locked)."""
+
+
+class ExecutionError(OlivepipeError):
+    """One or more nodes failed during apply."""
+
+
+class EnvironmentProblem(OlivepipeError):
+    """The machine lacks something a node needs (CUDA, a package)."""

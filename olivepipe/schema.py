@@ -1,0 +1,137 @@
+"""The JSON Schema of workflow format v1 (the published file is generated from this).
+
+`schemas/workflow.schema.json` is written by `python -m olivepipe.schema` and a test
+keeps it identical to ``SCHEMA``, so editors and olivepipe never disagree.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+SCHEMA_ID = "https://olivepipe.dev/schemas/workflow-v1.json"
+
+_str = {"type": "string", "minLength": 1}
+_ref = {"type": "string", "pattern": NAME}
+
+_tiny = {
+    "type": "object",
+    "description": "A deterministic tiny random model built locally (no hub).",
+    "additionalProperties": False,
+    "properties": {
+        "arch": {"enum": ["phi3", "llama"], "default": "phi3"},
+        "layers": {"type": "integer", "minimum": 1, "maximum": 8},
+        "hidden": {"type": "integer", "minimum": 16, "maximum": 1024, "multipleOf": 16},
+        "heads": {"type": "integer", "minimum": 1, "maximum": 32},
+        "vocab_size": {"type": "integer", "minimum": 256, "maximum": 32768},
+        "seed": {"type": "integer", "minimum": 0},
+    },
+}
+
+_model = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Exactly one of hf, path or tiny.",
+    "properties": {
+        "hf": {**_str, "description": "Hugging Face model id, e.g. microsoft/Phi-3.5-mini-instruct",
+               "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$"},
+        "revision": {**_str, "description": "Commit, tag or branch; pin a commit for reproducible caching."},
+        "path": {**_str, "description": "Local model folder (or .onnx file), relative to the workflow file."},
+        "tiny": _tiny,
+        "arch": {"enum": ["phi3", "llama"], "description": "Architecture, used by --rehearse to pick the tiny stand-in."},
+        "rehearse": {**_tiny, "description": "Tiny model used for this model under --rehearse."},
+        "trust_remote_code": {"type": "boolean", "default": False,
+                              "description": "Run the model repository's own Python code. Never implied."},
+        "description": {"type": "string"},
+    },
+    "oneOf": [{"required": ["hf"]}, {"required": ["path"]}, {"required": ["tiny"]}],
+}
+
+_dataset = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Exactly one of files or hf.",
+    "properties": {
+        "files": {"oneOf": [_str, {"type": "array", "items": _str, "minItems": 1}],
+                  "description": "Local JSON/JSONL/CSV/parquet file(s), relative to the workflow file."},
+        "format": {"enum": ["json", "jsonl", "csv", "parquet"]},
+        "hf": {**_str, "description": "Hugging Face dataset id."},
+        "subset": _str,
+        "revision": _str,
+        "split": {**_str, "default": "train"},
+        "text_template": {**_str, "description": "Python format string over the row's columns."},
+        "text_field": {**_str, "description": "Column holding ready text (instead of text_template)."},
+        "limit": {"type": "integer", "minimum": 1, "description": "Use only the first N rows."},
+        "max_seq_len": {"type": "integer", "minimum": 8, "maximum": 131072},
+        "description": {"type": "string"},
+    },
+    "oneOf": [{"required": ["files"]}, {"required": ["hf"]}],
+}
+
+_inputs = {"oneOf": [_ref, {"type": "array", "items": _ref, "minItems": 1, "uniqueItems": True}]}
+
+_node = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "pass": {**_str, "description": "Olive pass type (e.g. LoRA) or alias (lora, awq, gptq, rtn, model-builder, ...)."},
+        "kind": {"enum": ["olive", "generate", "register"], "default": "olive"},
+        "input": _inputs,
+        "data": _ref,
+        "params": {"type": "object", "description": "Pass parameters, checked against Olive's own pass config."},
+        "device": {"enum": ["cpu", "gpu", "npu"], "default": "cpu"},
+        "provider": {**_str, "description": "ONNX Runtime execution provider, e.g. CPUExecutionProvider."},
+        "matrix": {"type": "object", "minProperties": 1,
+                   "additionalProperties": {"type": "array", "minItems": 1,
+                                            "items": {"type": ["string", "number", "boolean"]}},
+                   "description": "Expand into one node per combination; values go into params."},
+        "rehearse": {"type": "object", "additionalProperties": False,
+                     "properties": {"pass": _str, "params": {"type": "object"}, "device": {"enum": ["cpu", "gpu", "npu"]}},
+                     "description": "Stand-in used by --rehearse when this node cannot run on a CPU."},
+        # generate
+        "prompts": {"type": "array", "items": _str, "minItems": 1},
+        "max_new_tokens": {"type": "integer", "minimum": 1, "maximum": 4096},
+        "adapters": {"oneOf": [{"enum": ["auto", "none"]}, {"type": "array", "items": _str}]},
+        "chat_template": _str,
+        # register
+        "name": _str,
+        "version": {"type": ["string", "integer"]},
+        "workspace": {"type": "object", "additionalProperties": False,
+                      "properties": {"subscription_id": _str, "resource_group": _str, "workspace_name": _str,
+                                     "config": _str}},
+        "tags": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "description": {"type": "string"},
+    },
+    "required": ["input"],
+}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "olivepipe workflow (format v1)",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["olivepipe", "name", "nodes"],
+    "properties": {
+        "olivepipe": {"const": 1, "description": "Format version."},
+        "name": {"type": "string", "pattern": NAME},
+        "description": {"type": "string"},
+        "defaults": {"type": "object", "additionalProperties": False,
+                     "properties": {"device": {"enum": ["cpu", "gpu", "npu"]}, "provider": _str}},
+        "models": {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": _model},
+        "datasets": {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": _dataset},
+        "nodes": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": NAME},
+                  "additionalProperties": _node},
+    },
+}
+
+
+def dumps() -> str:
+    return json.dumps(SCHEMA, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m olivepipe.schema [OUT]
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "schemas" / "workflow.schema.json"
+    out.write_text(dumps())
+    print(out)
