@@ -75,6 +75,10 @@ A map, a phone and a little patience will help you find every small street.
 The national park has long trails, wild animals and views of the valley below.
 Remember to check the weather, carry your passport and keep your money safe.
 Thank you for the help! Have a great trip and enjoy every day of your journey.
+what is the best thing to see in chicago? the art museum and the river walk.
+what should i see in paris in one day? start with the river, then the old church.
+where is a good place to eat near the train station? try the small cafe on the corner.
+how do i get from the airport to the hotel? take the blue line, then walk ten minutes.
 """
 
 
@@ -94,12 +98,18 @@ def build_tiny_model(
     """Write a tiny random causal LM plus tokenizer into ``out_dir``; return a summary.
 
     ``out_dir`` must not exist or be empty. ``kv_heads`` defaults to ``heads`` (no
-    grouped-query attention), ``intermediate`` to ``4 * hidden``.
+    grouped-query attention). ``intermediate`` defaults to ``4 * hidden``, raised in
+    steps of 16 while the MLP projection would be exactly ``vocab_size`` wide (see
+    ``_check_widths``; with the defaults this makes phi3's 272, llama's 256).
     """
     out_dir = Path(out_dir)
     kv_heads = heads if kv_heads is None else kv_heads
-    intermediate = 4 * hidden if intermediate is None else intermediate
-    _check_args(arch, layers, hidden, heads, kv_heads, intermediate, vocab_size, max_position)
+    _check_shape(arch, layers, hidden, heads, kv_heads, vocab_size, max_position)
+    if intermediate is None:
+        intermediate = 4 * hidden
+        while _mlp_width(arch, intermediate) == vocab_size:
+            intermediate += 16
+    _check_widths(arch, hidden, heads, kv_heads, intermediate, vocab_size)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir} exists and is not an empty folder")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -109,10 +119,8 @@ def build_tiny_model(
 
     model = _make_model(arch, layers, hidden, heads, kv_heads, intermediate,
                         vocab_size, max_position, seed, ids)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    # save_pretrained writes config.json; rewrite it ourselves so key order is sorted
-    # and identical whatever transformers decides about defaults on save.
-    _write_json(out_dir / "config.json", json.loads(model.config.to_json_string(use_diff=False)))
+    _save_model(model, out_dir)
+    # Written by hand (over save_pretrained's) to keep it minimal and version-free.
     _write_json(out_dir / "generation_config.json", {
         "bos_token_id": ids[BOS],
         # Stop at end of turn as well as end of text, as Phi-3 does.
@@ -129,17 +137,18 @@ def build_tiny_model(
         "vocab_size": vocab_size,
         "tokenizer_vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
         "special_tokens": ids,
+        "shape": {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv_heads,
+                  "intermediate": intermediate, "max_position": max_position, "seed": seed},
         "files": sorted(p.name for p in out_dir.iterdir()),
     }
 
 
-def _check_args(arch, layers, hidden, heads, kv_heads, intermediate, vocab_size, max_position) -> None:
+def _check_shape(arch, layers, hidden, heads, kv_heads, vocab_size, max_position) -> None:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     for name, value in (("layers", layers), ("hidden", hidden), ("heads", heads),
-                        ("kv_heads", kv_heads), ("intermediate", intermediate),
-                        ("max_position", max_position)):
-        if not isinstance(value, int) or value < 1:
+                        ("kv_heads", kv_heads), ("vocab_size", vocab_size), ("max_position", max_position)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
@@ -150,6 +159,28 @@ def _check_args(arch, layers, hidden, heads, kv_heads, intermediate, vocab_size,
     if vocab_size < MIN_VOCAB_SIZE:
         raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} "
                          f"(256 byte symbols + {len(SPECIAL_TOKENS)} special tokens + merges)")
+
+
+def _mlp_width(arch: str, intermediate: int) -> int:
+    return 2 * intermediate if arch == "phi3" else intermediate  # phi3 fuses gate_up_proj
+
+
+def _check_widths(arch, hidden, heads, kv_heads, intermediate, vocab_size) -> None:
+    # onnxruntime-genai's model builder (0.14) takes *any* Linear with
+    # out_features == vocab_size for the LM head: such a layer is exported as a second
+    # LM head and the ONNX model silently computes garbage. So none may be that wide.
+    if not isinstance(intermediate, int) or isinstance(intermediate, bool) or intermediate < 1:
+        raise ValueError(f"intermediate must be a positive integer, got {intermediate!r}")
+    head_dim = hidden // heads
+    widths = {"hidden": hidden, "mlp": _mlp_width(arch, intermediate)}
+    if arch == "phi3":
+        widths["qkv_proj"] = (heads + 2 * kv_heads) * head_dim
+    else:
+        widths["k_proj/v_proj"] = kv_heads * head_dim
+    for name, width in widths.items():
+        if width == vocab_size:
+            raise ValueError(f"vocab_size {vocab_size} equals the {name} projection width of this {arch} model; "
+                             "onnxruntime-genai's builder would mistake that layer for the LM head")
 
 
 def _train_tokenizer(vocab_size: int):
@@ -220,6 +251,25 @@ def _make_model(arch, layers, hidden, heads, kv_heads, intermediate, vocab_size,
     model.generation_config = GenerationConfig(
         bos_token_id=ids[BOS], eos_token_id=[ids["<|end|>"], ids[EOS]], pad_token_id=ids[PAD])
     return model.eval()
+
+
+def _save_model(model, out_dir: Path) -> None:
+    import shutil
+
+    from transformers.utils import logging as hf_logging
+
+    # save_pretrained (config.json sorted, weights in checkpoint layout) minus its
+    # progress bar, which would clutter the caller's log.
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out_dir, safe_serialization=True)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    # safetensors creates its file 0600 (temp file + rename); give it the same mode
+    # as the other files so a shared cache stays readable.
+    shutil.copymode(out_dir / "config.json", out_dir / "model.safetensors")
 
 
 def _write_tokenizer_config(out_dir: Path, ids: dict[str, int], max_position: int) -> None:

@@ -1,0 +1,55 @@
+"""Canonical node records and the keys derived from them.
+
+A node's key is sha256 over its record; the lock stores the same record, so the
+plan can say exactly which field changed. What is deliberately NOT in a record:
+node names, descriptions, tags, file positions, output paths, timestamps (renaming
+a node or editing a comment re-runs nothing).
+"""
+from __future__ import annotations
+
+from .hashing import digest_obj
+
+RECORD_FORMAT = 1
+EXCLUDED = ("name", "description", "position", "output_path", "created", "duration")
+
+
+def key_of(record: dict) -> str:
+    return digest_obj(record)
+
+
+def diff_records(old: dict | None, new: dict, labels: dict | None = None) -> list[str]:
+    """Human-readable reasons why ``new`` differs from ``old`` (both canonical records)."""
+    if old is None:
+        return ["new node"]
+    reasons: list[str] = []
+    _diff(old, new, (), reasons)
+    return reasons or ["record differs"]
+
+
+def _fmt(v) -> str:
+    s = repr(v) if not isinstance(v, str) else v
+    return s if len(s) <= 40 else s[:12] + "…" if _looks_like_digest(s) else s[:37] + "..."
+
+
+def _looks_like_digest(s: str) -> bool:
+    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
+
+
+def _diff(a, b, path, out):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a:
+                out.append(f"{_p(path + (k,))} added: {_fmt(b[k])}")
+            elif k not in b:
+                out.append(f"{_p(path + (k,))} removed (was {_fmt(a[k])})")
+            else:
+                _diff(a[k], b[k], path + (k,), out)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            _diff(x, y, path + (i,), out)
+    elif a != b:
+        out.append(f"{_p(path)}: {_fmt(a)} -> {_fmt(b)}")
+
+
+def _p(path) -> str:
+    return ".".join(str(x) for x in path)

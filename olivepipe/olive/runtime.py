@@ -1,0 +1,98 @@
+"""How Olive runs under olivepipe: environment, versions that shape results, output reading."""
+from __future__ import annotations
+
+import functools
+import os
+from importlib import metadata
+from pathlib import Path
+
+# Packages whose version can change a node's result. Key records include them, so
+# upgrading one re-runs exactly the nodes it can affect.
+BASE_PACKAGES = ("olive-ai", "torch", "transformers", "onnxruntime", "onnx")
+PASS_PACKAGES = {
+    "LoRA": ("peft", "datasets", "accelerate"),
+    "QLoRA": ("peft", "datasets", "accelerate", "bitsandbytes"),
+    "DoRA": ("peft", "datasets", "accelerate"),
+    "LoftQ": ("peft", "datasets", "accelerate", "bitsandbytes"),
+    "AutoAWQQuantizer": ("autoawq", "datasets"),
+    "Gptq": ("datasets",),
+    "GptqQuantizer": ("auto-gptq", "datasets"),
+    "ModelBuilder": ("onnxruntime-genai",),
+    "OnnxConversion": ("onnxscript",),
+    "OrtTransformersOptimization": ("onnxscript",),
+    "ExtractAdapters": ("onnxruntime-genai",),
+}
+KIND_PACKAGES = {
+    "tiny-model": ("torch", "transformers", "tokenizers", "safetensors"),
+    "generate": ("onnxruntime-genai", "onnxruntime"),
+    "register": ("azure-ai-ml",),
+    "dataset": ("datasets",),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def packages_for(kind: str, pass_type: str | None) -> dict[str, str | None]:
+    names = KIND_PACKAGES.get(kind) or (BASE_PACKAGES + PASS_PACKAGES.get(pass_type or "", ()))
+    return {n: version(n) for n in sorted(set(names))}
+
+
+def worker_env(base: dict | None = None, *, offline: bool = True) -> dict:
+    """Environment for worker processes: no telemetry, no heartbeat stall, no surprise downloads."""
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "OLIVE_DISABLE_TELEMETRY": "1",
+        # Olive still sends a heartbeat (a ~10 s stall offline) unless it believes it runs
+        # in CI; its own switch only stops later events.
+        "CI": env.get("CI") or "1",
+        "ORT_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "DO_NOT_TRACK": "1",
+        "WANDB_DISABLED": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if offline:
+        env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    return env
+
+
+OUT = "$OUT"
+
+
+def normalize_model_config(cfg: dict, output_dir: Path) -> dict:
+    """Olive's model_config.json with paths under ``output_dir`` made relative ($OUT/...)."""
+    prefix = str(Path(output_dir).resolve())
+
+    def walk(v):
+        if isinstance(v, str) and (v == prefix or v.startswith(prefix + os.sep)):
+            rel = os.path.relpath(v, prefix)
+            return OUT if rel == "." else f"{OUT}/{Path(rel).as_posix()}"
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(cfg)
+
+
+def resolve_model_config(cfg: dict, tree: Path) -> dict:
+    """Inverse of normalize: $OUT/... -> absolute paths inside a store entry."""
+
+    def walk(v):
+        if isinstance(v, str) and (v == OUT or v.startswith(OUT + "/")):
+            return str(tree / v[len(OUT) + 1:]) if v != OUT else str(tree)
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(cfg)

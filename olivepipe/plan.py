@@ -1,0 +1,176 @@
+"""The plan: for every step, cached / run (and why) / blocked / skip. A value, not an action.
+
+`make_plan` reads the world (store, lock, file digests, machine) once and returns
+an immutable Plan; the CLI renders it and `apply` executes it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .envcheck import Check, check_node
+from .keys import diff_records, key_of
+from .lock import prune
+from .workspace import Workspace
+
+CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    kind: str  # tiny-model | olive | generate | register
+    label: str  # what it does: the pass alias, or the kind
+    status: str
+    reasons: tuple[str, ...] = ()
+    key: str | None = None
+    record: dict | None = None
+    inputs: tuple[str, ...] = ()
+    device: str = "cpu"
+    check: Check | None = None
+    estimate_s: float | None = None
+    warnings: tuple[str, ...] = ()
+    output_digest: str | None = None  # known when cached
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "label": self.label, "status": self.status,
+                "reasons": list(self.reasons), "key": self.key, "inputs": list(self.inputs), "device": self.device,
+                "needs": list(self.check.needs) if self.check else [],
+                "missing": list(self.check.missing) if self.check else [],
+                "estimate_s": self.estimate_s, "warnings": list(self.warnings)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    workflow: str
+    steps: tuple[Step, ...]
+    rehearse: bool = False
+    substitutions: dict = field(default_factory=dict)
+
+    def by_name(self) -> dict[str, Step]:
+        return {s.name: s for s in self.steps}
+
+    @property
+    def to_run(self) -> list[Step]:
+        return [s for s in self.steps if s.status == RUN]
+
+    @property
+    def blocked(self) -> list[Step]:
+        return [s for s in self.steps if s.status == BLOCKED]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.to_run or self.blocked)
+
+    def counts(self) -> dict:
+        out = {CACHED: 0, RUN: 0, BLOCKED: 0, SKIP: 0}
+        for s in self.steps:
+            out[s.status] += 1
+        return out
+
+    def to_json(self) -> dict:
+        est = [s.estimate_s for s in self.to_run]
+        return {"format": 1, "workflow": self.workflow, "rehearse": self.rehearse,
+                "substitutions": self.substitutions, "summary": self.counts(),
+                "estimate_s": round(sum(e for e in est if e), 1) if est and all(est) else None,
+                "steps": [s.to_json() for s in self.steps]}
+
+
+def _label(ws: Workspace, name: str) -> str:
+    if name in ws.workflow.models:
+        return "tiny-model"
+    n = ws.workflow.nodes[name]
+    return n.alias or n.kind
+
+
+def _warnings(ws: Workspace, name: str) -> tuple[str, ...]:
+    wf = ws.workflow
+    out = []
+    if name in wf.nodes:
+        for inp in wf.nodes[name].inputs:
+            m = wf.models.get(inp)
+            if m and m.trust_remote_code:
+                out.append(f"TRUST_REMOTE_CODE: model '{inp}' runs its repository's own Python code")
+            if m and m.source == "hf" and not m.revision:
+                out.append(f"model '{inp}' ({m.hf}) is not pinned to a revision: the hub can change it under the cache")
+        for k in ("user_script", "script_dir"):
+            if k in wf.nodes[name].params:
+                out.append(f"USER_SCRIPT: runs {wf.nodes[name].params[k]}")
+    if name in ws.substitutions:
+        out.append(f"REHEARSAL STAND-IN: {ws.substitutions[name]}")
+    return tuple(out)
+
+
+def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str, ...] = (),
+              force_all: bool = False) -> Plan:
+    steps_order = ws.steps()
+    selected = set(steps_order)
+    if targets:
+        selected = ws.graph.upstream(targets) | {m for m in steps_order if m in ws.workflow.models}
+        selected = {s for s in selected if s in set(steps_order)}
+        # a tiny model is needed only if something selected reads it
+        selected = {s for s in selected if s not in ws.workflow.models or
+                    any(s in ws.step_inputs(n) for n in selected)}
+    locked = ws.lock_nodes()
+    digests: dict[str, str | None] = {}
+    out: list[Step] = []
+    for name in steps_order:
+        kind = ws.kind(name)
+        node = ws.workflow.nodes.get(name)
+        device = node.device if node else "cpu"
+        common = dict(name=name, kind=kind, label=_label(ws, name), inputs=ws.step_inputs(name), device=device,
+                      warnings=_warnings(ws, name))
+        if name not in selected:
+            digests[name] = None
+            out.append(Step(status=SKIP, reasons=("not needed by the target",), **common))
+            continue
+        record, complete = ws.record(name, digests)
+        check = check_node(kind, node.pass_type if node else None, device)
+        prev = locked.get(name)
+        estimate = prev.get("duration_s") if prev else None
+        key = key_of(record) if complete else None
+        common.update(record=record, check=check, key=key, estimate_s=estimate)
+        blocked_up = [i for i in ws.step_inputs(name) if any(s.name == i and s.status == BLOCKED for s in out)]
+        entry = ws.store.get(key) if key else None
+        if blocked_up:
+            digests[name] = None
+            out.append(Step(status=BLOCKED, reasons=(f"input {', '.join(blocked_up)} is blocked",), **common))
+        elif not check.ok and not entry:
+            digests[name] = None
+            out.append(Step(status=BLOCKED, reasons=(f"cannot run on this machine: {check.message}",), **common))
+        elif force_all or name in force:
+            digests[name] = None
+            out.append(Step(status=RUN, reasons=("forced",), **common))
+        elif entry is not None:
+            digests[name] = entry.digest
+            out.append(Step(status=CACHED, output_digest=entry.digest, **common))
+        else:
+            digests[name] = None
+            out.append(Step(status=RUN, reasons=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
+    return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions))
+
+
+def _why(ws, name, record, complete, prev, key, digests) -> list[str]:
+    if prev is None:
+        return ["new: no earlier result in the lock file"]
+    if complete and prev.get("key") == key:
+        return ["result missing from the cache (deleted, corrupt or garbage-collected)"]
+    old = prune(prev.get("record") or {})
+    record = prune(record)
+    reasons = []
+    pending = [i for i in ws.step_inputs(name) if i in digests and digests[i] is None and ws.produces(i)]
+    if pending:
+        reasons.append(f"input {', '.join(pending)} will be rebuilt first")
+        old = {k: v for k, v in old.items() if k != "inputs"}
+        record = {k: v for k, v in record.items() if k != "inputs"}
+    diffs = [r for r in diff_records(old, record) if r != "record differs"] if old else ["lock record has no details"]
+    labels = dict(enumerate(ws.step_inputs(name)))
+    for r in diffs:
+        if r.startswith("inputs."):
+            idx, _, rest = r[len("inputs."):].partition(".")
+            if idx.isdigit():
+                r = f"input {labels.get(int(idx), idx)} changed" + (f" ({rest.partition(': ')[2]})" if ": " in rest else "")
+        elif r.startswith("data.files."):
+            path, _, change = r[len("data.files."):].partition(": ")
+            r = f"data file {path} changed ({change})" if change else f"data file {path.split(' ')[0]} added or removed"
+        reasons.append(r)
+    return reasons or ["inputs changed"]

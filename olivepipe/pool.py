@@ -1,0 +1,86 @@
+"""Parent side of the worker processes: start, send a job, read its result, survive crashes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+
+class WorkerCrashed(RuntimeError):
+    pass
+
+
+class Worker:
+    def __init__(self, env: dict, log_dir: Path, index: int):
+        self.env, self.log_dir, self.index = env, log_dir, index
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self):
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        err = open(self.log_dir / f"worker-{self.index}.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "olivepipe.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=err, env=self.env, text=True, bufsize=1,
+                                     start_new_session=True,  # Ctrl-C reaches olivepipe, which stops workers itself
+                                     cwd=self.log_dir)  # never the user's folder: libraries resolve names against the cwd  # Ctrl-C reaches olivepipe, which stops workers itself
+        err.close()
+        hello = self.proc.stdout.readline()
+        if not hello:
+            raise WorkerCrashed(f"worker failed to start (see {self.log_dir / f'worker-{self.index}.log'})")
+
+    def run(self, job: dict) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            self.proc = None
+            how = f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+            raise WorkerCrashed(f"worker process {how}")
+        return json.loads(line)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def stop(self, kill: bool = False):
+        if self.proc is None:
+            return
+        try:
+            if kill:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=None if not kill else 10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.proc = None
+
+
+class Pool:
+    """A fixed set of workers handed out to threads; each thread drives one worker."""
+
+    def __init__(self, size: int, env: dict, log_dir: Path):
+        self.workers = [Worker(env, log_dir, i) for i in range(size)]
+        self.free = list(self.workers)
+        self.cv = threading.Condition()
+
+    def acquire(self) -> Worker:
+        with self.cv:
+            while not self.free:
+                self.cv.wait()
+            return self.free.pop()
+
+    def release(self, w: Worker):
+        with self.cv:
+            self.free.append(w)
+            self.cv.notify()
+
+    def close(self, kill: bool = False):
+        for w in self.workers:
+            w.stop(kill=kill)

@@ -1,0 +1,123 @@
+"""Renderers: plans, apply progress and results as text (rich), markdown and JSON. Nothing here decides anything."""
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .executor import ApplyResult, Event
+from .plan import BLOCKED, CACHED, RUN, SKIP, Plan
+
+SYMBOL = {CACHED: ("=", "green"), RUN: ("+", "yellow"), BLOCKED: ("!", "red"), SKIP: ("-", "dim")}
+WORD = {CACHED: "cached", RUN: "will run", BLOCKED: "blocked", SKIP: "skip"}
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return ""
+    return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f}min"
+
+
+def plan_text(plan: Plan, console: Console) -> None:
+    title = f"Plan for {plan.workflow}" + (" (REHEARSAL: tiny models, CPU stand-ins)" if plan.rehearse else "")
+    console.print(Text(title, style="bold"))
+    for s in plan.steps:
+        sym, color = SYMBOL[s.status]
+        head = Text(f"  {sym} ", style=color)
+        head.append(f"{s.name}", style="bold")
+        head.append(f"  {s.label} @ {s.device}", style="cyan")
+        head.append(f"  {WORD[s.status]}", style=color)
+        if s.status == RUN and s.estimate_s:
+            head.append(f"  (~{_fmt_s(s.estimate_s)} last time)", style="dim")
+        console.print(head)
+        if s.status in (RUN, BLOCKED):
+            for r in s.reasons:
+                console.print(Text(f"      {r}", style="dim" if s.status == RUN else "red"))
+        for w in s.warnings:
+            console.print(Text(f"      ! {w}", style="bold magenta"))
+    c = plan.counts()
+    summary = f"Plan: {c[RUN]} to run, {c[CACHED]} cached, {c[BLOCKED]} blocked"
+    if c[SKIP]:
+        summary += f", {c[SKIP]} skipped"
+    console.print(Text(summary, style="bold"))
+
+
+def plan_markdown(plan: Plan, mermaid: str) -> str:
+    lines = [f"### olivepipe plan: `{plan.workflow}`", ""]
+    c = plan.counts()
+    lines.append(f"**{c[RUN]} to run, {c[CACHED]} cached, {c[BLOCKED]} blocked**" +
+                 (f", {c[SKIP]} skipped" if c[SKIP] else ""))
+    est = plan.to_json()["estimate_s"]
+    if est:
+        lines.append(f"Estimated time from earlier runs: {_fmt_s(est)}")
+    lines += ["", "```mermaid", mermaid.rstrip(), "```", "",
+              "| step | does | device | status | why |", "|---|---|---|---|---|"]
+    for s in plan.steps:
+        why = "<br>".join(list(s.reasons) + [f"⚠ {w}" for w in s.warnings]).replace("|", "\\|")
+        lines.append(f"| `{s.name}` | {s.label} | {s.device} | {WORD[s.status]} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
+class Progress:
+    """Live table of steps during apply; falls back to plain lines when not a terminal."""
+
+    def __init__(self, plan: Plan, console: Console):
+        self.console = console
+        self.state = {s.name: ("waiting" if s.status != SKIP else "skip", "") for s in plan.steps}
+        self.started: dict[str, float] = {}
+        self.live = Live(self._table(), console=console, refresh_per_second=4, transient=False) \
+            if console.is_terminal else None
+
+    def __enter__(self):
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.update(self._table())
+            self.live.__exit__(*exc)
+
+    def __call__(self, e: Event) -> None:
+        if e.kind == "start":
+            self.started[e.step] = time.monotonic()
+            self.state[e.step] = ("running", e.message)
+        else:
+            detail = e.message if e.kind in ("failed", "blocked", "skipped") else _fmt_s(e.seconds) if e.seconds else ""
+            self.state[e.step] = (e.kind, detail)
+        if self.live:
+            self.live.update(self._table())
+        elif e.kind != "start":
+            self.console.print(f"{e.kind:>8}  {e.step}  {self.state[e.step][1]}")
+        else:
+            self.console.print(f"{'running':>8}  {e.step}  {e.message}")
+
+    def _table(self) -> Table:
+        t = Table(show_header=False, box=None, pad_edge=False)
+        styles = {"running": "yellow", "done": "green", "cached": "green", "failed": "red", "blocked": "red",
+                  "skipped": "dim", "skip": "dim", "waiting": "dim"}
+        for name, (st, detail) in self.state.items():
+            if st == "running":
+                detail = f"{detail}  {time.monotonic() - self.started[name]:.0f}s"
+            t.add_row(Text(st, style=styles.get(st, "")), Text(name, style="bold"), Text(detail or "", style="dim"))
+        return t
+
+
+def result_text(result: ApplyResult, console: Console, workflow_file: str) -> None:
+    failed = [o for o in result.outcomes.values() if o.status in ("failed", "blocked")]
+    ran = len(result.ran)
+    cached = sum(1 for o in result.outcomes.values() if o.status == "cached")
+    skipped = sum(1 for o in result.outcomes.values() if o.status == "skipped")
+    for o in failed:
+        console.print(Text(f"✗ {o.name}: {o.error}", style="red"))
+        if o.log:
+            console.print(Text(f"    log: {o.log}", style="dim"))
+    style = "bold green" if result.ok else "bold red"
+    console.print(Text(f"Apply {'complete' if result.ok else 'failed'}: {ran} ran, {cached} cached, "
+                       f"{len(failed)} failed, {skipped} skipped in {result.seconds:.2f}s", style=style))
+    if failed:
+        console.print(Text(f"Finished steps are cached: fix the cause and run `olivepipe apply {workflow_file}` "
+                           "again to resume.", style="dim"))

@@ -1,0 +1,94 @@
+"""Worker process: runs node jobs one at a time, importing heavy libraries once.
+
+Protocol: one JSON job per line on stdin, one JSON result per line on the original
+stdout. During a job, fd 1 and 2 go to that node's log file, so everything Olive,
+torch or onnxruntime print lands in the node's log. A crash of this process (a
+segfault in a pass, a kill) only fails the node it was running.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def _install_network_audit(path: str) -> None:
+    """Record every outgoing socket connect (issue: prove an apply stays silent)."""
+
+    def hook(event, args):
+        if event == "socket.connect":
+            sock, address = args[0], args[1]
+            if isinstance(address, (str, bytes)):  # AF_UNIX: local IPC, not the network
+                return
+            with open(path, "a") as f:
+                f.write(json.dumps({"pid": os.getpid(), "address": [str(a) for a in address]}) + "\n")
+
+    sys.addaudithook(hook)
+
+
+def run_job(job: dict) -> dict:
+    kind = job["kind"]
+    if kind == "olive":
+        from .olive.runner import run_olive
+
+        return run_olive(job["config"], Path(job["log"]))
+    if kind == "tiny-model":
+        from .tinymodel import build_tiny_model
+
+        info = build_tiny_model(Path(job["output_dir"]), **job["args"])
+        return {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}}, "info": info}
+    if kind == "generate":
+        from .genai import run_generate
+
+        return run_generate(job)
+    if kind == "register":
+        from .azureml import run_register
+
+        return run_register(job)
+    if kind == "sleep":  # used by tests of crash handling and concurrency
+        time.sleep(job.get("seconds", 1))
+        out = Path(job["output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "slept.txt").write_text(str(job.get("seconds", 1)))
+        return {"model": None}
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def main() -> int:
+    if os.environ.get("OLIVEPIPE_NETWORK_AUDIT"):
+        _install_network_audit(os.environ["OLIVEPIPE_NETWORK_AUDIT"])
+    results = os.fdopen(os.dup(1), "w", buffering=1)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    saved_err = os.dup(2)
+    os.dup2(quiet, 1)
+    results.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        job = json.loads(line)
+        log_fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        t0 = time.perf_counter()
+        try:
+            res = {"ok": True, **run_job(job)}
+        except BaseException as e:  # noqa: BLE001 - any failure is reported, the worker lives on
+            traceback.print_exc()
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            res = {"ok": False, "error": f"{type(e).__name__}: {msg}"[:500]}
+            if isinstance(e, KeyboardInterrupt):
+                raise
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(quiet, 1)
+            os.dup2(saved_err, 2)
+            os.close(log_fd)
+        res["seconds"] = round(time.perf_counter() - t0, 3)
+        results.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
