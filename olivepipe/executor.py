@@ -37,7 +37,7 @@ class Event:
 @dataclass
 class Outcome:
     name: str
-    status: str  # cached | ran | failed | skipped | blocked
+    status: str  # cached | ran | failed | skipped (input failed) | blocked | excluded (not targeted)
     seconds: float = 0.0
     error: str = ""
     log: str = ""
@@ -55,7 +55,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.status in ("cached", "ran") for o in self.outcomes.values())
+        return all(o.status in ("cached", "ran", "excluded") for o in self.outcomes.values())
 
     @property
     def ran(self) -> list[str]:
@@ -107,7 +107,7 @@ class _Run:
         pending = [n for n in order if self.steps[n].status != SKIP]
         for n in order:
             if self.steps[n].status == SKIP:
-                self.result.outcomes[n] = Outcome(n, "skipped", error="not needed by the target")
+                self.result.outcomes[n] = Outcome(n, "excluded", error="not needed by the target")
         needs_worker = any(self.steps[n].status == RUN for n in pending)
         if needs_worker:
             self.ws.store.ensure()

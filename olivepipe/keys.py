@@ -38,7 +38,11 @@ def _looks_like_digest(s: str) -> bool:
 def _diff(a, b, path, out):
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
-            if k not in a:
+            if k not in a and isinstance(b[k], dict):
+                _diff({}, b[k], path + (k,), out)  # a pruned empty mapping: report its entries
+            elif k not in b and isinstance(a[k], dict):
+                _diff(a[k], {}, path + (k,), out)
+            elif k not in a:
                 out.append(f"{_p(path + (k,))} added: {_fmt(b[k])}")
             elif k not in b:
                 out.append(f"{_p(path + (k,))} removed (was {_fmt(a[k])})")

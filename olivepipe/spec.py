@@ -278,7 +278,11 @@ class _Builder:
         if order is not None:
             expanded: dict[str, list[tuple[dict, str]]] = {m: [({}, m)] for m in models}
             for base in order:
-                for spec in self.expand(base, d["nodes"][base], expanded, models, datasets, defaults):
+                specs = self.expand(base, d["nodes"][base], expanded, models, datasets, defaults)
+                if not specs:  # its problem is reported; dependents would only echo it
+                    self.broken.add(base)
+                    expanded[base] = []
+                for spec in specs:
                     if spec.name in nodes or spec.name in models:
                         self.problem(("nodes", base, "matrix"), f"matrix variant name '{spec.name}' collides with another node",
                                      "rename the node or change the matrix values")
@@ -397,8 +401,8 @@ class _Builder:
     def expand(self, base, n, expanded, models, datasets, defaults) -> list[NodeSpec]:
         where = ("nodes", base)
         refs = [n["input"]] if isinstance(n.get("input"), str) else list(n.get("input") or [])
-        if base in self.broken or any(self.ref_base(r, models) in self.broken - set(models) for r in refs):
-            self.broken.add(base)  # its problems are already reported; dependents would only echo them
+        inputs_broken = any(self.ref_base(r, models) in self.broken - set(models) for r in refs)
+        if base in self.broken:
             expanded[base] = []
             return []
         kind = n.get("kind", "olive")
@@ -442,6 +446,12 @@ class _Builder:
             for k in ("name", "version"):
                 if k not in n:
                     self.problem(where, f"a register node needs `{k}`", "e.g. `name: ft-for-travel` and `version: 1`")
+        if inputs_broken:
+            # upstream problems are reported already; still check this node's own params
+            if pass_type:
+                self.finish(NodeSpec(name=base, base=base, kind=kind, inputs=(), pass_type=pass_type, alias=alias,
+                                     params={**(n.get("params") or {})}), where)
+            return []
         # each input contributes its expanded variants; a node fans out along them
         choices = []
         for ref in refs:

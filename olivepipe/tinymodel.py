@@ -152,8 +152,10 @@ def _check_shape(arch, layers, hidden, heads, kv_heads, vocab_size, max_position
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
-    if (hidden // heads) % 2:
-        raise ValueError(f"head size hidden/heads = {hidden // heads} must be even (rotary embeddings)")
+    if (hidden // heads) % 16:
+        # onnxruntime's CPU GroupQueryAttention kernel rejects other head sizes at run time.
+        raise ValueError(f"head size hidden/heads = {hidden // heads} must be a multiple of 16 "
+                         "(onnxruntime's GroupQueryAttention requires it)")
     if heads % kv_heads:
         raise ValueError(f"heads ({heads}) must be a multiple of kv_heads ({kv_heads})")
     if vocab_size < MIN_VOCAB_SIZE:

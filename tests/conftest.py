@@ -1,0 +1,53 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "travel-tiny"
+SHARED_TRAVEL = REPO.parent / "shared" / "data" / "data_sample_travel.jsonl"
+
+
+@pytest.fixture
+def example(tmp_path) -> Path:
+    """A private copy of the tiny travel example (with its own .olivepipe and lock)."""
+    dest = tmp_path / "travel"
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".olivepipe", "outputs", "olivepipe.lock"))
+    return dest / "workflow.yaml"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (exit codes, stderr and all)."""
+    e = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "olivepipe.cli", *map(str, args)], cwd=cwd, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+MINIMAL = """\
+olivepipe: 1
+name: mini
+models:
+  base: {tiny: {arch: phi3}}
+datasets:
+  travel: {files: travel.jsonl, text_template: "<|user|>\\n{prompt}<|end|>\\n<|assistant|>\\n{response}<|end|>", max_seq_len: 64}
+nodes:
+  finetune: {pass: lora, input: base, data: travel, params: {r: 4, max_steps: 2, torch_dtype: float32}}
+  onnx: {pass: model-builder, input: finetune, params: {precision: int4}}
+  adapters: {pass: extract-adapters, input: onnx}
+"""
+
+
+@pytest.fixture
+def mini(tmp_path) -> Path:
+    wf = write(tmp_path / "mini" / "workflow.yaml", MINIMAL)
+    write(tmp_path / "mini" / "travel.jsonl", '{"prompt": "a", "response": "b"}\n' * 8)
+    return wf
