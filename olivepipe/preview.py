@@ -50,10 +50,12 @@ def _is_onnx(ws: Workspace, name: str) -> bool:
 
 def validate_with_olive(config: dict) -> None:
     """Olive's own RunConfig validation; its messages reach the user unchanged."""
+    import copy
+
     from olive.workflows.run.config import RunConfig
 
     try:
-        RunConfig.parse_obj(config)
+        RunConfig.model_validate(copy.deepcopy(config))  # Olive's validators mutate their input
     except Exception as e:  # pydantic ValidationError or Olive's own checks
         raise OlivepipeError(f"Olive rejects the compiled config: {e}", "this is a bug in olivepipe's compiler or an "
                              "Olive version mismatch; please report it") from None

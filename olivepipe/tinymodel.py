@@ -120,7 +120,7 @@ def build_tiny_model(
     model = _make_model(arch, layers, hidden, heads, kv_heads, intermediate,
                         vocab_size, max_position, seed, ids)
     _save_model(model, out_dir)
-    # Written by hand (over save_pretrained's) to keep it minimal and version-free.
+    # Replaces save_pretrained's: minimal, and free of the transformers version.
     _write_json(out_dir / "generation_config.json", {
         "bos_token_id": ids[BOS],
         # Stop at end of turn as well as end of text, as Phi-3 does.
@@ -132,7 +132,7 @@ def build_tiny_model(
 
     return {
         "arch": arch,
-        "architecture": model.config.architectures[0],
+        "architecture": type(model).__name__,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": vocab_size,
         "tokenizer_vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
@@ -216,7 +216,7 @@ def _train_tokenizer(vocab_size: int):
 
 def _make_model(arch, layers, hidden, heads, kv_heads, intermediate, vocab_size, max_position, seed, ids):
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config
+    from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config
 
     common = dict(
         vocab_size=vocab_size,
@@ -228,7 +228,7 @@ def _make_model(arch, layers, hidden, heads, kv_heads, intermediate, vocab_size,
         max_position_embeddings=max_position,
         hidden_act="silu",
         rope_theta=10000.0,
-        rope_scaling=None,
+        rope_scaling=None,  # plain RoPE: the builder then needs no scaling tables
         tie_word_embeddings=False,  # separate lm_head, as the builder and LoRA targets expect
         pad_token_id=ids[PAD],
         bos_token_id=ids[BOS],
@@ -244,14 +244,11 @@ def _make_model(arch, layers, hidden, heads, kv_heads, intermediate, vocab_size,
         config = MistralConfig(**common, head_dim=hidden // heads, sliding_window=None)
     else:
         config = Qwen2Config(**common, use_sliding_window=False)
-    config.architectures = [type(config).__name__.replace("Config", "ForCausalLM")]
 
     # fork_rng: seed the initialisation without disturbing the caller's RNG state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids[BOS], eos_token_id=[ids["<|end|>"], ids[EOS]], pad_token_id=ids[PAD])
     return model.eval()
 
 
@@ -260,8 +257,8 @@ def _save_model(model, out_dir: Path) -> None:
 
     from transformers.utils import logging as hf_logging
 
-    # save_pretrained (config.json sorted, weights in checkpoint layout) minus its
-    # progress bar, which would clutter the caller's log.
+    # save_pretrained writes config.json (sorted keys) and the weights in checkpoint
+    # layout; its progress bar would only clutter the caller's log.
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
