@@ -343,5 +343,7 @@ def cache_gc(workflow, cache_dir, force_all, dry_run):
     _exit(_run(go))
 
 
+from . import cli_review  # noqa: E402,F401  (diff, fmt: review commands register themselves on `main`)
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""Review commands (diff, fmt) register here on the main CLI group."""
