@@ -152,7 +152,7 @@ REDACTED = "***"
 # Key-name tokens (after camelCase/punctuation splitting) that mark a secret value.
 _SECRET_KEY_PARTS = frozenset(
     {
-        "secret", "password", "passwd", "pwd", "token", "key", "sas", "sig", "signature",
+        "secret", "password", "passwd", "token", "key", "sas", "sig", "signature",
         "authorization", "apikey", "accountkey", "connectionstring", "cookie", "privatekey",
     }
 )

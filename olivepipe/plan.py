@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .envcheck import Check, check_node
+from .olive.catalog import INCOMPATIBLE
 from .keys import diff_records, key_of
 from .lock import prune
 from .workspace import Workspace
@@ -92,6 +93,12 @@ def _warnings(ws: Workspace, name: str) -> tuple[str, ...]:
                 out.append(f"TRUST_REMOTE_CODE: model '{inp}' runs its repository's own Python code")
             if m and m.source == "hf" and not m.revision:
                 out.append(f"model '{inp}' ({m.hf}) is not pinned to a revision: the hub can change it under the cache")
+        node = wf.nodes[name]
+        for inp in node.inputs:
+            up = wf.nodes.get(inp)
+            why = up and INCOMPATIBLE.get((up.pass_type, node.pass_type))
+            if why:
+                out.append(f"KNOWN INCOMPATIBILITY: {up.alias} -> {node.alias}: {why}")
         for k in ("user_script", "script_dir"):
             if k in wf.nodes[name].params:
                 out.append(f"USER_SCRIPT: runs {wf.nodes[name].params[k]}")
@@ -137,6 +144,9 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         elif not check.ok and not entry:
             digests[name] = None
             out.append(Step(status=BLOCKED, reasons=(f"cannot run on this machine: {check.message}",), **common))
+        elif kind == "register" and not entry and not ws.rehearse and (problem := _register_problem(ws, name)):
+            digests[name] = None
+            out.append(Step(status=BLOCKED, reasons=(problem,), **common))
         elif force_all or name in force:
             digests[name] = None
             out.append(Step(status=RUN, reasons=("forced",), **common))
@@ -147,6 +157,21 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             digests[name] = None
             out.append(Step(status=RUN, reasons=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
     return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions))
+
+
+def _register_problem(ws: Workspace, name: str) -> str | None:
+    """Why a registration cannot happen from here (workspace or credentials), or None."""
+    import os
+
+    from .azureml import RegistrationError, check_credentials, resolve_workspace
+
+    try:
+        resolve_workspace(ws.workflow.nodes[name].options, os.environ, base_dir=ws.workflow.file.parent,
+                          start_dir=ws.workflow.file.parent)
+    except RegistrationError as e:
+        return e.message
+    status = check_credentials(timeout_s=5)
+    return None if status.ok else f"{status.reason} ({status.hint})" if status.hint else status.reason
 
 
 def _why(ws, name, record, complete, prev, key, digests) -> list[str]:

@@ -38,6 +38,10 @@ def plan_text(plan: Plan, console: Console) -> None:
                 console.print(Text(f"      {r}", style="dim" if s.status == RUN else "red"))
         for w in s.warnings:
             console.print(Text(f"      ! {w}", style="bold magenta"))
+    shown = {s.name for s in plan.steps}
+    hidden = {k: v for k, v in plan.substitutions.items() if k not in shown}
+    for name, note in hidden.items():
+        console.print(Text(f"  ~ {name}  REHEARSAL: {note}", style="bold magenta"))
     c = plan.counts()
     summary = f"Plan: {c[RUN]} to run, {c[CACHED]} cached, {c[BLOCKED]} blocked"
     if c[SKIP]:
@@ -53,6 +57,8 @@ def plan_markdown(plan: Plan, mermaid: str) -> str:
     est = plan.to_json()["estimate_s"]
     if est:
         lines.append(f"Estimated time from earlier runs: {_fmt_s(est)}")
+    for name, note in plan.substitutions.items():
+        lines.append(f"- rehearsal: `{name}`: {note}")
     lines += ["", "```mermaid", mermaid.rstrip(), "```", "",
               "| step | does | device | status | why |", "|---|---|---|---|---|"]
     for s in plan.steps:

@@ -306,6 +306,11 @@ class _Builder:
             return ModelSpec(name, "path", path=p, arch=m.get("arch"), rehearse=m.get("rehearse"),
                              trust_remote_code=m.get("trust_remote_code", False))
         if "tiny" in m:
+            t = m["tiny"]
+            hidden, heads = t.get("hidden", 64), t.get("heads", 4)
+            if hidden % heads or (hidden // heads) % 16:
+                self.problem(where + ("tiny",), f"tiny model head size {hidden}/{heads} is not a multiple of 16",
+                             "onnxruntime's CPU attention needs head sizes of 16, 32, 64...: e.g. hidden 64 with heads 4")
             return ModelSpec(name, "tiny", tiny=dict(m["tiny"]), arch=m["tiny"].get("arch", "phi3"))
         if "revision" not in m:
             pass  # allowed, but plan warns: an unpinned hub model can change under the cache

@@ -20,7 +20,7 @@ from .spec import ModelSpec, Workflow, load_workflow
 from .store import Entry, Store
 
 TINY_DEFAULTS = {"arch": "phi3", "layers": 2, "hidden": 64, "heads": 4, "vocab_size": 512, "seed": 0}
-TINY_GENERATOR = 1  # bump when tinymodel.py changes what it builds
+TINY_GENERATOR = 2  # bump when tinymodel.py changes what it builds
 
 
 @dataclass
@@ -36,6 +36,9 @@ class Workspace:
 
     @property
     def lock_path(self) -> Path:
+        # rehearsals are private runs: their records never land in the committed lock
+        if self.rehearse:
+            return self.dir / "rehearsal.lock"
         return self.workflow.file.parent / "olivepipe.lock"
 
     @property
@@ -117,7 +120,10 @@ class Workspace:
         if name in wf.models and wf.models[name].source != "tiny":
             return olive_compile.model_source_config(wf.models[name])
         entry = results[name]
-        return resolve_model_config(entry.model, entry.tree)
+        cfg = resolve_model_config(entry.model, entry.tree)
+        # Olive writes `"load_kwargs": null` and then crashes reading it back with a dataset
+        cfg["config"] = {k: v for k, v in cfg.get("config", {}).items() if v is not None}
+        return cfg
 
     def job(self, name: str, results: dict[str, Entry], output_dir: Path, scratch: Path) -> dict:
         """The worker job for a step; ``results`` holds the entries of its inputs."""

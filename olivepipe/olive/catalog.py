@@ -70,6 +70,18 @@ NEEDS = {
     "OnnxConversion": Needs(packages=("onnx", "onnxscript")),
 }
 
+# Known breakages of this stack (olive-ai 0.13, transformers 5): (upstream pass, pass) -> why.
+INCOMPATIBLE = {
+    ("AutoAWQQuantizer", "LoRA"): "LoRA cannot load an AWQ checkpoint under transformers 5 without gptqmodel "
+    "(source-only on PyPI; 7.7.0 needs torch>=2.14.1 and transformers>=5.20.2). Working routes: LoRA on the "
+    "base model then model-builder int4, or AWQ then model-builder int4 (docs/gpu.md)",
+    ("Rtn", "LoRA"): "Olive's Rtn output has QuantLinear layers, which peft cannot wrap with LoRA",
+    ("Gptq", "LoRA"): "Olive's Gptq output has QuantLinear layers, which peft cannot wrap with LoRA",
+}
+for _q in ("AutoAWQQuantizer", "Rtn", "Gptq"):
+    for _t in ("DoRA", "QLoRA", "LoHa", "LoKr"):
+        INCOMPATIBLE.setdefault((_q, _t), INCOMPATIBLE[(_q, "LoRA")])
+
 EXECUTION_PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "gpu": "CUDAExecutionProvider",

@@ -33,7 +33,7 @@ def data_config(ds: DatasetSpec, name: str = DATA_NAME, *, text_column_folder: P
     if text_column_folder is not None:
         # a materialized folder with a `text` column: the only shape autoawq accepts through Olive
         load = {"data_name": str(text_column_folder), "split": "train"}
-        pre = {"text_cols": ["text"]}
+        pre = {"input_cols": "text"}  # Olive's AWQ pass hands autoawq exactly this key as text_column
     elif ds.files:
         load = {"data_name": ds.format or "json", "data_files": [str(f) for f in ds.files], "split": "train"}
         pre = {}
