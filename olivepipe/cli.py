@@ -214,12 +214,16 @@ def apply(workflow, target, force, force_all, jobs, gpu_slots, cache_dir, rehear
         if as_json:
             result = do_apply(ws, p, jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target)
             click.echo(json.dumps(result.to_json(), indent=2))
+        elif not (p.to_run or p.blocked):
+            # nothing to run: a one-line answer, without loading the progress renderer
+            result = do_apply(ws, p, jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target)
+            c = sum(1 for o in result.outcomes.values() if o.status == "cached")
+            click.echo(f"Apply complete: nothing to do, {c} cached ({result.seconds:.2f}s)")
         else:
             from .report import Progress, plan_text, result_text
 
             console = _console()
-            if p.to_run or p.blocked:
-                plan_text(p, console)
+            plan_text(p, console)
             with Progress(p, console) as progress:
                 result = do_apply(ws, p, jobs=jobs, gpu_slots=gpu_slots, on_event=progress, prune_lock=not target)
             result_text(result, console, str(workflow))

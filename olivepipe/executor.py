@@ -13,11 +13,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
-from filelock import FileLock, Timeout
-
 from . import lock as lockfile
 from .errors import OlivepipeError
 from .keys import key_of
+from .mutex import Busy, FileMutex
 from .olive.runtime import worker_env
 from .plan import BLOCKED, CACHED, RUN, SKIP, Plan
 from .pool import Pool, WorkerCrashed
@@ -71,11 +70,12 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int = 1, gpu_slots: int = 1,
     emit = on_event or (lambda e: None)
     t0 = time.perf_counter()
     ws.dir.mkdir(parents=True, exist_ok=True)
-    guard = FileLock(str(ws.dir / f"apply-{ws.lock_name}.lock"))
+    guard = FileMutex(ws.dir / f"apply-{ws.lock_name}.lock")
     try:
         guard.acquire(timeout=0)
-    except Timeout:
-        raise OlivepipeError(f"another `olivepipe apply` of '{ws.lock_name}' is running in {ws.dir.parent}",
+    except Busy:
+        raise OlivepipeError(f"another `olivepipe apply` of '{ws.lock_name}' is running in {ws.dir.parent} "
+                             f"(pid {guard.holder()})",
                              "wait for it to finish; two applies of one workflow would race on its outputs") from None
     try:
         run = _Run(ws, plan, emit, jobs, gpu_slots)

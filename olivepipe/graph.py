@@ -1,13 +1,13 @@
-"""The DAG of a validated workflow: networkx underneath, stable order on top.
+"""The DAG of a validated workflow, as a small frozen structure.
 
-Validation already rejected cycles and unknown references, so building the graph
-cannot fail; everything downstream trusts it.
+Validation (spec.py) already used networkx to reject cycles and to order the
+nodes; what remains at run time is plain parent/child maps, so a fully cached
+apply never pays networkx's import.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
-
-import networkx as nx
 
 from .spec import Workflow
 
@@ -15,50 +15,52 @@ from .spec import Workflow
 @dataclass
 class Graph:
     workflow: Workflow
-    g: nx.DiGraph  # nodes: model names and node names; attribute kind=model|node
+    kinds: dict[str, str]  # name -> "model" | "node"
+    parents: dict[str, tuple[str, ...]]
+    children: dict[str, tuple[str, ...]]
+    topo: tuple[str, ...]  # models and nodes, deterministic topological order
 
     @property
     def order(self) -> list[str]:
-        """Workflow nodes (not models) in a deterministic topological order."""
-        return [n for n in self._topo() if self.g.nodes[n]["kind"] == "node"]
+        """Workflow nodes (not models) in topological order, ties broken by file position."""
+        return [n for n in self.topo if self.kinds[n] == "node"]
 
-    def _topo(self) -> list[str]:
-        index = {n: i for i, n in enumerate(list(self.workflow.models) + list(self.workflow.nodes))}
-        return list(nx.lexicographical_topological_sort(self.g, key=lambda n: index[n]))
+    def out_degree(self, name: str) -> int:
+        return len(self.children[name])
 
-    def parents(self, name: str) -> list[str]:
-        return list(self.workflow.nodes[name].inputs)
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return [(p, c) for c in self.topo for p in self.parents[c]]
+
+    def _closure(self, names, step) -> set[str]:
+        seen, todo = set(), list(names)
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(step[n])
+        return seen
 
     def upstream(self, names) -> set[str]:
         """The given nodes and every node they need (models excluded)."""
-        out = set()
-        for n in names:
-            out.add(n)
-            out.update(a for a in nx.ancestors(self.g, n) if self.g.nodes[a]["kind"] == "node")
-        return out
+        return {n for n in self._closure(names, self.parents) if self.kinds[n] == "node"}
 
     def downstream(self, names) -> set[str]:
-        out = set()
-        for n in names:
-            out.add(n)
-            out.update(nx.descendants(self.g, n))
-        return out
+        return self._closure(names, self.children)
 
     def mermaid(self, marks: dict[str, str] | None = None) -> str:
-        """Mermaid flowchart; ``marks`` maps node -> css class (run, cached, blocked...)."""
+        """Mermaid flowchart; ``marks`` maps node -> class (run, cached, blocked, skip)."""
         marks = marks or {}
-        ids = {n: f"n{i}" for i, n in enumerate(self._topo())}
+        ids = {n: f"n{i}" for i, n in enumerate(self.topo)}
         lines = ["flowchart TD"]
-        for n in self._topo():
+        for n in self.topo:
             label = self._label(n)
-            shape = f'[("{label}")]' if self.g.nodes[n]["kind"] == "model" else f'["{label}"]'
-            lines.append(f"  {ids[n]}{shape}")
-        for a, b in sorted(self.g.edges, key=lambda e: (ids[e[0]], ids[e[1]])):
+            lines.append(f'  {ids[n]}[("{label}")]' if self.kinds[n] == "model" else f'  {ids[n]}["{label}"]')
+        for a, b in sorted(self.edges, key=lambda e: (ids[e[0]], ids[e[1]])):
             lines.append(f"  {ids[a]} --> {ids[b]}")
         styles = {"run": "fill:#ffe9a8,stroke:#c90", "cached": "fill:#d8f5d0,stroke:#393",
                   "blocked": "fill:#f8d0d0,stroke:#c33", "skip": "fill:#eee,stroke:#999"}
-        used = sorted(set(marks.values()) & set(styles))
-        for cls in used:
+        for cls in sorted(set(marks.values()) & set(styles)):
             lines.append(f"  classDef {cls} {styles[cls]}")
         for n, cls in sorted(marks.items()):
             if n in ids and cls in styles:
@@ -67,11 +69,11 @@ class Graph:
 
     def dot(self) -> str:
         lines = [f'digraph "{self.workflow.name}" {{', "  rankdir=TB;", '  node [fontname="Helvetica"];']
-        for n in self._topo():
-            shape = "cylinder" if self.g.nodes[n]["kind"] == "model" else "box"
+        for n in self.topo:
+            shape = "cylinder" if self.kinds[n] == "model" else "box"
             label = self._label(n).replace('"', r'\"').replace("<br/>", r"\n")
             lines.append(f'  "{n}" [shape={shape}, label="{label}"];')
-        for a, b in sorted(self.g.edges):
+        for a, b in sorted(self.edges):
             lines.append(f'  "{a}" -> "{b}";')
         lines.append("}")
         return "\n".join(lines) + "\n"
@@ -83,17 +85,30 @@ class Graph:
             what = m.hf or (f"tiny {m.tiny.get('arch', 'phi3')}" if m.tiny is not None else (m.path.name if m.path else ""))
             return f"{n}<br/>{what}"
         node = wf.nodes[n]
-        what = node.alias or node.kind
-        return f"{n}<br/>{what} @ {node.device}"
+        return f"{n}<br/>{node.alias or node.kind} @ {node.device}"
 
 
 def build_graph(workflow: Workflow) -> Graph:
-    g = nx.DiGraph()
-    for m in workflow.models:
-        g.add_node(m, kind="model")
-    for name in workflow.nodes:
-        g.add_node(name, kind="node")
-    for name, node in workflow.nodes.items():
-        for inp in node.inputs:
-            g.add_edge(inp, name)
-    return Graph(workflow, g)
+    kinds = {m: "model" for m in workflow.models}
+    kinds.update({n: "node" for n in workflow.nodes})
+    parents = {m: () for m in workflow.models}
+    parents.update({n: tuple(node.inputs) for n, node in workflow.nodes.items()})
+    children: dict[str, list[str]] = {n: [] for n in kinds}
+    for n, ps in parents.items():
+        for p in ps:
+            children[p].append(n)
+    # Kahn's algorithm, ready set ordered by file position: plans, logs and locks never reshuffle
+    index = {n: i for i, n in enumerate(kinds)}
+    missing = {n: len(ps) for n, ps in parents.items()}
+    ready = [(index[n], n) for n, k in missing.items() if k == 0]
+    heapq.heapify(ready)
+    topo = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        topo.append(n)
+        for c in children[n]:
+            missing[c] -= 1
+            if missing[c] == 0:
+                heapq.heappush(ready, (index[c], c))
+    assert len(topo) == len(kinds), "validated workflows are acyclic"
+    return Graph(workflow, kinds, parents, {k: tuple(v) for k, v in children.items()}, tuple(topo))

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from . import yamlpos
 from .errors import Problem, SpecError
 from .olive.catalog import EXECUTION_PROVIDERS, KNOWN_PROVIDERS, Catalog, load_catalog
@@ -108,9 +106,20 @@ def find_root(start: Path) -> Path:
 
 
 def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_files: bool = True) -> Workflow:
-    """Read, parse, schema-check and semantically check a workflow file."""
+    """Read, parse, schema-check and semantically check a workflow file.
+
+    A file that validated before, byte for byte, is read back from the validation
+    memo (.olivepipe/validated/) instead: the hot path of a no-op apply then never
+    imports jsonschema or networkx.
+    """
     file = Path(path)
     shown = str(path)
+    if catalog is None:
+        from . import specmemo
+
+        hit = specmemo.recall(file, check_files)
+        if hit is not None:
+            return hit
     try:
         raw_bytes = file.read_bytes()
     except FileNotFoundError:
@@ -119,8 +128,13 @@ def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_fil
         raise SpecError([Problem(shown, 0, 0, "is a directory, not a workflow file", "")]) from None
     except OSError as e:
         raise SpecError([Problem(shown, 0, 0, f"cannot read: {e.strerror}", "")]) from None
-    return parse_workflow(raw_bytes, shown, base=file.resolve().parent, catalog=catalog, check_files=check_files,
-                          file=file.resolve())
+    wf = parse_workflow(raw_bytes, shown, base=file.resolve().parent, catalog=catalog, check_files=check_files,
+                        file=file.resolve())
+    if catalog is None:
+        from . import specmemo
+
+        specmemo.remember(wf, raw_bytes, check_files)
+    return wf
 
 
 def parse_workflow(raw: bytes | str, shown: str, *, base: Path, catalog: Catalog | None = None,
@@ -157,6 +171,8 @@ def parse_workflow(raw: bytes | str, shown: str, *, base: Path, catalog: Catalog
 
 
 def _schema_problems(data, pos, shown) -> list[Problem]:
+    import jsonschema  # only when validating for real (see load_workflow's memo)
+
     validator = jsonschema.Draft202012Validator(SCHEMA)
     out = []
     for err in validator.iter_errors(data):

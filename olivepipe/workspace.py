@@ -30,9 +30,12 @@ class Workspace:
     store: Store
     stats: StatCache
     dir: Path  # .olivepipe next to the workflow
-    catalog: Catalog
     rehearse: bool = False
     substitutions: dict = field(default_factory=dict)  # rehearsal stand-ins: name -> what was replaced
+
+    @property
+    def catalog(self) -> Catalog:
+        return load_catalog()  # lazily: a cached no-op never compiles, so never needs it
 
     @property
     def lock_path(self) -> Path:
@@ -59,7 +62,7 @@ class Workspace:
 
     def steps(self) -> list[str]:
         """Everything that produces a result, in order: tiny models, then nodes."""
-        tiny = [m for m, spec in self.workflow.models.items() if spec.source == "tiny" and self.graph.g.out_degree(m)]
+        tiny = [m for m, spec in self.workflow.models.items() if spec.source == "tiny" and self.graph.out_degree(m)]
         return tiny + self.graph.order
 
     def step_inputs(self, name: str) -> tuple[str, ...]:
@@ -173,7 +176,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     d = wf.file.parent / ".olivepipe"
     store = Store(Path(cache_dir) if cache_dir else default_cache_dir(wf))
     stats = StatCache(d / "state.db" if os.access(wf.file.parent, os.W_OK) else None)
-    return Workspace(wf, build_graph(wf), store, stats, d, load_catalog(), rehearse, substitutions)
+    return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions)
 
 
 

@@ -155,3 +155,21 @@ def test_cli_validate_json(tmp_path):
 
     data = json.loads(r.stdout)
     assert data["ok"] is False and data["files"][0]["problems"][0]["line"] == 8
+
+
+def test_validation_memo_is_exact_and_rechecks_files(mini, monkeypatch):
+    import olivepipe.spec as spec
+
+    first = load_workflow(mini)
+    calls = []
+    real = spec._schema_problems
+    monkeypatch.setattr(spec, "_schema_problems", lambda *a: calls.append(1) or real(*a))
+    again = load_workflow(mini)
+    assert calls == [] and again.nodes == first.nodes and again.positions == first.positions
+    assert again.datasets["travel"].files == first.datasets["travel"].files
+    mini.write_text(mini.read_text().replace("r: 4", "r: 8"))  # any byte change: validated again
+    assert load_workflow(mini).nodes["finetune"].params["r"] == 8 and calls == [1]
+    (mini.parent / "travel.jsonl").unlink()  # a memo never hides a missing data file
+    with pytest.raises(SpecError, match="1 problem"):
+        load_workflow(mini)
+    assert not list((mini.parent / ".olivepipe" / "validated").glob("*.pickle"))

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from .catalog_gen import catalog_path
@@ -206,10 +205,9 @@ def _type_error(spec: dict, v) -> str | None:
 
 
 def installed_version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+    from .runtime import version
+
+    return version(dist)
 
 
 def _cache_home() -> Path:
