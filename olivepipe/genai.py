@@ -74,18 +74,28 @@ def generate(model_dir: Path, prompts: list[str], *, adapters: list[tuple[str, P
 def run_generate(job: dict) -> dict:
     """Worker entry point for kind: generate."""
     opts = job["options"]
-    inp = job["inputs"][0]
-    folder = model_folder(inp["model"])
-    adapters = find_adapters(folder, inp["model"], opts.get("adapters", "auto"))
-    report = generate(folder, opts["prompts"], adapters=adapters, max_new_tokens=opts.get("max_new_tokens", 64),
-                      template=opts.get("chat_template", DEFAULT_TEMPLATE))
-    report["model"] = job["inputs"][0]["name"]
+    reports = []
+    for inp in job["inputs"]:  # fan-in: every input model gets the same prompts
+        folder = model_folder(inp["model"])
+        adapters = find_adapters(folder, inp["model"], opts.get("adapters", "auto"))
+        rep = generate(folder, opts["prompts"], adapters=adapters, max_new_tokens=opts.get("max_new_tokens", 64),
+                       template=opts.get("chat_template", DEFAULT_TEMPLATE))
+        rep["model"] = inp["name"]
+        reports.append(rep)
+    report = reports[0] if len(reports) == 1 else {"models": reports}
     out = Path(job["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = []
+    for rep in reports:
+        lines += _markdown(rep)
+    (out / "report.md").write_text("\n".join(lines))
+    return {"model": None, "summary": {"runs": sum(len(r["runs"]) for r in reports)}}
+
+
+def _markdown(report: dict) -> list[str]:
     lines = [f"# Chat smoke test: {report['model']}", ""]
     for r in report["runs"]:
         lines += [f"**{r['prompt']}**" + (f" (adapter `{r['adapter']}`)" if r["adapter"] else ""), "",
                   f"> {r['answer']}", "", f"{r['new_tokens']} tokens, {r['tokens_per_s']} tokens/s", ""]
-    (out / "report.md").write_text("\n".join(lines))
-    return {"model": None, "summary": {"runs": len(report["runs"])}}
+    return lines

@@ -452,6 +452,9 @@ class _Builder:
                              f"did you mean {' or '.join(repr(s) for s in sugg)}?" if sugg else
                              "use an alias (lora, awq, gptq, rtn, model-builder, ...) or an Olive pass type", value=True)
                 return []
+            if isinstance(n.get("input"), list) and len(n["input"]) > 1:
+                self.problem(where + ("input",), f"an Olive pass reads one model; '{base}' lists {len(n['input'])}",
+                             "fan in with a `generate` or `register` node, or split into one node per input", value=True)
             data = n.get("data")
             if data is not None and data not in datasets:
                 close = difflib.get_close_matches(data, list(datasets), n=1, cutoff=0.6)

@@ -173,3 +173,8 @@ def test_validation_memo_is_exact_and_rechecks_files(mini, monkeypatch):
     with pytest.raises(SpecError, match="1 problem"):
         load_workflow(mini)
     assert not list((mini.parent / ".olivepipe" / "validated").glob("*.pickle"))
+
+
+def test_olive_pass_takes_one_input(tmp_path):
+    ps = problems(MINIMAL.replace("input: onnx}", "input: [onnx, finetune]}"), tmp_path)
+    assert any("an Olive pass reads one model" in p.message for p in ps)
