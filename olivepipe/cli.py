@@ -350,4 +350,8 @@ def cache_gc(workflow, cache_dir, force_all, dry_run):
 from . import cli_review  # noqa: E402,F401  (diff, fmt: review commands register themselves on `main`)
 
 if __name__ == "__main__":
-    main()
+    # `python -m olivepipe.cli`: this file runs as __main__, and cli_review registered its
+    # commands on the imported olivepipe.cli.main, a second copy; run that one
+    from olivepipe.cli import main as _main
+
+    _main()
