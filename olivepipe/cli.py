@@ -183,13 +183,13 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
 
             plan_text(p, _console())
         if detailed_exitcode:
-            return 2 if p.has_changes else 0
+            return "changes" if p.has_changes else 0
         return 0
 
     code = _run(go)
-    if detailed_exitcode and code == 2 and False:
-        pass
-    _exit(code if code in (0, 2, 130) or not detailed_exitcode else 1)
+    if detailed_exitcode:  # terraform's contract: 0 nothing to do, 1 error (bad input too), 2 changes
+        code = 2 if code == "changes" else 130 if code == 130 else 1 if code else 0
+    _exit(code)
 
 
 @main.command()

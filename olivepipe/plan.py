@@ -70,9 +70,10 @@ class Plan:
 
     def to_json(self) -> dict:
         est = [s.estimate_s for s in self.to_run]
+        known = est and all(e is not None for e in est)
         return {"format": 1, "workflow": self.workflow, "rehearse": self.rehearse,
                 "substitutions": self.substitutions, "summary": self.counts(),
-                "estimate_s": round(sum(e for e in est if e), 1) if est and all(est) else None,
+                "estimate_s": round(sum(est), 1) if known else None,
                 "steps": [s.to_json() for s in self.steps]}
 
 

@@ -55,15 +55,15 @@ def plan_markdown(plan: Plan, mermaid: str) -> str:
     lines.append(f"**{c[RUN]} to run, {c[CACHED]} cached, {c[BLOCKED]} blocked**" +
                  (f", {c[SKIP]} skipped" if c[SKIP] else ""))
     est = plan.to_json()["estimate_s"]
-    if est:
-        lines.append(f"Estimated time from earlier runs: {_fmt_s(est)}")
+    if est is not None:
+        lines += ["", f"Estimated time from earlier runs: {_fmt_s(est)}"]
     for name, note in plan.substitutions.items():
         lines.append(f"- rehearsal: `{name}`: {note}")
     lines += ["", "```mermaid", mermaid.rstrip(), "```", "",
-              "| step | does | device | status | why |", "|---|---|---|---|---|"]
+              "| step | does | device | status | last time | why |", "|---|---|---|---|---|---|"]
     for s in plan.steps:
         why = "<br>".join(list(s.reasons) + [f"⚠ {w}" for w in s.warnings]).replace("|", "\\|")
-        lines.append(f"| `{s.name}` | {s.label} | {s.device} | {WORD[s.status]} | {why} |")
+        lines.append(f"| `{s.name}` | {s.label} | {s.device} | {WORD[s.status]} | {_fmt_s(s.estimate_s)} | {why} |")
     return "\n".join(lines) + "\n"
 
 

@@ -116,3 +116,10 @@ def test_cli_apply_json_and_second_run_fast(example):
     shutil.rmtree(example.parent / ".olivepipe" / "cache")
     r = cli("plan", "--detailed-exitcode", example)
     assert r.returncode == 2 and "missing from the cache" in r.stdout
+
+
+def test_detailed_exitcode_reports_bad_input_as_error(tmp_path):
+    bad = tmp_path / "workflow.yaml"
+    bad.write_text("olivepipe: 1\nname: x\nnodes: {a: {pass: nope, input: m}}\n")
+    r = cli("plan", "--detailed-exitcode", bad)
+    assert r.returncode == 1 and "unknown" in r.stderr

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,11 +29,19 @@ def lab(tmp_path):
     return write(d / "phi35-travel.yaml", text)
 
 
-def test_lab_validates_and_plans_six_steps_with_devices(monkeypatch):
-    monkeypatch.setenv("OLIVEPIPE_ASSUME_NO_CUDA", "1")
-    r = cli("validate", LAB)
+@pytest.fixture
+def lab_verbatim(tmp_path):
+    """The committed lab file byte for byte, in a copy of the repo layout it expects (no writes to the repo)."""
+    shutil.copytree(EXAMPLE / "data", tmp_path / "examples" / "travel-tiny" / "data")
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / ".git").mkdir()  # the repository root bounds paths, as in a real checkout
+    return Path(shutil.copy(LAB, tmp_path / "workflows" / LAB.name))
+
+
+def test_lab_validates_and_plans_six_steps_with_devices(lab_verbatim):
+    r = cli("validate", lab_verbatim)
     assert r.returncode == 0, r.stderr
-    r = cli("plan", "--json", LAB, env={"OLIVEPIPE_ASSUME_NO_CUDA": "1"})
+    r = cli("plan", "--json", lab_verbatim, env={"OLIVEPIPE_ASSUME_NO_CUDA": "1"})
     plan = json.loads(r.stdout)
     steps = {s["name"]: s for s in plan["steps"]}
     assert list(steps) == ["quantize", "finetune", "onnx", "adapters", "chat", "register"]
