@@ -96,33 +96,36 @@ def worker_env(base: dict | None = None, *, offline: bool = True) -> dict:
 OUT = "$OUT"
 
 
+def _map_strings(v, fn):
+    """Apply ``fn`` to every string inside nested dicts and lists."""
+    if isinstance(v, str):
+        return fn(v)
+    if isinstance(v, dict):
+        return {k: _map_strings(x, fn) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_map_strings(x, fn) for x in v]
+    return v
+
+
 def normalize_model_config(cfg: dict, output_dir: Path) -> dict:
     """Olive's model_config.json with paths under ``output_dir`` made relative ($OUT/...)."""
     prefix = str(Path(output_dir).resolve())
 
-    def walk(v):
-        if isinstance(v, str) and (v == prefix or v.startswith(prefix + os.sep)):
-            rel = os.path.relpath(v, prefix)
-            return OUT if rel == "." else f"{OUT}/{Path(rel).as_posix()}"
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x) for x in v]
+    def rel(v: str) -> str:
+        if v == prefix or v.startswith(prefix + os.sep):
+            r = os.path.relpath(v, prefix)
+            return OUT if r == "." else f"{OUT}/{Path(r).as_posix()}"
         return v
 
-    return walk(cfg)
+    return _map_strings(cfg, rel)
 
 
 def resolve_model_config(cfg: dict, tree: Path) -> dict:
     """Inverse of normalize: $OUT/... -> absolute paths inside a store entry."""
 
-    def walk(v):
-        if isinstance(v, str) and (v == OUT or v.startswith(OUT + "/")):
-            return str(tree / v[len(OUT) + 1:]) if v != OUT else str(tree)
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        return v
+    def absolute(v: str) -> str:
+        if v == OUT:
+            return str(tree)
+        return str(tree / v[len(OUT) + 1:]) if v.startswith(OUT + "/") else v
 
-    return walk(cfg)
+    return _map_strings(cfg, absolute)
