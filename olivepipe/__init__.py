@@ -9,6 +9,13 @@ Library first: everything the CLI does is reachable from here.
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+if _os.environ.get("OLIVEPIPE_NETWORK_AUDIT"):  # opt-in: prove an apply stays off the network
+    from .netaudit import install_from_env as _audit
+
+    _audit()
+
 
 def __getattr__(name):  # lazy: `olivepipe --help` should not import networkx, rich, ...
     from importlib import import_module

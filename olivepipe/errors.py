@@ -54,7 +54,8 @@ class SpecError(OlivepipeError):
     exit_code = 2
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.col, p.message))
+        # set(): matrix variants of one node would otherwise repeat the same located problem
+        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line, p.col, p.message, p.hint, p.path))
         n = len(self.problems)
         super().__init__(f"{n} problem{'s' if n != 1 else ''} found")
 

@@ -23,9 +23,10 @@ class Worker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         err = open(self.log_dir / f"worker-{self.index}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "olivepipe.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=err, env=self.env, text=True, bufsize=1,
+                                     stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
+                                     env={**self.env, "OLIVEPIPE_PARENT_PID": str(os.getpid())},  # its watchdog
                                      start_new_session=True,  # Ctrl-C reaches olivepipe, which stops workers itself
-                                     cwd=self.log_dir)  # never the user's folder: libraries resolve names against the cwd  # Ctrl-C reaches olivepipe, which stops workers itself
+                                     cwd=self.log_dir)  # never the user's folder: libraries resolve names against the cwd
         err.close()
         hello = self.proc.stdout.readline()
         if not hello:

@@ -23,6 +23,7 @@ KINDS_FIELDS = {
 }
 COMMON_FIELDS = {"kind", "input", "device", "provider", "matrix", "description"}
 DATA_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+MAX_VARIANTS = 256  # per node: a matrix times its inputs' variants; beyond this it is a typo or a DoS
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,6 @@ class Workflow:
     def workspace(self) -> Path:
         """Where olivepipe keeps its state for this workflow."""
         return self.file.parent / ".olivepipe"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.file.with_name("olivepipe.lock") if self.file.stem == "workflow" else \
-            self.file.with_name(f"{self.file.stem}.lock")
 
 
 def find_root(start: Path) -> Path:
@@ -218,6 +214,9 @@ def _explain(err, pos, shown) -> list[Problem]:
                  "nodes": "add a `nodes:` mapping with at least one node", "input": "say what the node reads: `input: <model or node>`"}
         return [Problem(shown, line, col, f"{where} is missing required key '{m}'", hints.get(m, ""), yamlpos.dotted(path))
                 for m in missing]
+    if v == "pattern" and path[-1:] == ("hf",):  # an id, not a name: the name hint would mislead
+        return [Problem(shown, line, col, f"{where}: {err.instance!r} is not a Hugging Face id",
+                        "e.g. `hf: microsoft/Phi-3.5-mini-instruct`", yamlpos.dotted(path))]
     if v == "pattern" and path and path[0] in ("models", "datasets", "nodes", "name") or v == "propertyNames":
         bad = err.instance
         return [Problem(shown, line, col, f"invalid name {bad!r} in {where}",
@@ -470,6 +469,11 @@ class _Builder:
             for k in ("name", "version"):
                 if k not in n:
                     self.problem(where, f"a register node needs `{k}`", "e.g. `name: ft-for-travel` and `version: 1`")
+        if kind == "generate" and isinstance(n.get("adapters"), list):
+            for i, a in enumerate(n["adapters"]):  # read from the input model's folder: never outside it
+                if isinstance(a, str) and (Path(a).is_absolute() or ".." in Path(a).parts):
+                    self.problem(where + ("adapters", i), f"adapter '{a}' is outside the input model's folder",
+                                 "name adapter files relative to that folder, e.g. adapter_weights.onnx_adapter", value=True)
         if inputs_broken:
             # upstream problems are reported already; still check this node's own params
             if pass_type:
@@ -489,6 +493,15 @@ class _Builder:
                     return []
                 choices.append([({}, ref)])  # a variant named explicitly adds no fan-out
         matrix = n.get("matrix") or {}
+        # count before building: three 60-value matrix keys would otherwise hang validation
+        fan = 1
+        for c in [*choices, *matrix.values()]:
+            fan *= len(c) if isinstance(c, list) else 1
+        if fan > MAX_VARIANTS:
+            self.problem(where + ("matrix",) if matrix else where + ("input",),
+                         f"node '{base}' expands to {fan:,} variants (at most {MAX_VARIANTS})",
+                         "use fewer matrix values, or read one input variant by name")
+            return []
         own = [dict(zip(matrix, combo)) for combo in itertools.product(*matrix.values())] if matrix else [{}]
         if kind == "olive" and pass_type and matrix:
             spec = self.catalog.params(pass_type)

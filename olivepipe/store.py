@@ -78,6 +78,8 @@ class Store:
         d = self.entry_dir(key)
         try:
             manifest = json.loads((d / MANIFEST).read_text())
+            if not _well_formed(manifest, key):  # valid JSON but mangled: as untrustworthy as unreadable
+                raise ValueError(key)
         except (OSError, ValueError):
             if d.exists():
                 self.remove(key)  # unreadable manifest: not an entry we can trust
@@ -109,6 +111,13 @@ class Store:
         for rel, f in entry.manifest["files"].items():
             if file_digest(entry.tree / rel) != f["digest"]:
                 problems.append(f"{rel}: content does not match its digest")
+        listed = set(entry.manifest["files"])
+        for p in sorted(entry.tree.rglob("*")):
+            rel = p.relative_to(entry.tree).as_posix()
+            if (p.is_symlink() or p.is_file()) and rel not in listed:
+                problems.append(f"{rel}: not in the manifest")
+        if tree_digest({k: v["digest"] for k, v in entry.manifest["files"].items()}) != entry.digest:
+            problems.append("manifest: file digests do not add up to the entry digest")
         return problems
 
     def keys(self) -> list[str]:
@@ -192,6 +201,18 @@ class Store:
             e = self.get(k, check=False)
             total += e.size if e else 0
         return total
+
+
+def _well_formed(m, key: str) -> bool:
+    """The fields health checks and readers rely on, with the types they expect."""
+    try:
+        return (isinstance(m, dict) and m.get("key") == key and isinstance(m.get("digest"), str)
+                and isinstance(m.get("files"), dict)
+                and all(isinstance(f, dict) and isinstance(f.get("digest"), str) and isinstance(f.get("size"), int)
+                        and isinstance(f.get("mtime_ns"), int) and not rel.startswith("/")
+                        and ".." not in rel.split("/") for rel, f in m["files"].items()))
+    except TypeError:
+        return False
 
 
 def materialize(entry: Entry, dest: Path) -> None:

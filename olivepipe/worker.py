@@ -9,24 +9,37 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
 
-def _install_network_audit(path: str) -> None:
-    """Record every outgoing socket connect (issue: prove an apply stays silent)."""
+def _die_with_parent() -> None:
+    """Never outlive the orchestrator. Workers run in their own session (Ctrl-C reaches only
+    olivepipe), so a SIGKILLed olivepipe would leave them training for hours into a staging
+    folder nobody will publish. A watchdog thread polls the parent and kills this worker's
+    process group (the worker and anything Olive started). PR_SET_PDEATHSIG is not used: it
+    fires when the *thread* that started the worker exits, and the pool starts workers from
+    executor threads."""
+    parent = int(os.environ.get("OLIVEPIPE_PARENT_PID") or os.getppid())
 
-    def hook(event, args):
-        if event == "socket.connect":
-            sock, address = args[0], args[1]
-            if isinstance(address, (str, bytes)):  # AF_UNIX: local IPC, not the network
-                return
-            with open(path, "a") as f:
-                f.write(json.dumps({"pid": os.getpid(), "address": [str(a) for a in address]}) + "\n")
+    def die():
+        if os.getpgid(0) == os.getpid():  # session leader (pool.py): take the whole group down
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
-    sys.addaudithook(hook)
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                die()
+            time.sleep(0.5)
+
+    if os.getppid() != parent:  # died before we got here
+        die()
+    threading.Thread(target=watch, name="olivepipe-parent-watchdog", daemon=True).start()
 
 
 def run_job(job: dict) -> dict:
@@ -58,8 +71,8 @@ def run_job(job: dict) -> dict:
 
 
 def main() -> int:
-    if os.environ.get("OLIVEPIPE_NETWORK_AUDIT"):
-        _install_network_audit(os.environ["OLIVEPIPE_NETWORK_AUDIT"])
+    # OLIVEPIPE_NETWORK_AUDIT is installed by `import olivepipe` (netaudit.py)
+    _die_with_parent()
     results = os.fdopen(os.dup(1), "w", buffering=1)
     quiet = os.open(os.devnull, os.O_WRONLY)
     saved_err = os.dup(2)

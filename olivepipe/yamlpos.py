@@ -21,6 +21,12 @@ Path_ = tuple  # a key path: ("nodes", "finetune", "params", "r")
 Positions = dict  # Path_ -> (line, col), both 1-based
 
 MAX_BYTES = 1 << 20  # a workflow is a review artifact; a megabyte is already absurd
+MAX_NODES = 100_000  # after alias expansion: caps "billion laughs" documents long before they cost anything
+MAX_DEPTH = 64  # workflows need ~6 levels; deep nesting would only overflow recursive consumers (json, jsonschema)
+# Workflows are plain JSON-like data: anything else (python/*, !!binary, !!set, dates) is refused
+# before construction, so no constructor but these ever sees user input.
+_PLAIN_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def decode(raw: bytes, file: str) -> tuple[str | None, list[Problem]]:
@@ -48,8 +54,17 @@ def load(text: str, file: str) -> tuple[Any, Positions, list[Problem]]:
             node = loader.get_single_node()
             if node is None:
                 return None, {}, [Problem(file, 1, 1, "file is empty", "start with `olivepipe: 1`")]
+            shape = _check_shape(node, file)
+            if shape:
+                return None, {}, [shape]
             _check_keys(node, (), file, problems)
-            data = loader.construct_document(node)
+            try:
+                data = loader.construct_document(node)
+            except yaml.YAMLError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a scalar Python cannot hold: `!!int 12x`, 2001-02-30, 5000 digits
+                line, col = _unreadable_scalar(node)
+                return None, {}, [Problem(file, line, col, f"value cannot be read: {e}", "quote it to make it a string")]
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as e:
@@ -59,6 +74,12 @@ def load(text: str, file: str) -> tuple[Any, Positions, list[Problem]]:
         hint = "YAML forbids tab characters for indentation; use spaces" if "\t" in _line(text, line) else \
             "check indentation and quoting around this position"
         return None, {}, [Problem(file, line, col, msg, hint)]
+    except yaml.reader.ReaderError as e:  # NUL and other control characters; carries a character offset
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        what = f"character U+{e.character:04X}" if isinstance(e.character, int) else "character"
+        return None, {}, [Problem(file, line, col, f"{what} is not allowed in YAML ({e.reason})",
+                                  "remove it; workflow files are plain text")]
     except yaml.YAMLError as e:  # e.g. recursion limits on pathological input
         return None, {}, [Problem(file, 1, 1, f"YAML error: {e}", "")]
     except RecursionError:
@@ -75,6 +96,94 @@ def _line(text: str, line: int) -> str:
 
 def _mark(node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _check_shape(root, file) -> Problem | None:
+    """Refuse, before anything walks or constructs it: cycles through aliases, alias bombs,
+    absurd nesting, and tags outside plain data. Iterative: the input may be arbitrarily deep."""
+    size: dict[int, int] = {}  # expanded node count per composed node (aliases share nodes)
+    depth: dict[int, int] = {}
+    state: dict[int, int] = {}  # 1 = on the stack, 2 = done
+    stack = [(root, False)]
+    shared = False  # some node is reached twice (an alias)
+    while stack:
+        node, children_done = stack.pop()
+        i = id(node)
+        if not children_done:
+            if state.get(i) == 2:
+                shared = True
+                continue
+            if state.get(i) == 1:  # reached again while still open: it contains itself
+                line, col = _mark(node)
+                return Problem(file, line, col, "recursive YAML alias: this value contains itself",
+                               "an alias (*name) cannot point into its own anchor (&name)")
+            if isinstance(node, yaml.ScalarNode):
+                if node.tag not in _PLAIN_TAGS:
+                    return _tag_problem(node, file)
+                size[i], depth[i], state[i] = 1, 1, 2
+                continue
+            if node.tag not in _PLAIN_TAGS:
+                return _tag_problem(node, file)
+            state[i] = 1
+            stack.append((node, True))
+            kids = node.value if isinstance(node, yaml.SequenceNode) else [x for kv in node.value for x in kv]
+            for k in kids:
+                if isinstance(k, yaml.ScalarNode) and k.tag == _MERGE:
+                    size[id(k)], depth[id(k)], state[id(k)] = 1, 1, 2  # the `<<` key itself
+                    continue
+                shared |= state.get(id(k)) == 2
+                if state.get(id(k)) == 1:
+                    line, col = _mark(k)
+                    return Problem(file, line, col, "recursive YAML alias: this value contains itself",
+                                   "an alias (*name) cannot point into its own anchor (&name)")
+                stack.append((k, False))
+            continue
+        kids = node.value if isinstance(node, yaml.SequenceNode) else [x for kv in node.value for x in kv]
+        size[i] = 1 + sum(size[id(k)] for k in kids)
+        depth[i] = 1 + max((depth[id(k)] for k in kids), default=0)
+        state[i] = 2
+        line, col = _mark(node)
+        if size[i] > MAX_NODES:
+            return Problem(file, line, col, f"this value holds more than {MAX_NODES:,} YAML values"
+                           + (" once aliases are expanded" if shared else ""),
+                           "an alias bomb (\"billion laughs\")? a workflow needs nowhere near that many")
+    if depth[id(root)] > MAX_DEPTH:  # point at the first level too many, walking down the deepest branch
+        node = root
+        for _ in range(MAX_DEPTH):
+            kids = node.value if isinstance(node, yaml.SequenceNode) else [x for kv in node.value for x in kv]
+            node = max(kids, key=lambda k: depth[id(k)])
+        line, col = _mark(node)
+        return Problem(file, line, col, f"YAML nesting is deeper than {MAX_DEPTH} levels", "flatten the structure")
+    return None
+
+
+def _tag_problem(node, file) -> Problem:
+    line, col = _mark(node)
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    if tag == "!!timestamp":
+        return Problem(file, line, col, f"{node.value!r} reads as a YAML date", "quote it to make it a string")
+    return Problem(file, line, col, f"YAML tag '{tag}' is not allowed",
+                   "workflows are plain data: olivepipe loads them safely and never creates objects from tags")
+
+
+def _unreadable_scalar(root) -> tuple[int, int]:
+    """Where construction failed: the first scalar that does not construct on its own."""
+    probe = yaml.SafeLoader("")
+    seen, stack = set(), [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                probe.construct_object(node)
+            except Exception:  # noqa: BLE001 - that is what we are looking for
+                return _mark(node)
+        else:
+            kids = node.value if isinstance(node, yaml.SequenceNode) else [x for kv in node.value for x in kv]
+            stack.extend(reversed(kids))
+    return _mark(root)
 
 
 def _check_keys(node, path, file, problems, depth=0):

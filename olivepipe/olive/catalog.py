@@ -142,7 +142,8 @@ class Catalog:
         nested, values equal to Olive's defaults dropped (so writing a default re-runs nothing)."""
         spec = self.params(pass_type)
         out = {**ALIAS_DEFAULTS.get(alias, {}), **params}
-        if pass_type in TRAINING_PASSES:
+        # a non-mapping training_args is reported by check(); lifting into it would crash
+        if pass_type in TRAINING_PASSES and isinstance(out.get("training_args") or {}, dict):
             lifted = {k: out.pop(k) for k in list(out) if k not in spec and k in self.training_args}
             if lifted:
                 out["training_args"] = {**lifted, **(out.get("training_args") or {})}
