@@ -523,8 +523,8 @@ def test_plan_markdown_is_pr_ready(mini):
     marks = dict(re.findall(r"class (n\d+) (\w+)", mermaid))
     assert {ids[i]: m for i, m in marks.items()} == {"base": "cached", "finetune": "cached", "onnx": "run",
                                                      "adapters": "run"}
-    assert "| `onnx` | model-builder | cpu | will run | params.precision: int4 -> fp32 |" in md
-    assert "| `adapters` | extract-adapters | cpu | will run | input onnx will be rebuilt first |" in md
+    assert "| `onnx` | model-builder | cpu | will run | 1.5s | params.precision: int4 -> fp32 |" in md
+    assert "| `adapters` | extract-adapters | cpu | will run | 1.5s | input onnx will be rebuilt first |" in md
     p = cli("plan", "--format", "markdown", mini)
     assert p.returncode == 0 and p.stdout == md
 
