@@ -10,7 +10,6 @@ from __future__ import annotations
 from .hashing import digest_obj
 
 RECORD_FORMAT = 1
-EXCLUDED = ("name", "description", "position", "output_path", "created", "duration")
 
 
 def key_of(record: dict) -> str:

@@ -9,7 +9,6 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import yamlpos
 from .errors import Problem, SpecError

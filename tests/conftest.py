@@ -11,12 +11,16 @@ EXAMPLE = REPO / "examples" / "travel-tiny"
 SHARED_TRAVEL = REPO.parent / "shared" / "data" / "data_sample_travel.jsonl"
 
 
+def copy_example(dest: Path) -> Path:
+    """A private copy of the tiny travel example, without any state; returns its workflow file."""
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".olivepipe", "outputs", "olivepipe.lock"))
+    return dest / "workflow.yaml"
+
+
 @pytest.fixture
 def example(tmp_path) -> Path:
     """A private copy of the tiny travel example (with its own .olivepipe and lock)."""
-    dest = tmp_path / "travel"
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".olivepipe", "outputs", "olivepipe.lock"))
-    return dest / "workflow.yaml"
+    return copy_example(tmp_path / "travel")
 
 
 def write(path: Path, text: str) -> Path:

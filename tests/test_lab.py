@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, REPO, SHARED_TRAVEL, cli, write
+from conftest import EXAMPLE, REPO, SHARED_TRAVEL, cli, copy_example, write
 from olivepipe.datasets import materialize_text_dataset, read_rows
 from olivepipe.executor import apply
 from olivepipe.plan import make_plan
@@ -134,9 +134,8 @@ def test_rehearsal_of_the_lab_end_to_end(lab):
 
 @pytest.fixture(scope="module")
 def built_adapter_model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("gen") / "travel"
-    shutil.copytree(EXAMPLE, d, ignore=shutil.ignore_patterns(".olivepipe", "outputs", "olivepipe.lock"))
-    wf = d / "workflow.yaml"
+    wf = copy_example(tmp_path_factory.mktemp("gen") / "travel")
+    d = wf.parent
     ws = open_workspace(wf)
     res = apply(ws, make_plan(ws, targets=("adapters",)))
     assert res.ok
