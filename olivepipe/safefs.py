@@ -1,0 +1,123 @@
+"""Confined writes: olivepipe never writes outside the workspace and its cache.
+
+A repository can carry symlinks (`.olivepipe -> /etc`, `outputs -> ~`); a CI job that
+runs `olivepipe validate` on a pull request must not follow them. Every folder
+olivepipe creates under a base goes through ``confined_dir`` (no component below the
+base may be a symlink or a non-directory), and every file it writes is opened with
+O_NOFOLLOW, so a planted link at the last component fails instead of redirecting.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from pathlib import Path
+
+from .errors import OlivepipeError
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class UnsafePath(OlivepipeError):
+    """A path olivepipe would write goes through a symlink or a non-directory."""
+
+
+def _refuse(path: Path, what: str) -> UnsafePath:
+    return UnsafePath(f"refusing to write {path}: {what}",
+                      "olivepipe writes only inside the workspace and its cache; remove the link "
+                      "(e.g. `rm .olivepipe` if it is a committed symlink) and run again")
+
+
+def confined_dir(base: Path, *parts: str | os.PathLike) -> Path:
+    """Create ``base/parts...`` as real directories and return it.
+
+    ``base`` must exist (or be creatable) as a directory; every component below it must
+    be a real directory, never a symlink. Raises UnsafePath otherwise.
+    """
+    base = Path(base)
+    cur = base
+    if not cur.exists():
+        cur.mkdir(parents=True, exist_ok=True)
+    rel = Path(*parts) if parts else Path()
+    if rel.is_absolute() or ".." in rel.parts:
+        raise _refuse(base / rel, "path leaves its base folder")
+    for part in rel.parts:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            try:
+                os.mkdir(cur)
+            except FileExistsError:
+                pass
+            st = os.lstat(cur)
+        if stat.S_ISLNK(st.st_mode):
+            raise _refuse(cur, "it is a symlink")
+        if not stat.S_ISDIR(st.st_mode):
+            raise _refuse(cur, "it exists and is not a folder")
+    return cur
+
+
+def check_confined(base: Path, path: Path) -> None:
+    """Raise UnsafePath if any existing component of ``path`` below ``base`` is a symlink."""
+    base, path = Path(base), Path(path)
+    try:
+        rel = path.relative_to(base)
+    except ValueError:
+        raise _refuse(path, f"it is not inside {base}") from None
+    cur = base
+    for part in rel.parts:
+        cur = cur / part
+        try:
+            if stat.S_ISLNK(os.lstat(cur).st_mode):
+                raise _refuse(cur, "it is a symlink")
+        except FileNotFoundError:
+            return
+
+
+def open_nofollow(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode: int = 0o644) -> int:
+    """os.open that refuses a symlink (or FIFO, device) at the last component."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0), mode)
+    except OSError as e:
+        if e.errno == getattr(__import__("errno"), "ELOOP", 40):
+            raise _refuse(Path(path), "it is a symlink") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _refuse(Path(path), "it is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def open_text(path: Path, mode: str = "w", encoding: str = "utf-8"):
+    """A text file object opened without following links (modes w, a)."""
+    flags = {"w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}[mode]
+    return os.fdopen(open_nofollow(path, flags), mode, encoding=encoding)
+
+
+def write_atomic(path: Path, data: bytes | str, *, durable: bool = True) -> None:
+    """Write ``path`` through a fresh temp file in the same folder and a rename.
+
+    The temp file is created with O_EXCL|O_NOFOLLOW; a symlink at ``path`` itself is
+    replaced by the rename, never written through.
+    """
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
