@@ -1,8 +1,9 @@
-"""Offline tests for olivepipe.azureml (no Azure endpoint, no credentials)."""
+"""Offline tests for olivepipe.azure (no Azure endpoint, no credentials)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -11,25 +12,22 @@ from pathlib import Path
 import pytest
 
 try:
-    import olivepipe.azureml  # noqa: F401
+    import olivepipe.azure  # noqa: F401
 except ImportError:  # running without the package installed / on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from olivepipe import azureml
-from olivepipe.azureml import (
+from olivepipe.azure.credentials import CredentialStatus, check_credentials, default_credential
+from olivepipe.azure.errors import RegistrationError, translate
+from olivepipe.azure.redact import redact
+from olivepipe.azure.registration import (
     OPERATION,
-    CredentialStatus,
     Registration,
-    RegistrationError,
     build_model_entity,
-    check_credentials,
-    default_credential,
     describe,
-    find_workspace_config,
-    redact,
     register,
-    resolve_workspace,
+    run_register,
 )
+from olivepipe.azure.workspace import find_workspace_config, resolve_workspace
 
 # azure-ai-ml 1.35.2 on marshmallow 3.26 emits hundreds of Marshmallow4Warning deprecations.
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")
@@ -77,7 +75,6 @@ def reg(model_dir):
         path=model_dir,
         description="Phi fine-tuned for travel, ONNX int4",
         tags={"source": "olive", "epochs": 3},
-        properties={"precision": "int4"},
         subscription_id=SUB,
         resource_group=RG,
         workspace_name=WS,
@@ -144,14 +141,15 @@ def test_build_model_entity_fields(reg, model_dir):
     assert Path(model.path) == model_dir
     assert model.description == "Phi fine-tuned for travel, ONNX int4"
     assert model.tags == {"source": "olive", "epochs": "3"}  # values sent as strings
-    assert model.properties == {"precision": "int4"}
 
 
 def test_registration_coerces_and_validates(model_dir):
-    r = Registration(name=" m ", version=2, path=str(model_dir), tags={"a": None, "b": 1.5})
-    assert (r.name, r.version, r.path, r.tags) == ("m", "2", model_dir, {"b": "1.5"})
-    with pytest.raises(RegistrationError, match="invalid model type"):
-        Registration(name="m", version="1", path=model_dir, type="onnx_model")
+    # tags are scalars in the schema (string, number, boolean); azure-ai-ml sends strings
+    r = Registration(name=" m ", version=2, path=str(model_dir), tags={"a": None, "b": 1.5, "c": True})
+    assert (r.name, r.version, r.path, r.tags) == ("m", "2", model_dir, {"b": "1.5", "c": "True"})
+    # the lead sends description "" when the node has none: no empty description on the model
+    assert Registration(name="m", version="1", path=model_dir, description="").description is None
+    assert Registration(name="m", version="1", path=model_dir, description=" d\n").description == "d"
     with pytest.raises(RegistrationError, match="invalid model name"):
         Registration(name="has space", version="1", path=model_dir)
     with pytest.raises(RegistrationError, match="version is required"):
@@ -181,8 +179,12 @@ def test_describe_is_json_and_secret_free(monkeypatch, model_dir):
         version="1",
         path=model_dir,
         description=f"accidentally pasted {SECRET}",
-        tags={"client_secret": "oops", "stage": "dev", "key": "kval123"},
-        properties={"conn": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abcDEF123==;EndpointSuffix=x"},
+        tags={
+            "client_secret": "oops",
+            "stage": "dev",
+            "key": "kval123",
+            "conn": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abcDEF123==;EndpointSuffix=x",
+        },
         subscription_id=SUB,
         resource_group=RG,
         workspace_name=WS,
@@ -233,11 +235,11 @@ def test_resolve_precedence_cfg_env_config(tmp_path):
     start = tmp_path / "proj" / "a" / "b"  # found by searching upwards, like MLClient.from_config
     start.mkdir(parents=True)
     env = {"AZURE_SUBSCRIPTION_ID": "env-sub", "AZURE_RESOURCE_GROUP": "env-rg"}
-    cfg = {"subscription_id": "cfg-sub"}
+    cfg = {"workspace": {"subscription_id": "cfg-sub"}}
 
     sub, rg, ws, source = resolve_workspace(cfg, env, start_dir=start)
     assert (sub, rg, ws) == ("cfg-sub", "env-rg", "file-ws")
-    assert source["subscription_id"] == "node config (subscription_id)"
+    assert source["subscription_id"] == "node config (workspace.subscription_id)"
     assert source["resource_group"] == "env AZURE_RESOURCE_GROUP"
     assert source["workspace_name"] == f"config.json {cfg_file.resolve()}"
 
@@ -249,16 +251,23 @@ def test_resolve_precedence_cfg_env_config(tmp_path):
     _, rg, _, _ = resolve_workspace({}, {"AZURE_RESOURCE_GROUP": "a", "AZUREML_RESOURCE_GROUP": "b"}, start_dir=start)
     assert rg == "a"
     # node config beats everything, for all three
-    full = {"subscription_id": "s", "resource_group": "r", "workspace_name": "w"}
+    full = {"workspace": {"subscription_id": "s", "resource_group": "r", "workspace_name": "w"}}
     assert resolve_workspace(full, env, start_dir=start)[:3] == ("s", "r", "w")
 
 
-def test_resolve_nested_workspace_block(tmp_path):
-    # the workflow schema's form: `workspace: {subscription_id, resource_group, workspace_name, config}`
-    cfg = {"name": "m", "workspace": {"workspace_name": "nested-ws", "resource_group": "nested-rg"}, "workspace_name": "flat-ws"}
+def test_resolve_reads_only_the_workspace_block(tmp_path):
+    # the workflow schema's form: `workspace: {subscription_id, resource_group, workspace_name, config}`;
+    # keys beside it cannot be written in a workflow (the schema rejects them), so they are not read
+    cfg = {
+        "name": "m",
+        "workspace": {"workspace_name": "nested-ws", "resource_group": "nested-rg"},
+        "workspace_name": "flat-ws",
+        "subscription_id": "flat-sub",
+    }
     sub, rg, ws, source = resolve_workspace(cfg, {"AZURE_SUBSCRIPTION_ID": "env-sub"}, start_dir=tmp_path)
     assert (sub, rg, ws) == ("env-sub", "nested-rg", "nested-ws")
     assert source["workspace_name"] == "node config (workspace.workspace_name)"
+    assert resolve_workspace({"workspace_name": "flat-ws"}, {}, start_dir=tmp_path, required=False)[2] is None
     _write_config(tmp_path / "elsewhere", subscription_id="f-sub", resource_group="f-rg", workspace_name="f-ws")
     got = resolve_workspace({"workspace": {"config": "elsewhere/config.json"}}, {}, base_dir=tmp_path, start_dir=tmp_path)
     assert got[:3] == ("f-sub", "f-rg", "f-ws")
@@ -267,11 +276,11 @@ def test_resolve_nested_workspace_block(tmp_path):
 def test_resolve_explicit_config_and_scope_format(tmp_path):
     scope = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}"
     (tmp_path / "ws.json").write_text(json.dumps({"Scope": scope}))
-    sub, rg, ws, source = resolve_workspace({"config": "ws.json"}, {}, base_dir=tmp_path, start_dir=tmp_path / "x")
+    sub, rg, ws, source = resolve_workspace({"workspace": {"config": "ws.json"}}, {}, base_dir=tmp_path, start_dir=tmp_path / "x")
     assert (sub, rg, ws) == (SUB, RG, WS)
     assert all(v.startswith("config.json ") for v in source.values())
     with pytest.raises(RegistrationError, match="config file not found"):
-        resolve_workspace({"config": "nope.json"}, {}, base_dir=tmp_path)
+        resolve_workspace({"workspace": {"config": "nope.json"}}, {}, base_dir=tmp_path)
 
 
 def test_find_workspace_config_prefers_azureml_dir(tmp_path):
@@ -283,7 +292,7 @@ def test_find_workspace_config_prefers_azureml_dir(tmp_path):
 
 def test_resolve_missing_values_error(tmp_path):
     with pytest.raises(RegistrationError) as ei:
-        resolve_workspace({"workspace_name": "w"}, {}, start_dir=tmp_path)
+        resolve_workspace({"workspace": {"workspace_name": "w"}}, {}, start_dir=tmp_path)
     err = ei.value
     text = str(err)
     assert err.kind == "config"
@@ -296,20 +305,20 @@ def test_resolve_missing_values_error(tmp_path):
     assert (sub, rg, ws) == (None, None, None) and set(source.values()) == {"missing"}
 
 
-def test_registration_from_config(tmp_path, model_dir):
-    cfg = {
-        "kind": "register",
+def test_registration_from_options(tmp_path, model_dir):
+    options = {
         "name": "ft-for-travel",
         "version": 1,
-        "path": str(model_dir.relative_to(tmp_path)),
         "tags": {"k": "v"},
-        "workspace_name": WS,
+        "description": "travel model",
+        "workspace": {"workspace_name": WS},
     }
     env = {"AZURE_SUBSCRIPTION_ID": SUB, "AZURE_RESOURCE_GROUP": RG}
-    r = Registration.from_config(cfg, env, base_dir=tmp_path, start_dir=tmp_path)
-    assert r.path == model_dir and r.version == "1"
+    r = Registration.from_options(options, env, path=model_dir, base_dir=tmp_path, start_dir=tmp_path)
+    assert r.path == model_dir and r.version == "1" and r.tags == {"k": "v"}
+    assert r.description == "travel model"
     assert r.workspace == (SUB, RG, WS)
-    assert r.workspace_source["workspace_name"] == "node config (workspace_name)"
+    assert r.workspace_source["workspace_name"] == "node config (workspace.workspace_name)"
 
 
 # --------------------------------------------------------------------------- register (fake client)
@@ -470,6 +479,9 @@ def test_check_credentials_ok_with_working_credential():
 
 
 def test_credential_chain_classification():
+    # the text DefaultAzureCredential raises (as ClientAuthenticationError, no HTTP status)
+    from azure.core.exceptions import ClientAuthenticationError
+
     chain_msg = (
         "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
         "Attempted credentials:\n"
@@ -478,10 +490,11 @@ def test_credential_chain_classification():
         "\tAzureCliCredential: Azure CLI not found on path\n"
         "To mitigate this issue, please refer to the troubleshooting guidelines here at https://aka.ms/x."
     )
-    assert azureml._auth_error(chain_msg, None).kind == "no_credentials"
+    assert translate(ClientAuthenticationError(message=chain_msg)).kind == "no_credentials"
     hard = chain_msg.replace("Azure CLI not found on path", "Authentication failed: AADSTS700016: app not found")
-    err = azureml._auth_error(hard, None)
+    err = translate(ClientAuthenticationError(message=hard))
     assert err.kind == "auth_failed" and "AzureCliCredential" in str(err)
+    assert err.credential_name == "AzureCliCredential"
 
 
 # --------------------------------------------------------------------------- redact
@@ -536,20 +549,29 @@ def test_registration_error_is_one_line_and_redacted(monkeypatch):
 # --------------------------------------------------------------------------- worker entry
 
 
+DESCRIPTION = "Phi-3.5 LoRA for travel, int4 ONNX"
+
+
 def _job(model_dir, tmp_path, **extra):
     return {
         "kind": "register",
         "log": str(tmp_path / "register.log"),
         "output_dir": str(tmp_path / "out"),
         "inputs": [{"name": "onnx-ao", "model": {"type": "onnxmodel"}, "path": str(model_dir)}],
-        "options": {"name": "ft-for-travel", "version": 1, "workspace": {"workspace_name": WS}, "tags": {"k": "v"}},
+        "options": {
+            "name": "ft-for-travel",
+            "version": 1,
+            "workspace": {"workspace_name": WS},
+            "tags": {"k": "v"},
+            "description": DESCRIPTION,
+        },
         "node": "register",
         **extra,
     }
 
 
 def test_run_register_rehearsal_writes_offline_record(offline_env, model_dir, tmp_path):
-    res = azureml.run_register(_job(model_dir, tmp_path, rehearse=True))
+    res = run_register(_job(model_dir, tmp_path, rehearse=True))
     assert res["model"] is None and res["registration"]["rehearsal"] is True
     on_disk = json.loads((tmp_path / "out" / "registration.json").read_text())
     call = on_disk["call"]
@@ -558,14 +580,75 @@ def test_run_register_rehearsal_writes_offline_record(offline_env, model_dir, tm
     assert call["workspace"]["workspace_name"] == WS
     assert call["workspace"]["source"]["workspace_name"] == "node config (workspace.workspace_name)"
     assert call["workspace"]["source"]["subscription_id"] == "missing"
+    # the node's description is in the rehearsed call: entity and CLI equivalent
+    assert call["entity"]["description"] == DESCRIPTION
+    assert f"--description '{DESCRIPTION}'" in call["cli_equivalent"]
 
 
 def test_run_register_real_offline_fails_cleanly(offline_env, model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
     monkeypatch.setenv("AZURE_RESOURCE_GROUP", RG)
     with pytest.raises(RegistrationError) as ei:
-        azureml.run_register(_job(model_dir, tmp_path, rehearse=False))
+        run_register(_job(model_dir, tmp_path, rehearse=False))
     assert ei.value.kind == "no_credentials"
     from olivepipe.errors import OlivepipeError
 
     assert isinstance(ei.value, OlivepipeError)
+
+
+def test_run_register_description_reaches_the_model(offline_env, model_dir, tmp_path, monkeypatch):
+    # The bug: a register node's description never reached the registered model. Run the real
+    # run_register -> register path, with a fake MLClient in place of the network, and look at
+    # the Model entity handed to create_or_update and at the REST body it would PUT.
+    from azure.ai.ml.entities import Model
+
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", RG)
+    res = run_register(_job(model_dir, tmp_path, rehearse=False), credential=DummyCredential(), client_factory=fake_factory())
+    (_kwargs, model), = FakeMLClient.calls
+    assert isinstance(model, Model)
+    assert model.description == DESCRIPTION
+    assert model._to_rest_object().properties.description == DESCRIPTION  # pylint: disable=protected-access
+    assert res["registration"]["registered"]["name"] == "ft-for-travel"
+    on_disk = json.loads((tmp_path / "out" / "registration.json").read_text())
+    assert on_disk["call"]["entity"]["description"] == DESCRIPTION
+
+
+def test_run_register_empty_description(offline_env, model_dir, tmp_path, monkeypatch):
+    # a node without description arrives as "": the model gets none (not an empty string)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", RG)
+    job = _job(model_dir, tmp_path, rehearse=False)
+    job["options"]["description"] = ""
+    res = run_register(job, credential=DummyCredential(), client_factory=fake_factory())
+    (_kwargs, model), = FakeMLClient.calls
+    assert model.description is None
+    assert "description" not in res["registration"]["call"]["entity"]
+    assert "--description" not in res["registration"]["call"]["cli_equivalent"]
+
+
+def test_run_register_base_dir_for_relative_config(offline_env, model_dir, tmp_path):
+    # The worker's cwd is its log folder, not the workflow's; plan reads a relative
+    # `workspace.config` against the workflow folder, so must the job (via job["base_dir"]).
+    proj = tmp_path / "proj"
+    _write_config(proj, subscription_id=SUB, resource_group=RG, workspace_name="file-ws")
+    job = _job(model_dir, tmp_path, rehearse=True)
+    job["options"]["workspace"] = {"config": "config.json"}
+    with pytest.raises(RegistrationError, match="config file not found"):
+        run_register(job)  # cwd (tmp_path) has no config.json
+    call = run_register({**job, "base_dir": str(proj)})["registration"]["call"]
+    assert call["workspace"]["workspace_name"] == "file-ws"
+    assert call["workspace"]["source"]["subscription_id"] == f"config.json {(proj / 'config.json').resolve()}"
+
+
+def test_shared_modules_import_without_sdk_or_registration():
+    # The Azure ML executor and blob store reuse workspace/credentials/redact: importing them
+    # must not load azure-ai-ml (1-1.5 s), any azure SDK module, or the registration code.
+    code = (
+        "import sys, olivepipe.azure.workspace, olivepipe.azure.credentials, olivepipe.azure.redact; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'azure' or m == 'olivepipe.azure.registration'))"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
