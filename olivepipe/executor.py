@@ -1,26 +1,28 @@
-"""Executes a Plan: runs steps in dependency order in worker processes, publishes results.
+"""Executes a Plan: the scheduling loop every executor shares.
 
-Failure policy: a failed or blocked step skips its dependents; independent branches
-keep going. Every finished step is published to the store and recorded in the lock
-immediately, so an interrupted apply resumes from the last finished step.
+The loop keeps the ready set (a step whose inputs are all done), starts jobs on the
+workspace's executor within ``jobs`` and ``gpu_slots``, publishes each result to the
+store, writes the lock after every finished step and emits events for a renderer.
+Where a job runs is the executor's business (executors/); this loop never knows.
+
+Failure policy: ``keep_going`` (default) skips a failed step's dependents and lets
+independent branches finish; ``stop`` starts nothing new after the first failure.
 """
 from __future__ import annotations
 
-import shutil
-import threading
+import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from . import lock as lockfile
 from .errors import OlivepipeError
+from .executors.base import RunContext
 from .keys import key_of
 from .mutex import Busy, FileMutex
-from .olive.runtime import worker_env
-from .plan import BLOCKED, CACHED, RUN, SKIP, Plan
-from .pool import Pool, WorkerCrashed
-from .store import Entry, materialize
+from .plan import BLOCKED, FORCED, SKIP, Plan
+from .safefs import confined_dir
 from .workspace import Workspace
 
 
@@ -66,11 +68,14 @@ class ApplyResult:
 
 
 def apply(ws: Workspace, plan: Plan, *, jobs: int = 1, gpu_slots: int = 1,
-          on_event: Callable[[Event], None] | None = None, prune_lock: bool = True) -> ApplyResult:
+          on_event: Callable[[Event], None] | None = None, prune_lock: bool = True,
+          on_failure: str = "keep_going") -> ApplyResult:
+    if ws.read_only:
+        raise OlivepipeError("this workspace was opened read-only", "open it with open_workspace(...) to apply")
     emit = on_event or (lambda e: None)
     t0 = time.perf_counter()
-    ws.dir.mkdir(parents=True, exist_ok=True)
-    guard = FileMutex(ws.dir / f"apply-{ws.lock_name}.lock")
+    state = confined_dir(ws.workflow.file.parent, ".olivepipe")
+    guard = FileMutex(state / f"apply-{ws.lock_name}.lock")
     try:
         guard.acquire(timeout=0)
     except Busy:
@@ -78,8 +83,10 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int = 1, gpu_slots: int = 1,
                              f"(pid {guard.holder()})",
                              "wait for it to finish; two applies of one workflow would race on its outputs") from None
     try:
-        run = _Run(ws, plan, emit, jobs, gpu_slots)
-        result = run.execute()
+        lease = getattr(ws.store, "lease", None)
+        with (lease() if lease else _nothing()):  # gc leaves a store alone while an apply may publish
+            _register_root(ws)
+            result = Scheduler(ws, plan, emit, jobs, gpu_slots, on_failure).execute()
         if prune_lock and all(s.status != SKIP for s in plan.steps) and result.ok:
             lockfile.update(ws.lock_path, ws.lock_name, {}, keep_only={s.name for s in plan.steps})
         result.seconds = time.perf_counter() - t0
@@ -88,61 +95,169 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int = 1, gpu_slots: int = 1,
         guard.release()
 
 
-class _Run:
-    def __init__(self, ws: Workspace, plan: Plan, emit, jobs: int, gpu_slots: int):
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _register_root(ws: Workspace) -> None:
+    """Tell the store which lock file references its entries, so gc anywhere spares them."""
+    register = getattr(ws.store, "register_root", None)
+    if register:
+        register(Path(os.path.abspath(ws.lock_path)))
+
+
+class Scheduler:
+    def __init__(self, ws: Workspace, plan: Plan, emit, jobs: int, gpu_slots: int, on_failure: str = "keep_going"):
+        if on_failure not in ("keep_going", "stop"):
+            raise ValueError(on_failure)
         self.ws, self.plan, self.emit = ws, plan, emit
+        self.executor = ws.executor
         self.steps = plan.by_name()
-        self.entries: dict[str, Entry] = {}
-        self.digests: dict[str, str | None] = {}
+        self.entries: dict = {}
         self.result = ApplyResult(plan)
         self.jobs = max(1, jobs)
-        self.gpu = threading.Semaphore(max(1, gpu_slots))
-        self.pool: Pool | None = None
+        self.gpu_slots = max(1, gpu_slots)
+        self.on_failure = on_failure
         self.locked = ws.lock_nodes()
-        self.lock_mutex = threading.Lock()
+        self.running: dict[str, tuple[str, dict]] = {}  # step -> (key, record)
+        self.stopped = False
 
-    # -- scheduling ----------------------------------------------------------------
+    # -- the loop ------------------------------------------------------------------
     def execute(self) -> ApplyResult:
         order = [s.name for s in self.plan.steps]
         pending = [n for n in order if self.steps[n].status != SKIP]
         for n in order:
             if self.steps[n].status == SKIP:
                 self.result.outcomes[n] = Outcome(n, "excluded", error="not needed by the target")
-        needs_worker = any(self.steps[n].status == RUN for n in pending)
-        if needs_worker:
-            self.ws.store.ensure()
-            size = min(self.jobs, sum(1 for n in pending if self.steps[n].status == RUN))
-            self.pool = Pool(size, worker_env(offline=not self._needs_hub()), self.ws.logs)
+        self._preflight(pending)
+        opened = False
         try:
-            with ThreadPoolExecutor(max_workers=self.jobs) as ex:
-                running = {}
-                while pending or running:
+            while pending or self.running:
+                progressed = True
+                while progressed:  # cached and blocked steps settle at once and may free others
+                    progressed = False
                     for n in list(pending):
-                        ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)]
-                        if any(self._failed(i) for i in ins):
-                            pending.remove(n)
-                            bad = [i for i in ins if self._failed(i)]
-                            self._finish(Outcome(n, "skipped", error=f"input {', '.join(bad)} did not finish"))
-                            self.emit(Event("skipped", n, f"input {', '.join(bad)} did not finish"))
-                        elif all(i in self.entries for i in ins) and len(running) < self.jobs:
-                            pending.remove(n)
-                            running[ex.submit(self._step, n)] = n
-                    if not running:
-                        if pending:  # nothing runnable and nothing running: a scheduling bug
-                            raise RuntimeError(f"cannot schedule {pending}")
-                        continue
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        running.pop(fut)
-                        fut.result()  # _step never raises for node failures; re-raise bugs
+                        verdict = self._consider(n)
+                        if verdict == "wait":
+                            continue
+                        if verdict == "start":
+                            if not opened:
+                                self._open()
+                                opened = True
+                            self._start(n)
+                        pending.remove(n)
+                        progressed = True
+                if not self.running:
+                    if pending:  # nothing runnable and nothing running: a scheduling bug
+                        raise RuntimeError(f"cannot schedule {pending}")
+                    break
+                for res in self.executor.wait():
+                    self._finished(res)
         except BaseException:
-            if self.pool:
-                self.pool.close(kill=True)
+            self.executor.close(kill=True)
             raise
         finally:
-            if self.pool:
-                self.pool.close()
+            if opened:
+                self.executor.close()
         return self.result
+
+    def _open(self):
+        runs = sum(1 for s in self.plan.steps if s.status == "run")
+        confined_dir(self.ws.workflow.file.parent, os.path.relpath(self.ws.logs, self.ws.workflow.file.parent))
+        self.executor.open(slots=min(self.jobs, max(1, runs)), offline=not self._needs_hub(), log_dir=self.ws.logs)
+
+    def _preflight(self, pending):
+        """Right before anything runs: the checks plan may not make (network, credentials)."""
+        for n in pending:
+            step = self.steps[n]
+            if step.status == "run" and n in self.ws.workflow.nodes:
+                why = self.ws.kind_of(n).preflight(self.ws, self.ws.spec_of(n), deep=True)
+                if why:
+                    self.steps[n] = _blocked(step, why)
+
+    def _consider(self, n: str) -> str:
+        """'wait', 'start', or 'settled' (finished without a job: cached, blocked, skipped)."""
+        ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)]
+        bad = [i for i in ins if self._failed(i)]
+        if bad:
+            self._finish(Outcome(n, "skipped", error=f"input {', '.join(bad)} did not finish"))
+            self.emit(Event("skipped", n, f"input {', '.join(bad)} did not finish"))
+            return "settled"
+        if not all(i in self.entries for i in ins):
+            return "wait"
+        step = self.steps[n]
+        if step.status == BLOCKED:
+            self._finish(Outcome(n, "blocked", error="; ".join(step.reasons)))
+            self.emit(Event("blocked", n, "; ".join(step.reasons)))
+            return "settled"
+        if self.stopped:
+            self._finish(Outcome(n, "skipped", error="apply stopped after a failure"))
+            self.emit(Event("skipped", n, "apply stopped after a failure"))
+            return "settled"
+        record, complete = self.ws.record(n, {k: e.digest for k, e in self.entries.items()})
+        assert complete, f"inputs of {n} not ready"
+        key = key_of(record)
+        if step.action != FORCED:
+            entry = self.ws.store.get(key)
+            if entry is not None:
+                self._done(n, entry, record, "cached", 0.0, "")
+                return "settled"
+        if len(self.running) >= self.jobs:
+            return "wait"
+        if self.ws.device(n) == "gpu" and self._gpu_running() >= self.gpu_slots:
+            return "wait"
+        self.running[n] = (key, record)
+        return "start"
+
+    def _gpu_running(self) -> int:
+        return sum(1 for n in self.running if self.ws.device(n) == "gpu")
+
+    def _start(self, n: str):
+        log = self.ws.log_path(n)
+        confined_dir(self.ws.workflow.file.parent, os.path.relpath(log.parent, self.ws.workflow.file.parent))
+        from .safefs import open_nofollow
+
+        os.close(open_nofollow(log))  # a fresh log per run
+        try:
+            job = self.ws.job(n, self.entries)
+        except OlivepipeError as e:
+            self.running.pop(n)
+            self._fail(n, e.message, 0.0, str(log), None)
+            return
+        self.emit(Event("start", n, self.steps[n].label, log=str(log)))
+        ctx = RunContext(store=self.ws.store, root=self.ws.workflow.root, log=log, stats=self.ws.stats,
+                         offline=not self._needs_hub())
+        self.executor.start(job, ctx)
+
+    def _finished(self, res):
+        n = res.step
+        key, record = self.running.pop(n)
+        log = str(self.ws.log_path(n))
+        try:
+            if not res.ok:
+                self._fail(n, res.error or "failed", res.seconds, log, key)
+                return
+            step = self.steps[n]
+            meta = {"model": res.model, "kind": step.kind, "record": record, "duration_s": round(res.seconds, 3)}
+            try:
+                entry = self.ws.store.publish(key, res.output, meta, replace=step.action == FORCED)
+            except OlivepipeError as e:
+                self._fail(n, e.message, res.seconds, log, key)
+                return
+            self._done(n, entry, record, "ran", res.seconds, log)
+        finally:
+            if res.cleanup:
+                res.cleanup()
+
+    def _fail(self, n, error, seconds, log, key):
+        self._finish(Outcome(n, "failed", seconds, error, log, key))
+        self.emit(Event("failed", n, error, seconds, log))
+        if self.on_failure == "stop":
+            self.stopped = True
 
     def _needs_hub(self) -> bool:
         wf = self.ws.workflow
@@ -153,77 +268,46 @@ class _Run:
         return o is not None and o.status not in ("cached", "ran")
 
     def _finish(self, outcome: Outcome):
-        with self.lock_mutex:
-            self.result.outcomes[outcome.name] = outcome
+        self.result.outcomes[outcome.name] = outcome
 
-    # -- one step --------------------------------------------------------------------
-    def _step(self, name: str) -> None:
-        step = self.steps[name]
-        log = str(self.ws.log_path(name))
-        if step.status == BLOCKED:
-            self._finish(Outcome(name, "blocked", error="; ".join(step.reasons)))
-            self.emit(Event("blocked", name, "; ".join(step.reasons)))
-            return
-        record, complete = self.ws.record(name, {k: e.digest for k, e in self.entries.items()})
-        assert complete, f"inputs of {name} not ready"
-        key = key_of(record)
-        forced = step.status == RUN and step.reasons == ("forced",)
-        if forced:
-            self.ws.store.remove(key)
-        entry = None if forced else self.ws.store.get(key)
-        if entry is not None:
-            self._publish_done(name, entry, record, "cached", 0.0, log)
-            return
-        self.emit(Event("start", name, step.label, log=log))
-        t0 = time.perf_counter()
-        staging = self.ws.store.staging(name)
-        try:
-            out, scratch = staging / "out", staging / "scratch"
-            scratch.mkdir()
-            self.ws.logs.mkdir(parents=True, exist_ok=True)
-            open(log, "w").close()  # a fresh log per run
-            job = self.ws.job(name, self.entries, out, scratch)
-            worker = self.pool.acquire()
-            gpu = step.device == "gpu"
-            try:
-                if gpu:
-                    self.gpu.acquire()
-                res = worker.run(job)
-            except WorkerCrashed as e:
-                res = {"ok": False, "error": str(e)}
-            finally:
-                if gpu:
-                    self.gpu.release()
-                self.pool.release(worker)
-            seconds = time.perf_counter() - t0
-            if not res.get("ok"):
-                self._finish(Outcome(name, "failed", seconds, res.get("error", "failed"), log, key))
-                self.emit(Event("failed", name, res.get("error", ""), seconds, log))
-                return
-            if not out.exists():
-                out.mkdir()
-            meta = {"model": res.get("model"), "kind": step.kind, "record": record, "duration_s": round(seconds, 3)}
-            entry = self.ws.store.publish(key, out, meta)
-            self._publish_done(name, entry, record, "ran", seconds, log)
-        except OlivepipeError as e:
-            seconds = time.perf_counter() - t0
-            self._finish(Outcome(name, "failed", seconds, e.message, log, key))
-            self.emit(Event("failed", name, e.message, seconds, log))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _publish_done(self, name: str, entry: Entry, record: dict, status: str, seconds: float, log: str):
-        materialize(entry, self.ws.outputs / name)
+    def _done(self, name: str, entry, record: dict, status: str, seconds: float, log: str):
+        link_output(self.ws, name, self.ws.store.fetch(entry))
         self.entries[name] = entry
         rec = {"key": entry.key, "kind": record["kind"], "record": record,
-               "output": {"digest": entry.digest, "files": len(entry.manifest["files"]), "bytes": entry.size},
+               "output": {"digest": entry.digest, "files": len(entry.files), "bytes": entry.size},
                "duration_s": entry.manifest.get("duration_s")}
-        with self.lock_mutex:
-            if lockfile.prune(self.locked.get(name)) != lockfile.prune(rec):
-                lockfile.update(self.ws.lock_path, self.ws.lock_name, {name: rec})
-                self.locked[name] = rec
+        if lockfile.prune(self.locked.get(name)) != lockfile.prune(rec):
+            lockfile.update(self.ws.lock_path, self.ws.lock_name, {name: rec})
+            self.locked[name] = rec
         self._finish(Outcome(name, status, seconds, log=log if status == "ran" else "", key=entry.key))
         self.emit(Event("done" if status == "ran" else "cached", name, seconds=seconds, log=log))
 
 
-__all__ = ["apply", "ApplyResult", "Event", "Outcome", "CACHED", "RUN"]
+def _blocked(step, why):
+    from dataclasses import replace
+
+    return replace(step, status=BLOCKED, action=BLOCKED, reasons=(why,))
+
+
+def link_output(ws: Workspace, name: str, tree: Path) -> None:
+    """Expose a result at outputs/<workflow>/<node> as a symlink: O(1) whatever its size.
+    The outputs folder is created confined: a committed `outputs -> /elsewhere` link is refused."""
+    import uuid
+
+    from .errors import StoreError
+
+    base = ws.workflow.file.parent
+    parent = confined_dir(base, "outputs", ws.lock_name)
+    dest = parent / name
+    target = os.path.relpath(tree, parent)
+    if dest.is_symlink() and os.readlink(dest) == target:
+        return
+    if dest.exists() and not dest.is_symlink():
+        raise StoreError(f"{dest} exists and is not an olivepipe output link",
+                         "move it away; olivepipe will not overwrite it")
+    tmp = parent / f".{name}.{uuid.uuid4().hex[:8]}"
+    os.symlink(target, tmp)
+    os.replace(tmp, dest)
+
+
+__all__ = ["apply", "ApplyResult", "Event", "Outcome", "Scheduler", "link_output"]

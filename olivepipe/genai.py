@@ -71,8 +71,8 @@ def generate(model_dir: Path, prompts: list[str], *, adapters: list[tuple[str, P
     return {"model_load_s": round(load_s, 3), "adapters": [n for n, _ in adapters], "runs": runs}
 
 
-def run_generate(job: dict) -> dict:
-    """Worker entry point for kind: generate."""
+def run_generate(job: dict, out: Path) -> dict:
+    """Worker side of kind `generate` (olivepipe/kinds/generate.py); writes into ``out``."""
     opts = job["options"]
     reports = []
     for inp in job["inputs"]:  # fan-in: every input model gets the same prompts
@@ -83,7 +83,7 @@ def run_generate(job: dict) -> dict:
         rep["model"] = inp["name"]
         reports.append(rep)
     report = reports[0] if len(reports) == 1 else {"models": reports}
-    out = Path(job["output_dir"])
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = []

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .envcheck import Check, check_node
-from .olive.catalog import INCOMPATIBLE
+from .errors import OlivepipeError
+from .executors.base import Check
 from .keys import diff_records, key_of
 from .lock import prune
 from .workspace import Workspace
 
 CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
+FORCED = "forced"  # an action: runs although a result is cached (status stays "run")
+ACTIONS = (CACHED, RUN, FORCED, BLOCKED, SKIP)
+
+
+class UnknownTarget(OlivepipeError):
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -31,9 +37,15 @@ class Step:
     estimate_s: float | None = None
     warnings: tuple[str, ...] = ()
     output_digest: str | None = None  # known when cached
+    action: str = ""  # cached | run | forced | blocked | skip: what apply will do
+
+    def __post_init__(self):
+        if not self.action:
+            object.__setattr__(self, "action", self.status)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "label": self.label, "status": self.status,
+                "action": self.action,
                 "reasons": list(self.reasons), "key": self.key, "inputs": list(self.inputs), "device": self.device,
                 "needs": list(self.check.needs) if self.check else [],
                 "missing": list(self.check.missing) if self.check else [],
@@ -77,39 +89,40 @@ class Plan:
                 "steps": [s.to_json() for s in self.steps]}
 
 
-def _label(ws: Workspace, name: str) -> str:
-    if name in ws.workflow.models:
-        return "tiny-model"
-    n = ws.workflow.nodes[name]
-    return n.alias or n.kind
-
-
 def _warnings(ws: Workspace, name: str) -> tuple[str, ...]:
     wf = ws.workflow
     out = []
     if name in wf.nodes:
-        for inp in wf.nodes[name].inputs:
+        node = wf.nodes[name]
+        for inp in node.inputs:
             m = wf.models.get(inp)
             if m and m.trust_remote_code:
                 out.append(f"TRUST_REMOTE_CODE: model '{inp}' runs its repository's own Python code")
             if m and m.source == "hf" and not m.revision:
                 out.append(f"model '{inp}' ({m.hf}) is not pinned to a revision: the hub can change it under the cache")
-        node = wf.nodes[name]
-        for inp in node.inputs:
-            up = wf.nodes.get(inp)
-            why = up and INCOMPATIBLE.get((up.pass_type, node.pass_type))
-            if why:
-                out.append(f"KNOWN INCOMPATIBILITY: {up.alias} -> {node.alias}: {why}")
-        for k in ("user_script", "script_dir"):
-            if k in wf.nodes[name].params:
-                out.append(f"USER_SCRIPT: runs {wf.nodes[name].params[k]}")
+        out.extend(ws.kind_of(name).warnings(ws, node))
     if name in ws.substitutions:
         out.append(f"REHEARSAL STAND-IN: {ws.substitutions[name]}")
     return tuple(out)
 
 
+def check_targets(ws: Workspace, names) -> None:
+    import difflib
+
+    known = list(ws.workflow.nodes) + list(ws.workflow.models)
+    for n in names:
+        if n not in known:
+            close = difflib.get_close_matches(n, known, n=1)
+            raise UnknownTarget(f"unknown node '{n}'", f"did you mean '{close[0]}'?" if close else
+                                f"nodes: {', '.join(ws.workflow.nodes)}")
+
+
 def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str, ...] = (),
-              force_all: bool = False) -> Plan:
+              force_all: bool = False, deep: bool = False) -> Plan:
+    """The plan as a value. Reads the store (``peek``), the lock and file digests; never writes,
+    deletes, starts a process or touches the network. ``deep`` (apply, right before running)
+    also asks each kind's preflight what needs the network, e.g. Azure credentials."""
+    check_targets(ws, tuple(targets) + tuple(force))
     steps_order = ws.steps()
     selected = set(steps_order)
     if targets:
@@ -120,59 +133,51 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
                     any(s in ws.step_inputs(n) for n in selected)}
     locked = ws.lock_nodes()
     digests: dict[str, str | None] = {}
+    actions: dict[str, str] = {}
     out: list[Step] = []
     for name in steps_order:
-        kind = ws.kind(name)
-        node = ws.workflow.nodes.get(name)
-        device = node.device if node else "cpu"
-        common = dict(name=name, kind=kind, label=_label(ws, name), inputs=ws.step_inputs(name), device=device,
+        kind = ws.kind_of(name)
+        spec = ws.spec_of(name)
+        device = ws.device(name)
+        common = dict(name=name, kind=kind.name, label=ws.label(name), inputs=ws.step_inputs(name), device=device,
                       warnings=_warnings(ws, name))
         if name not in selected:
             digests[name] = None
+            actions[name] = SKIP
             out.append(Step(status=SKIP, reasons=("not needed by the target",), **common))
             continue
         record, complete = ws.record(name, digests)
-        check = check_node(kind, node.pass_type if node else None, device)
+        check = ws.executor.preflight(kind.needs(spec), device)
         prev = locked.get(name)
         estimate = prev.get("duration_s") if prev else None
         key = key_of(record) if complete else None
         common.update(record=record, check=check, key=key, estimate_s=estimate)
-        blocked_up = [i for i in ws.step_inputs(name) if any(s.name == i and s.status == BLOCKED for s in out)]
-        entry = ws.store.get(key) if key else None
+        blocked_up = [i for i in ws.step_inputs(name) if actions.get(i) == BLOCKED]
+        entry = ws.store.peek(key) if key else None
+        problem = None
+        if not blocked_up and check.ok and not entry and name in ws.workflow.nodes:
+            problem = kind.preflight(ws, spec, deep=deep)
+        digests[name] = None
         if blocked_up:
-            digests[name] = None
+            actions[name] = BLOCKED
             out.append(Step(status=BLOCKED, reasons=(f"input {', '.join(blocked_up)} is blocked",), **common))
         elif not check.ok and not entry:
-            digests[name] = None
+            actions[name] = BLOCKED
             out.append(Step(status=BLOCKED, reasons=(f"cannot run on this machine: {check.message}",), **common))
-        elif kind == "register" and not entry and not ws.rehearse and (problem := _register_problem(ws, name)):
-            digests[name] = None
+        elif problem:
+            actions[name] = BLOCKED
             out.append(Step(status=BLOCKED, reasons=(problem,), **common))
         elif force_all or name in force:
-            digests[name] = None
-            out.append(Step(status=RUN, reasons=("forced",), **common))
+            actions[name] = FORCED
+            out.append(Step(status=RUN, action=FORCED, reasons=("forced",), **common))
         elif entry is not None:
             digests[name] = entry.digest
+            actions[name] = CACHED
             out.append(Step(status=CACHED, output_digest=entry.digest, **common))
         else:
-            digests[name] = None
+            actions[name] = RUN
             out.append(Step(status=RUN, reasons=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
     return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions))
-
-
-def _register_problem(ws: Workspace, name: str) -> str | None:
-    """Why a registration cannot happen from here (workspace or credentials), or None."""
-    import os
-
-    from .azureml import RegistrationError, check_credentials, resolve_workspace
-
-    try:
-        resolve_workspace(ws.workflow.nodes[name].options, os.environ, base_dir=ws.workflow.file.parent,
-                          start_dir=ws.workflow.file.parent)
-    except RegistrationError as e:
-        return e.message
-    status = check_credentials(timeout_s=5)
-    return None if status.ok else f"{status.reason} ({status.hint})" if status.hint else status.reason
 
 
 def _why(ws, name, record, complete, prev, key, digests) -> list[str]:

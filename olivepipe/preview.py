@@ -1,11 +1,30 @@
-"""`olivepipe compile`: the Olive JSON of nodes, using cached inputs where they exist."""
+"""`olivepipe compile`: the exact Olive JSON of nodes, runnable with `olive run`.
+
+Built from the same job apply runs, with its placeholders resolved to readable places:
+cached inputs to their store entries, inputs not built yet to where apply will expose
+them (outputs/<workflow>/<node>), and the output to a private folder under
+.olivepipe/compiled/ — never outputs/<node>, which links into the store (an `olive run`
+there would write into a published entry).
+"""
 from __future__ import annotations
 
-
+import json
+from dataclasses import dataclass
 
 from .errors import OlivepipeError
+from .olive.runtime import substitute
 from .plan import CACHED, make_plan
+from .safefs import confined_dir, write_atomic
 from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """Stands in for a result not built yet."""
+
+    key: str | None
+    model: dict | None
+    digest: str | None = None
 
 
 def compile_preview(ws: Workspace, nodes: list[str], *, check: bool = False) -> dict:
@@ -14,38 +33,52 @@ def compile_preview(ws: Workspace, nodes: list[str], *, check: bool = False) -> 
     for n in nodes:
         if n not in wf.nodes:
             raise OlivepipeError(f"unknown node '{n}'", f"nodes: {', '.join(wf.nodes)}")
-        if wf.nodes[n].kind != "olive":
+        if n not in olive_nodes:
             raise OlivepipeError(f"node '{n}' is a {wf.nodes[n].kind} node, not an Olive pass", "")
     plan = make_plan(ws)
-    steps = plan.by_name()
     entries: dict = {}
-    for name, s in steps.items():
-        if s.status == CACHED and s.key:
-            entries[name] = ws.store.get(s.key)
-        else:  # not built yet: show where its result will be read from
-            cfg = {"type": "onnxmodel" if _is_onnx(ws, name) else "hfmodel", "config": {"model_path": "$OUT"}}
-            entries[name] = _Pending(ws.outputs / name, cfg)
+    for s in plan.steps:
+        entry = ws.store.peek(s.key) if s.status == CACHED and s.key else None
+        if entry is None:
+            fmt = ws.kind_of(s.name).output_format(ws.spec_of(s.name))
+            entry = _Pending(None, {"type": "onnxmodel" if fmt == "onnx" else "hfmodel",
+                                    "config": {"model_path": "$OUT"}})
+        entries[s.name] = entry
     out = {}
     for n in nodes or olive_nodes:
-        pending_out = ws.outputs / n
-        config = ws.compile(n, entries, pending_out, ws.dir / "scratch" / n)
+        job = ws.job(n, entries)
+        paths = _paths(ws, n, job, entries)
+        config = substitute(job["spec"]["config"], paths)
         if check:
             validate_with_olive(config)
         out[n] = config
     return out
 
 
-class _Pending:
-    """Stands in for a result not built yet: its future output location."""
+def _paths(ws: Workspace, name: str, job: dict, entries: dict) -> dict:
+    base = ws.workflow.file.parent
+    here = confined_dir(base, ".olivepipe", "compiled", name)
+    paths = {"$OUT": str(here / "output"), "$SCRATCH": str(here / "scratch")}
+    inputs = ws.step_inputs(name)
+    for ph, ref in job["refs"].items():
+        if "entry" in ref:
+            i = int(ph[len("$IN"):])
+            entry = entries[inputs[i]]
+            found = ws.store.peek(entry.key) if entry.key else None
+            paths[ph] = str(ws.store.fetch(found)) if found else str(ws.outputs / inputs[i])
+        elif "file" in ref or "tree" in ref:
+            paths[ph] = str(ws.workflow.root / (ref.get("file") or ref.get("tree")))
+    for ph, ref in job["refs"].items():
+        if "text_dataset" in ref:  # Olive's AWQ pass reads a folder with a `text` column
+            from .datasets import read_rows, render
 
-    def __init__(self, tree, model):
-        self.tree, self.model, self.digest = tree, model, None
-
-
-def _is_onnx(ws: Workspace, name: str) -> bool:
-    node = ws.workflow.nodes.get(name)
-    return bool(node and node.pass_type and (node.pass_type.startswith("Onnx") or node.pass_type in
-                                             ("ModelBuilder", "ExtractAdapters", "OrtTransformersOptimization")))
+            ds = ws.workflow.datasets[ref["text_dataset"]["name"]]
+            folder = confined_dir(here, "calibration")
+            rows = [json.dumps({"text": t}, ensure_ascii=False) + "\n"
+                    for f in ds.files for t in render(ds, read_rows(f, ds.format))]
+            write_atomic(folder / "data.jsonl", "".join(rows))
+            paths[ph] = str(folder)
+    return paths
 
 
 def validate_with_olive(config: dict) -> None:

@@ -75,43 +75,41 @@ _dataset = {
 
 _inputs = {"oneOf": [_ref, {"type": "array", "items": _ref, "minItems": 1, "uniqueItems": True}]}
 
-_node = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "pass": {**_str, "description": "Olive pass type (e.g. LoRA) or alias (lora, awq, gptq, rtn, model-builder, ...)."},
-        "kind": {"enum": ["olive", "generate", "register"], "default": "olive"},
-        "input": _inputs,
-        "data": _ref,
-        "params": {"type": "object", "description": "Pass parameters, checked against Olive's own pass config."},
-        "device": {"enum": ["cpu", "gpu", "npu"], "default": "cpu"},
-        "provider": {**_str, "description": "ONNX Runtime execution provider, e.g. CPUExecutionProvider."},
-        "matrix": {"type": "object", "minProperties": 1,
-                   "additionalProperties": {"type": "array", "minItems": 1,
-                                            "items": {"type": ["string", "number", "boolean"]}},
-                   "description": "Expand into one node per combination; values go into params."},
-        "rehearse": {"type": "object", "additionalProperties": False,
-                     "properties": {"pass": _str, "params": {"type": "object"}, "device": {"enum": ["cpu", "gpu", "npu"]},
-                                    "bypass": {"type": "boolean"}, "why": {"type": "string"}},
-                     "description": "Stand-in used by --rehearse when this node cannot run on a CPU."},
-        # generate
-        "prompts": {"type": "array", "items": _str, "minItems": 1},
-        "max_new_tokens": {"type": "integer", "minimum": 1, "maximum": 4096},
-        "adapters": {"oneOf": [{"enum": ["auto", "none"]}, {"type": "array", "items": _str}]},
-        "chat_template": _str,
-        # register
-        "name": _str,
-        "version": {"type": ["string", "integer"]},
-        "workspace": {"type": "object", "additionalProperties": False,
-                      "properties": {"subscription_id": _str, "resource_group": _str, "workspace_name": _str,
-                                     "config": _str}},
-        "tags": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
-        "description": {"type": "string"},
-    },
-    "required": ["input"],
+_COMMON_NODE = {
+    "kind": {"default": "olive"},  # enum filled from the kind registry
+    "input": _inputs,
+    "device": {"enum": ["cpu", "gpu", "npu"], "default": "cpu"},
+    "provider": {**_str, "description": "ONNX Runtime execution provider, e.g. CPUExecutionProvider."},
+    "matrix": {"type": "object", "minProperties": 1,
+               "additionalProperties": {"type": "array", "minItems": 1,
+                                        "items": {"type": ["string", "number", "boolean"]}},
+               "description": "Expand into one node per combination; values go into params."},
+    "description": {"type": "string"},
 }
 
-SCHEMA = {
+
+def node_schema() -> dict:
+    """A node mapping: the common fields plus every registered kind's own (olivepipe/kinds/)."""
+    from . import kinds
+
+    props = dict(_COMMON_NODE)
+    props["kind"] = {"enum": kinds.node_kinds(), "default": "olive"}
+    for k in kinds.all_kinds():
+        for name, frag in k.fields.items():
+            props.setdefault(name, frag)
+    return {"type": "object", "additionalProperties": False, "properties": props, "required": ["input"]}
+
+
+def build_schema() -> dict:
+    return {
+        **_TOP,
+        "properties": {**_TOP["properties"],
+                       "nodes": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": NAME},
+                                 "additionalProperties": node_schema()}},
+    }
+
+
+_TOP = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": SCHEMA_ID,
     "title": "olivepipe workflow (format v1)",
@@ -126,10 +124,9 @@ SCHEMA = {
                      "properties": {"device": {"enum": ["cpu", "gpu", "npu"]}, "provider": _str}},
         "models": {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": _model},
         "datasets": {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": _dataset},
-        "nodes": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": NAME},
-                  "additionalProperties": _node},
     },
 }
+SCHEMA = build_schema()  # the built-in kinds; spec.py rebuilds it when a kind is registered
 
 
 def dumps() -> str:

@@ -43,31 +43,12 @@ def _die_with_parent() -> None:
 
 
 def run_job(job: dict) -> dict:
-    kind = job["kind"]
-    if kind == "olive":
-        from .olive.runner import run_olive
+    """One resolved job: {"kind", "module", "spec", "out", "scratch", "log"} (paths are local here)."""
+    from .kinds import JobIO, load_in_worker
 
-        return run_olive(job["config"], Path(job["log"]))
-    if kind == "tiny-model":
-        from .tinymodel import build_tiny_model
-
-        info = build_tiny_model(Path(job["output_dir"]), **job["args"])
-        return {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}}, "info": info}
-    if kind == "generate":
-        from .genai import run_generate
-
-        return run_generate(job)
-    if kind == "register":
-        from .azureml import run_register
-
-        return run_register(job)
-    if kind == "sleep":  # used by tests of crash handling and concurrency
-        time.sleep(job.get("seconds", 1))
-        out = Path(job["output_dir"])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "slept.txt").write_text(str(job.get("seconds", 1)))
-        return {"model": None}
-    raise ValueError(f"unknown job kind {kind!r}")
+    kind = load_in_worker(job["kind"], job["module"])
+    io = JobIO(out=Path(job["out"]), scratch=Path(job["scratch"]), log=Path(job["log"]))
+    return kind.run(job["spec"], io)
 
 
 def main() -> int:
@@ -80,7 +61,8 @@ def main() -> int:
     results.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
         job = json.loads(line)
-        log_fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # never through a planted link: the log folder is olivepipe's, the name its own
+        log_fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
         sys.stdout.flush(), sys.stderr.flush()
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)

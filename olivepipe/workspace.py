@@ -1,7 +1,8 @@
-"""A workflow opened for work: its graph, store, stat cache, lock and folders.
+"""A workflow opened for work: its graph, store, executor, stat cache, lock and folders.
 
-Also the one place that turns a node plus its inputs' digests into a canonical
-record (see keys.py), and a node plus its inputs' results into a worker job.
+Also the one place that turns a step plus its inputs' digests into a canonical record
+(see keys.py), and a step into a plain-data job (see kinds/). The kind-specific parts of
+both come from the step's kind; this module never branches on a kind's name.
 """
 from __future__ import annotations
 
@@ -9,29 +10,30 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import kinds
 from . import lock as lockfile
 from .graph import Graph, build_graph
 from .hashing import StatCache, tree_digest
 from .keys import RECORD_FORMAT
 from .olive import compile as olive_compile
 from .olive.catalog import Catalog, load_catalog
-from .olive.runtime import packages_for, resolve_model_config
+from .olive.runtime import rebase_model_config
 from .spec import ModelSpec, Workflow, load_workflow
-from .store import Entry, Store
 
-TINY_DEFAULTS = {"arch": "phi3", "layers": 2, "hidden": 64, "heads": 4, "vocab_size": 512, "seed": 0}
-TINY_GENERATOR = 2  # bump when tinymodel.py changes what it builds
+TINY_KIND = "tiny-model"
 
 
 @dataclass
 class Workspace:
     workflow: Workflow
     graph: Graph
-    store: Store
+    store: object  # a stores.base.Store
     stats: StatCache
     dir: Path  # .olivepipe next to the workflow
     rehearse: bool = False
     substitutions: dict = field(default_factory=dict)  # rehearsal stand-ins: name -> what was replaced
+    executor: object = None  # an executors.base.Executor; the local one unless told otherwise
+    read_only: bool = False  # plan/status/graph: nothing may be written
 
     @property
     def catalog(self) -> Catalog:
@@ -73,7 +75,20 @@ class Workspace:
         return name in self.workflow.nodes or self.workflow.models[name].source == "tiny"
 
     def kind(self, name: str) -> str:
-        return "tiny-model" if name in self.workflow.models else self.workflow.nodes[name].kind
+        return TINY_KIND if name in self.workflow.models else self.workflow.nodes[name].kind
+
+    def spec_of(self, name: str):
+        """The NodeSpec (or, for a tiny model, its ModelSpec) behind a step."""
+        return self.workflow.models[name] if name in self.workflow.models else self.workflow.nodes[name]
+
+    def kind_of(self, name: str) -> kinds.NodeKind:
+        return kinds.get(self.kind(name))
+
+    def device(self, name: str) -> str:
+        return "cpu" if name in self.workflow.models else self.workflow.nodes[name].device
+
+    def label(self, name: str) -> str:
+        return self.kind_of(name).label(self.spec_of(name))
 
     # -- records -------------------------------------------------------------------
     def source_input(self, model: ModelSpec) -> dict:
@@ -86,75 +101,85 @@ class Workspace:
         ds = self.workflow.datasets[name]
         rec = {k: v for k, v in ds.__dict__.items() if k not in ("name", "files") and v is not None}
         if ds.files:
-            rec["files"] = {p.relative_to(self.workflow.root).as_posix(): self.stats.digest(p) for p in ds.files}
+            rec["files"] = {self._rel(p): self.stats.digest(p) for p in ds.files}
         return rec
+
+    def dataset_fields(self, name: str) -> dict:
+        """A dataset's definition as plain data (for jobs: no paths)."""
+        ds = self.workflow.datasets[name]
+        return {k: v for k, v in ds.__dict__.items() if k != "files"}
+
+    def data_refs(self, name: str) -> dict:
+        """Placeholders for a dataset's files: {"$DATA0": {"file": rel, "digest": d}, ...}."""
+        ds = self.workflow.datasets[name]
+        return {f"$DATA{i}": {"file": self._rel(p), "digest": self.stats.digest(p)} for i, p in enumerate(ds.files)}
+
+    def _rel(self, p: Path) -> str:
+        return p.relative_to(self.workflow.root).as_posix()
+
+    def environment(self, name: str) -> dict:
+        """The environment identity that goes into a step's key (package versions here)."""
+        kind = self.kind_of(name)
+        return self.executor.environment(kind.package_names(self.spec_of(name)))
 
     def record(self, name: str, input_digests: dict[str, str | None]) -> tuple[dict, bool]:
         """(record, complete). Incomplete when an upstream result is not known yet."""
         wf = self.workflow
+        kind = self.kind_of(name)
+        spec = self.spec_of(name)
         if name in wf.models:
-            spec = wf.models[name]
-            args = {**TINY_DEFAULTS, **(spec.tiny or {})}
-            return {"format": RECORD_FORMAT, "kind": "tiny-model", "generator": TINY_GENERATOR, "args": args,
-                    "packages": packages_for("tiny-model", None)}, True
-        node = wf.nodes[name]
+            rec = {"format": RECORD_FORMAT, "kind": kind.name, **kind.record(self, spec),
+                   "packages": self.environment(name)}
+            return rec, True
         inputs, complete = [], True
-        for inp in node.inputs:
+        for inp in spec.inputs:
             if inp in wf.models and wf.models[inp].source != "tiny":
                 inputs.append(self.source_input(wf.models[inp]))
             else:
                 d = input_digests.get(inp)
                 complete &= d is not None
                 inputs.append({"digest": d})
-        rec = {"format": RECORD_FORMAT, "kind": node.kind, "inputs": inputs, "device": node.device,
-               "provider": node.provider, "packages": packages_for(node.kind, node.pass_type)}
-        if node.kind == "olive":
-            rec["pass"] = node.pass_type
-            rec["params"] = node.params
-            if node.data:
-                rec["data"] = self.dataset_record(node.data)
-        else:
-            rec["options"] = {k: v for k, v in node.options.items()}
+        rec = {"format": RECORD_FORMAT, "kind": kind.name, "inputs": inputs, "device": spec.device,
+               "provider": spec.provider, "packages": self.environment(name), **kind.record(self, spec)}
         return rec, complete
 
     # -- jobs ------------------------------------------------------------------------
-    def input_model(self, name: str, results: dict[str, Entry]) -> dict:
+    def job_inputs(self, name: str, results: dict) -> tuple[list[dict], dict]:
+        """Inputs of a step as job data: ([{"name", "ref", "model"}], refs).
+
+        Paths are placeholders ($IN0 for a stored result, $SRC0 for a local model folder),
+        resolved where the job runs."""
         wf = self.workflow
-        if name in wf.models and wf.models[name].source != "tiny":
-            return olive_compile.model_source_config(wf.models[name])
-        entry = results[name]
-        cfg = resolve_model_config(entry.model, entry.tree)
-        # Olive writes `"load_kwargs": null` and then crashes reading it back with a dataset
-        cfg["config"] = {k: v for k, v in cfg.get("config", {}).items() if v is not None}
-        return cfg
+        inputs, refs = [], {}
+        for i, inp in enumerate(self.step_inputs(name)):
+            if inp in wf.models and wf.models[inp].source != "tiny":
+                m = wf.models[inp]
+                if m.source == "path":
+                    ph = f"$SRC{i}"
+                    refs[ph] = {"tree": self._rel(m.path), "digest": tree_digest(self.stats.tree(m.path))}
+                    model = olive_compile.model_source_config(m, placeholder=ph)
+                else:
+                    ph, model = None, olive_compile.model_source_config(m)
+                inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
+                continue
+            entry = results[inp]
+            ph = f"$IN{i}"
+            refs[ph] = {"entry": entry.key}
+            model = rebase_model_config(entry.model, ph) if entry.model else None
+            inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
+        return inputs, refs
 
-    def job(self, name: str, results: dict[str, Entry], output_dir: Path, scratch: Path) -> dict:
-        """The worker job for a step; ``results`` holds the entries of its inputs."""
-        log = str(self.log_path(name))
-        if name in self.workflow.models:
-            spec = self.workflow.models[name]
-            return {"kind": "tiny-model", "log": log, "output_dir": str(output_dir),
-                    "args": {**TINY_DEFAULTS, **(spec.tiny or {})}}
-        node = self.workflow.nodes[name]
-        if node.kind == "olive":
-            return {"kind": "olive", "log": log, "config": self.compile(name, results, output_dir, scratch)}
-        inputs = [{"name": i, "model": self.input_model(i, results),
-                   "path": str(results[i].tree) if i in results else None} for i in node.inputs]
-        return {"kind": node.kind, "log": log, "output_dir": str(output_dir), "inputs": inputs,
-                "options": node.options, "node": name, "rehearse": self.rehearse}
+    def job(self, name: str, results: dict) -> dict:
+        """The plain-data job for a step; ``results`` maps its produced inputs to store entries.
 
-    def compile(self, name: str, results: dict[str, Entry], output_dir: Path, scratch: Path) -> dict:
-        node = self.workflow.nodes[name]
-        (inp,) = node.inputs[:1] or (None,)
-        dataset = self.workflow.datasets[node.data] if node.data else None
-        calib = None
-        if dataset is not None and node.pass_type == "AutoAWQQuantizer":
-            from .datasets import materialize_text_dataset
-
-            calib = materialize_text_dataset(self, node.data)
-        return olive_compile.compile_node(node, self.input_model(inp, results), self.catalog, dataset=dataset,
-                                          output_dir=str(output_dir), cache_dir=str(scratch / "olive-cache"),
-                                          calibration_folder=calib)
+        {"step", "kind", "module", "device", "spec", "refs"}: no local paths. The executor
+        resolves $OUT, $SCRATCH, $IN*, $SRC*, $DATA* and $CALIB where the job runs."""
+        kind = self.kind_of(name)
+        inputs, refs = self.job_inputs(name, results)
+        spec = kind.job(self, self.spec_of(name), inputs)
+        refs.update(spec.pop("refs", {}))
+        return {"step": name, "kind": kind.name, "module": kinds.module_of(kind.name), "device": self.device(name),
+                "spec": spec, "refs": refs}
 
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)
@@ -166,17 +191,24 @@ def default_cache_dir(workflow: Workflow) -> Path:
 
 
 def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse: bool = False,
-                   workflow: Workflow | None = None) -> Workspace:
+                   workflow: Workflow | None = None, executor=None, store=None,
+                   read_only: bool = False) -> Workspace:
+    """Open a workflow for plan/apply. ``read_only`` (plan, status, graph): nothing is written,
+    not even the stat cache. ``executor``/``store`` default to the local ones."""
+    from .executors.local import LocalExecutor
+    from .stores import open_store
+
     wf = workflow or load_workflow(path)
+    executor = executor or LocalExecutor()
     substitutions = {}
     if rehearse:
         from .rehearse import rehearsal
 
-        wf, substitutions = rehearsal(wf)
+        wf, substitutions = rehearsal(wf, executor.can_run)
     d = wf.file.parent / ".olivepipe"
-    store = Store(Path(cache_dir) if cache_dir else default_cache_dir(wf))
-    stats = StatCache(d / "state.db" if os.access(wf.file.parent, os.W_OK) else None)
-    return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions)
-
-
-
+    # relative paths are resolved here: workers run in other folders
+    root = Path(cache_dir) if cache_dir else default_cache_dir(wf)
+    store = store or open_store(Path(os.path.abspath(root)))
+    writable = not read_only and os.access(wf.file.parent, os.W_OK)
+    stats = StatCache(d / "state.db", read_only=not writable)
+    return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions, executor, read_only)

@@ -9,6 +9,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "travel-tiny"
 SHARED_TRAVEL = REPO.parent / "shared" / "data" / "data_sample_travel.jsonl"
+TESTS = Path(__file__).resolve().parent
+
+# Worker processes import test-only node kinds (fakekinds.py) by module name.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+
+
+@pytest.fixture
+def sleep_kind():
+    """Registers the test-only `sleep` node kind, as a plugin would; removed afterwards."""
+    import fakekinds
+
+    from olivepipe import kinds
+
+    kinds.register(fakekinds.KIND, "fakekinds")
+    yield fakekinds.KIND
+    kinds.unregister("sleep")
 
 
 def copy_example(dest: Path) -> Path:

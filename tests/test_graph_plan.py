@@ -89,16 +89,16 @@ def test_plan_target_and_force(mini):
 
 def test_plan_blocks_awq_without_cuda(mini, monkeypatch):
     monkeypatch.setenv("OLIVEPIPE_ASSUME_NO_CUDA", "1")
-    from olivepipe import envcheck
+    from olivepipe.executors import local
 
-    envcheck.cuda_devices.cache_clear()
+    local.cuda_devices.cache_clear()
     mini.write_text(mini.read_text() + "  awq: {pass: awq, input: base, data: travel}\n  after: {pass: model-builder, input: awq, params: {precision: int4}}\n")
     plan = make_plan(open_workspace(mini))
     st = plan.by_name()
     assert st["awq"].status == "blocked" and "CUDA GPU" in st["awq"].reasons[0]
     assert st["after"].status == "blocked" and "input awq is blocked" in st["after"].reasons[0]
     assert st["finetune"].status == "run"
-    envcheck.cuda_devices.cache_clear()
+    local.cuda_devices.cache_clear()
 
 
 def test_lock_is_deterministic(mini):

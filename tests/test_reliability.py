@@ -129,7 +129,8 @@ ORCHESTRATOR = """
     from olivepipe.olive.runtime import worker_env
     d = Path(sys.argv[1])
     w = Worker(worker_env(), d / "logs", 0)
-    job = {"kind": "sleep", "seconds": 120, "output_dir": str(d / "out"), "log": str(d / "job.log")}
+    job = {"kind": "sleep", "module": "fakekinds", "spec": {"options": {"seconds": 120}, "inputs": [], "node": "n"},
+           "out": str(d / "out"), "scratch": str(d), "log": str(d / "job.log")}
     threading.Thread(target=w.run, args=(job,), daemon=True).start()  # like an executor thread
     while w.pid is None:
         time.sleep(0.05)
@@ -159,6 +160,12 @@ def test_worker_dies_with_a_killed_orchestrator(tmp_path):
             os.kill(worker, signal.SIGKILL)
 
 
+def sleep_job(seconds, out, log) -> dict:
+    """A resolved worker job of the test-only `sleep` kind (tests/fakekinds.py)."""
+    return {"kind": "sleep", "module": "fakekinds", "spec": {"options": {"seconds": seconds}, "inputs": [], "node": "n"},
+            "out": str(out), "scratch": str(out.parent), "log": str(log)}
+
+
 def test_killed_worker_fails_the_node_not_the_orchestrator(tmp_path):
     from olivepipe.olive.runtime import worker_env
     from olivepipe.pool import Worker, WorkerCrashed
@@ -168,7 +175,7 @@ def test_killed_worker_fails_the_node_not_the_orchestrator(tmp_path):
 
     def go():
         try:
-            w.run({"kind": "sleep", "seconds": 60, "output_dir": str(tmp_path / "o"), "log": str(tmp_path / "j.log")})
+            w.run(sleep_job(60, tmp_path / "o", tmp_path / "j.log"))
         except WorkerCrashed as e:
             box["error"] = str(e)
 
@@ -181,7 +188,7 @@ def test_killed_worker_fails_the_node_not_the_orchestrator(tmp_path):
     t.join(10)
     assert box["error"] == "worker process killed by signal 9 (SIGKILL)"
     # the same Worker object starts a fresh process for the next job
-    res = w.run({"kind": "sleep", "seconds": 0, "output_dir": str(tmp_path / "o2"), "log": str(tmp_path / "j2.log")})
+    res = w.run(sleep_job(0, tmp_path / "o2", tmp_path / "j2.log"))
     assert res["ok"]
     w.stop()
 
@@ -210,8 +217,9 @@ SLEEP_JOBS = """
     import olivepipe.store as st
     import olivepipe.workspace as wsmod
     # every step is a quick sleep job (no Olive); the second publish hits a full disk
-    wsmod.Workspace.job = lambda self, name, results, out, scratch: {
-        "kind": "sleep", "seconds": 0, "output_dir": str(out), "log": str(self.log_path(name))}
+    wsmod.Workspace.job = lambda self, name, results: {
+        "step": name, "kind": "sleep", "module": "fakekinds", "device": "cpu",
+        "spec": {"options": {"seconds": 0}, "inputs": [], "node": name}, "refs": {}}
     real, calls = st._write_durable, []
     def write(path, text):
         calls.append(path)

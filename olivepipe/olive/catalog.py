@@ -47,40 +47,6 @@ ALIAS_DEFAULTS = {
 TRAINING_PASSES = {"LoRA", "QLoRA", "DoRA", "LoftQ", "LoHa", "LoKr"}
 
 
-@dataclass(frozen=True)
-class Needs:
-    """What a pass needs from the machine, checked at plan time."""
-
-    cuda: bool = False
-    packages: tuple[str, ...] = ()
-    note: str = ""
-
-
-NEEDS = {
-    "AutoAWQQuantizer": Needs(cuda=True, packages=("autoawq",),
-                              note="autoawq kernels run on CUDA only"),
-    "GptqQuantizer": Needs(cuda=True, packages=("auto-gptq",)),
-    "GptqModel": Needs(cuda=True, packages=("gptqmodel",)),
-    "QLoRA": Needs(cuda=True, packages=("bitsandbytes",), note="bitsandbytes 4-bit training needs CUDA"),
-    "LoftQ": Needs(cuda=True, packages=("bitsandbytes",)),
-    "LoRA": Needs(packages=("peft", "datasets")),
-    "DoRA": Needs(packages=("peft", "datasets")),
-    "ModelBuilder": Needs(packages=("onnxruntime-genai",)),
-    "OnnxConversion": Needs(packages=("onnx", "onnxscript")),
-}
-
-# Known breakages of this stack (olive-ai 0.13, transformers 5): (upstream pass, pass) -> why.
-INCOMPATIBLE = {
-    ("AutoAWQQuantizer", "LoRA"): "LoRA cannot load an AWQ checkpoint under transformers 5 without gptqmodel "
-    "(source-only on PyPI; 7.7.0 needs torch>=2.14.1 and transformers>=5.20.2). Working routes: LoRA on the "
-    "base model then model-builder int4, or AWQ then model-builder int4 (docs/gpu.md)",
-    ("Rtn", "LoRA"): "Olive's Rtn output has QuantLinear layers, which peft cannot wrap with LoRA",
-    ("Gptq", "LoRA"): "Olive's Gptq output has QuantLinear layers, which peft cannot wrap with LoRA",
-}
-for _q in ("AutoAWQQuantizer", "Rtn", "Gptq"):
-    for _t in ("DoRA", "QLoRA", "LoHa", "LoKr"):
-        INCOMPATIBLE.setdefault((_q, _t), INCOMPATIBLE[(_q, "LoRA")])
-
 EXECUTION_PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "gpu": "CUDAExecutionProvider",

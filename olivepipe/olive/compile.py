@@ -12,30 +12,35 @@ from .catalog import Catalog
 DATA_NAME = "olivepipe_data"
 
 
-def model_source_config(model: ModelSpec, tiny_tree: Path | None = None) -> dict:
-    """Olive input-model config for a model named in `models:`."""
+def model_source_config(model: ModelSpec, tiny_tree: Path | None = None, *, placeholder: str | None = None) -> dict:
+    """Olive input-model config for a model named in `models:` (a local one at ``placeholder``
+    when given: jobs carry no paths)."""
     if model.source == "hf":
         load_kwargs = {"trust_remote_code": model.trust_remote_code}
         if model.revision:
             load_kwargs["revision"] = model.revision
         return {"type": "HfModel", "model_path": model.hf, "load_kwargs": load_kwargs}
     path = tiny_tree if model.source == "tiny" else model.path
+    shown = placeholder or str(path)
     if path is not None and Path(path).suffix == ".onnx":
-        return {"type": "ONNXModel", "model_path": str(path)}
-    cfg = {"type": "HfModel", "model_path": str(path)}
+        return {"type": "ONNXModel", "model_path": shown}
+    cfg = {"type": "HfModel", "model_path": shown}
     if model.trust_remote_code:
         cfg["load_kwargs"] = {"trust_remote_code": True}
     return cfg
 
 
-def data_config(ds: DatasetSpec, name: str = DATA_NAME, *, text_column_folder: Path | None = None) -> dict:
-    """Olive HuggingfaceContainer config for a dataset."""
+def data_config(ds: DatasetSpec, name: str = DATA_NAME, *, text_column_folder: str | None = None,
+                data_files: list[str] | None = None) -> dict:
+    """Olive HuggingfaceContainer config for a dataset (``data_files``: where its files are read
+    from, placeholders in a job; the spec's paths by default)."""
     if text_column_folder is not None:
         # a materialized folder with a `text` column: the only shape autoawq accepts through Olive
-        load = {"data_name": str(text_column_folder), "split": "train"}
+        load = {"data_name": text_column_folder, "split": "train"}
         pre = {"input_cols": "text"}  # Olive's AWQ pass hands autoawq exactly this key as text_column
     elif ds.files:
-        load = {"data_name": ds.format or "json", "data_files": [str(f) for f in ds.files], "split": "train"}
+        files = data_files if data_files is not None else [str(f) for f in ds.files]
+        load = {"data_name": ds.format or "json", "data_files": files, "split": "train"}
         pre = {}
     else:
         load = {"data_name": ds.hf, "split": ds.split}
@@ -59,7 +64,8 @@ def pass_name(node: NodeSpec) -> str:
 
 
 def compile_node(node: NodeSpec, input_model: dict, catalog: Catalog, *, dataset: DatasetSpec | None,
-                 output_dir: str, cache_dir: str, calibration_folder: Path | None = None) -> dict:
+                 output_dir: str, cache_dir: str, data_files: list[str] | None = None,
+                 calibration_folder: str | None = None) -> dict:
     """The Olive run config for one node: one pass, one accelerator, no search, no evaluation."""
     pass_cfg = {"type": node.pass_type, **node.params}
     config = {
@@ -78,6 +84,6 @@ def compile_node(node: NodeSpec, input_model: dict, catalog: Catalog, *, dataset
         "log_severity_level": 1,
     }
     if dataset is not None:
-        config["data_configs"] = [data_config(dataset, text_column_folder=calibration_folder)]
+        config["data_configs"] = [data_config(dataset, text_column_folder=calibration_folder, data_files=data_files)]
         pass_cfg[catalog.data_param(node.pass_type)] = DATA_NAME
     return config

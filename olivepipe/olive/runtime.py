@@ -5,30 +5,6 @@ import functools
 import os
 from pathlib import Path
 
-# Packages whose version can change a node's result. Key records include them, so
-# upgrading one re-runs exactly the nodes it can affect.
-BASE_PACKAGES = ("olive-ai", "torch", "transformers", "onnxruntime", "onnx")
-PASS_PACKAGES = {
-    "LoRA": ("peft", "datasets", "accelerate"),
-    "QLoRA": ("peft", "datasets", "accelerate", "bitsandbytes"),
-    "DoRA": ("peft", "datasets", "accelerate"),
-    "LoftQ": ("peft", "datasets", "accelerate", "bitsandbytes"),
-    "AutoAWQQuantizer": ("autoawq", "datasets"),
-    "Gptq": ("datasets",),
-    "GptqQuantizer": ("auto-gptq", "datasets"),
-    "ModelBuilder": ("onnxruntime-genai",),
-    "OnnxConversion": ("onnxscript",),
-    "OrtTransformersOptimization": ("onnxscript",),
-    "ExtractAdapters": ("onnxruntime-genai",),
-}
-KIND_PACKAGES = {
-    "tiny-model": ("torch", "transformers", "tokenizers", "safetensors"),
-    "generate": ("onnxruntime-genai", "onnxruntime"),
-    "register": ("azure-ai-ml",),
-    "dataset": ("datasets",),
-}
-
-
 @functools.lru_cache(maxsize=1)
 def _dist_infos() -> dict[str, str]:
     """{normalized name: version} from the *.dist-info folders on sys.path, first wins.
@@ -68,8 +44,8 @@ def version(dist: str) -> str | None:
         return None
 
 
-def packages_for(kind: str, pass_type: str | None) -> dict[str, str | None]:
-    names = KIND_PACKAGES.get(kind) or (BASE_PACKAGES + PASS_PACKAGES.get(pass_type or "", ()))
+def versions(names) -> dict[str, str | None]:
+    """{package: installed version} for the packages that shape a result (None: not installed)."""
     return {n: version(n) for n in sorted(set(names))}
 
 
@@ -120,12 +96,29 @@ def normalize_model_config(cfg: dict, output_dir: Path) -> dict:
     return _map_strings(cfg, rel)
 
 
+def rebase_model_config(cfg: dict, placeholder: str) -> dict:
+    """A stored model config ($OUT/...) as seen by a job that reads it as ``placeholder``.
+
+    Also drops None values from its ``config``: Olive writes `"load_kwargs": null` and
+    then crashes reading it back with a dataset."""
+    cfg = substitute(cfg, {OUT: placeholder})
+    cfg["config"] = {k: v for k, v in cfg.get("config", {}).items() if v is not None}
+    return cfg
+
+
+def substitute(obj, paths: dict[str, str]):
+    """Replace placeholder prefixes ($OUT, $IN0, ...) in every string of a job."""
+
+    def sub(v: str) -> str:
+        if v.startswith("$"):
+            head, sep, rest = v.partition("/")
+            if head in paths:
+                return str(paths[head]) + (sep + rest if sep else "")
+        return v
+
+    return _map_strings(obj, sub)
+
+
 def resolve_model_config(cfg: dict, tree: Path) -> dict:
     """Inverse of normalize: $OUT/... -> absolute paths inside a store entry."""
-
-    def absolute(v: str) -> str:
-        if v == OUT:
-            return str(tree)
-        return str(tree / v[len(OUT) + 1:]) if v.startswith(OUT + "/") else v
-
-    return _map_strings(cfg, absolute)
+    return substitute(cfg, {OUT: str(tree)})

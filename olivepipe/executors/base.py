@@ -1,0 +1,75 @@
+"""The executor seam: where a job runs.
+
+An executor says what it can run (``preflight``), what environment identity goes into
+keys (``environment``), and starts and waits for plain-data jobs. Everything else
+(ready set, failure policy, GPU slots, events, publishing, lock writes) is the shared
+scheduler in olivepipe/executor.py, the same for every executor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+
+@dataclass(frozen=True)
+class Check:
+    """Whether a node's needs are met where it would run."""
+
+    ok: bool
+    needs: tuple[str, ...]  # human-readable needs, e.g. "CUDA GPU", "autoawq"
+    missing: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            return ""
+        return "needs " + ", ".join(self.missing) + (f" ({self.note})" if self.note else "")
+
+
+@dataclass
+class RunContext:
+    """What the scheduler hands an executor with each job (never part of the job itself)."""
+
+    store: object  # stores.base.Store: inputs are fetched from it, outputs staged in it
+    root: Path  # workspace root: data and local model refs are relative to it
+    log: Path  # the step's log file
+    stats: object = None  # hashing.StatCache: local inputs are re-checked without re-reading
+    offline: bool = True  # no hub access for workers
+
+
+@dataclass
+class JobResult:
+    step: str
+    ok: bool
+    error: str = ""
+    seconds: float = 0.0
+    output: Path | None = None  # a local folder holding the result, to publish
+    model: dict | None = None  # the result's model config ($OUT-relative)
+    cleanup: Callable[[], None] | None = None  # drop staging once published (or failed)
+    extra: dict = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    name: str
+
+    def preflight(self, needs, device: str) -> Check:
+        """Can a node with these needs run here? No network, no subprocess: plan calls it."""
+
+    def can_run(self, needs, device: str) -> bool: ...
+
+    def environment(self, packages) -> dict:
+        """The environment identity for a key: {package: version} where jobs run."""
+
+    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
+        """Get ready to run up to ``slots`` jobs at once."""
+
+    def start(self, job: dict, ctx: RunContext) -> None:
+        """Start a job (returns at once)."""
+
+    def wait(self) -> list[JobResult]:
+        """Block until at least one started job finished; return every finished one."""
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop workers (kill: at once, for Ctrl-C and errors)."""

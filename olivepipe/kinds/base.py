@@ -1,0 +1,112 @@
+"""The node-kind seam: one protocol every kind satisfies, one module per kind.
+
+A kind owns everything that differs between node kinds: the fields it adds to a
+node (a JSON Schema fragment), its checks (with positions), the kind-specific part of
+its key record, what it needs from the machine, the plain-data job it becomes, the
+worker-side run of that job, and its rehearsal stand-in. The rest of olivepipe
+(spec, plan, scheduler, executors, store) asks the kind and never branches on its name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a node needs from the place it runs; checked by the executor's preflight."""
+
+    cuda: bool = False
+    packages: tuple[str, ...] = ()
+    note: str = ""  # why, shown when something is missing
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """What a node becomes under --rehearse: itself, a replacement, or bypassed."""
+
+    node: Any = None  # the NodeSpec to run instead (None with bypass)
+    bypass: bool = False
+    note: str = ""  # said loudly in the plan
+
+
+@dataclass
+class JobIO:
+    """Where a job's placeholders landed on the machine that runs it (worker side)."""
+
+    out: Path  # write the result here
+    scratch: Path  # private temporary space
+    log: Path
+    refs: dict[str, Path] = field(default_factory=dict)  # placeholder -> local path
+
+
+class NodeKind:
+    """Base class with the defaults most kinds want; override what differs."""
+
+    name: str = ""
+    #: JSON Schema properties this kind adds to a node mapping
+    fields: dict = {}
+    #: fields copied verbatim into NodeSpec.options (and so into the key record)
+    option_fields: tuple[str, ...] = ()
+    #: packages whose versions shape the result (they go into the key record)
+    packages: tuple[str, ...] = ()
+    #: whether a node of this kind can be an input of another node (has a model)
+    makes_model: bool = True
+
+    # -- spec time ------------------------------------------------------------------
+    def check(self, ctx, base: str, raw: dict, where: tuple) -> dict | None:
+        """Report problems through ``ctx.problem(path, message, hint, value=...)``.
+        Returns NodeSpec field overrides (e.g. pass_type), or None if the node is unusable."""
+        return {}
+
+    def check_matrix(self, ctx, spec_fields: dict, raw: dict, where: tuple) -> None:
+        matrix = raw.get("matrix") or {}
+        if matrix:
+            ctx.problem(where + ("matrix",), f"kind '{self.name}' nodes take no matrix", "remove `matrix:`")
+
+    def options(self, raw: dict, description: str = "") -> dict:
+        return {k: raw[k] for k in self.option_fields if k in raw}
+
+    def finish(self, ctx, spec, where: tuple):
+        """Normalize a built NodeSpec (e.g. drop params equal to defaults)."""
+        return spec
+
+    def label(self, node) -> str:
+        return node.alias or self.name
+
+    # -- records and plan -----------------------------------------------------------
+    def record(self, ws, node) -> dict:
+        """The kind-specific part of the key record (merged into the common fields)."""
+        return {"options": dict(node.options)}
+
+    def needs(self, node) -> Needs:
+        return Needs(packages=self.packages)
+
+    def package_names(self, node) -> tuple[str, ...]:
+        return self.packages
+
+    def warnings(self, ws, node) -> list[str]:
+        return []
+
+    def preflight(self, ws, node, *, deep: bool) -> str | None:
+        """A reason this node cannot run from here beyond packages and CUDA (None if fine).
+        ``deep`` is False for plan (no network, no subprocess) and True right before apply."""
+        return None
+
+    def rehearse(self, node, catalog, can_run) -> Rehearsal:
+        return Rehearsal(node=node)
+
+    # -- execution ------------------------------------------------------------------
+    def job(self, ws, node, inputs: list[dict]) -> dict:
+        """Plain, path-free job spec. ``inputs`` are {"name", "ref", "model"} with model configs
+        whose paths start with the input's placeholder ref ($IN0, $SRC0, ...)."""
+        return {"options": dict(node.options), "inputs": inputs, "node": node.name}
+
+    def run(self, spec: dict, io: JobIO) -> dict:
+        """Worker side: do the work, write into io.out, return {"model": cfg-or-None, ...}."""
+        raise NotImplementedError
+
+    def output_format(self, node) -> str | None:
+        """'onnx', 'hf' or None: what model type the result is, before it exists."""
+        return None

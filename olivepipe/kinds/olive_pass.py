@@ -1,0 +1,187 @@
+"""Node kind `olive`: one Olive pass, run through Olive itself as a one-pass workflow JSON.
+
+Everything Olive-specific (pass catalog, config shape, runner, stack quirks) lives in
+olivepipe/olive/; this module adapts it to the node-kind protocol.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import replace
+
+from ..olive import passes
+from .base import Needs, NodeKind, Rehearsal
+
+_str = {"type": "string", "minLength": 1}
+_ref = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"}  # as schema.NAME
+
+# Params that name where a pass writes: olivepipe decides where results go (the node's
+# staging folder), so a workflow may not point them anywhere else.
+OUTPUT_LOCATION_PARAMS = {("output_dir",), ("training_args", "output_dir"), ("training_args", "logging_dir"),
+                          ("extra_options", "filename")}
+
+
+class OlivePass(NodeKind):
+    name = "olive"
+    fields = {
+        "pass": {**_str, "description": "Olive pass type (e.g. LoRA) or alias (lora, awq, gptq, rtn, model-builder, ...)."},
+        "data": _ref,
+        "params": {"type": "object", "description": "Pass parameters, checked against Olive's own pass config."},
+        "rehearse": {"type": "object", "additionalProperties": False,
+                     "properties": {"pass": _str, "params": {"type": "object"}, "device": {"enum": ["cpu", "gpu", "npu"]},
+                                    "bypass": {"type": "boolean"}, "why": {"type": "string"}},
+                     "description": "Stand-in used by --rehearse when this node cannot run on a CPU."},
+    }
+
+    # -- spec time ------------------------------------------------------------------
+    def check(self, ctx, base, n, where):
+        alias = n.get("pass")
+        if alias is None:
+            ctx.problem(where, f"node '{base}' has no `pass`", "e.g. `pass: lora` (or set `kind: generate|register`)")
+            return None
+        catalog = ctx.catalog
+        pass_type = catalog.resolve(alias)
+        if pass_type is None:
+            sugg = catalog.suggest(alias)
+            ctx.problem(where + ("pass",), f"unknown pass '{alias}' (Olive {catalog.olive_version})",
+                        f"did you mean {' or '.join(repr(s) for s in sugg)}?" if sugg else
+                        "use an alias (lora, awq, gptq, rtn, model-builder, ...) or an Olive pass type", value=True)
+            return None
+        if isinstance(n.get("input"), list) and len(n["input"]) > 1:
+            ctx.problem(where + ("input",), f"an Olive pass reads one model; '{base}' lists {len(n['input'])}",
+                        "fan in with a `generate` or `register` node, or split into one node per input", value=True)
+        data = n.get("data")
+        datasets = ctx.datasets
+        if data is not None and data not in datasets:
+            close = difflib.get_close_matches(data, list(datasets), n=1, cutoff=0.6)
+            ctx.problem(where + ("data",), f"unknown dataset '{data}'",
+                        f"did you mean '{close[0]}'?" if close else f"known datasets: {', '.join(datasets) or 'none'}",
+                        value=True)
+        if data is not None and catalog.data_param(pass_type) is None:
+            ctx.problem(where + ("data",), f"{pass_type} takes no data", "remove `data:`", value=True)
+        if data is None and catalog.requires_data(pass_type):
+            ctx.problem(where, f"{pass_type} needs data", "add `data: <dataset>`")
+        return {"pass_type": pass_type, "alias": alias, "data": data}
+
+    def check_matrix(self, ctx, fields, n, where):
+        matrix = n.get("matrix") or {}
+        pass_type = fields.get("pass_type")
+        if not (pass_type and matrix):
+            return
+        spec = ctx.catalog.params(pass_type)
+        for k in matrix:
+            if k in (n.get("params") or {}):
+                ctx.problem(where + ("matrix", k), f"'{k}' is set in both matrix and params", "keep it in one place")
+            if k not in spec and k not in ctx.catalog.training_args:
+                ctx.problem(where + ("matrix", k), f"matrix key '{k}' is not a parameter of {pass_type}",
+                            "matrix keys are pass parameters")
+
+    def options(self, raw, description=""):
+        return {}
+
+    def finish(self, ctx, spec, where):
+        if spec.pass_type is None:
+            return spec
+        catalog = ctx.catalog
+        params = catalog.normalize(spec.alias, spec.pass_type, spec.params)
+        own = ctx.data["nodes"][spec.base].get("params") or {}
+        for issue in catalog.check(spec.pass_type, params):
+            at = where + ("params",) + issue.path
+            if issue.path and issue.path[0] in (spec.variant or {}):
+                at = where + ("matrix", issue.path[0])
+            elif issue.path and issue.path[0] == "training_args" and issue.path[1:] and issue.path[1] in own:
+                at = where + ("params", issue.path[1])
+            ctx.problem(at, issue.message, issue.hint)
+        for path in sorted(OUTPUT_LOCATION_PARAMS):
+            if _dig(params, path) is not None:
+                at = where + ("params",) + ((path[-1],) if path[-1] in own else path)
+                ctx.problem(at, f"'{'.'.join(path)}' names where {spec.pass_type} writes; olivepipe decides that",
+                            "remove it: results go to the node's own folder in the cache (see `olivepipe show`)")
+        if spec.rehearse and spec.rehearse.get("pass") and catalog.resolve(spec.rehearse["pass"]) is None:
+            ctx.problem(where + ("rehearse", "pass"), f"unknown pass '{spec.rehearse['pass']}'", "", value=True)
+        return replace(spec, params=params)
+
+    # -- records and plan -----------------------------------------------------------
+    def record(self, ws, node):
+        rec = {"pass": node.pass_type, "params": node.params}
+        if node.data:
+            rec["data"] = ws.dataset_record(node.data)
+        return rec
+
+    def needs(self, node):
+        i = passes.info(node.pass_type)
+        return Needs(cuda=i.cuda, packages=i.needs, note=i.note if i.cuda else "")
+
+    def package_names(self, node):
+        return passes.shaping_packages(node.pass_type)
+
+    def warnings(self, ws, node):
+        out = []
+        for inp in node.inputs:
+            up = ws.workflow.nodes.get(inp)
+            why = up and passes.INCOMPATIBLE.get((up.pass_type, node.pass_type))
+            if why:
+                out.append(f"KNOWN INCOMPATIBILITY: {up.alias} -> {node.alias}: {why}")
+        for k in ("user_script", "script_dir"):
+            if k in node.params:
+                out.append(f"USER_SCRIPT: runs {node.params[k]}")
+        return out
+
+    def rehearse(self, node, catalog, can_run):
+        from ..olive.catalog import EXECUTION_PROVIDERS
+
+        if can_run(node, node.device):
+            return Rehearsal(node=node)
+        if not node.rehearse and can_run(node, "cpu"):
+            return Rehearsal(replace(node, device="cpu", provider=EXECUTION_PROVIDERS["cpu"]),
+                             note=f"{node.alias} runs on cpu instead of {node.device}")
+        stand = dict(node.rehearse or passes.STAND_INS.get(node.pass_type) or {})
+        device = stand.get("device", "cpu")
+        if stand.get("bypass"):
+            return Rehearsal(bypass=True, note=f"{node.alias} is bypassed ({stand.get('why', 'cannot run here')}): "
+                                               f"its consumers read {', '.join(node.inputs)}")
+        if not stand.get("pass"):
+            return Rehearsal(node=node)  # no stand-in: the plan shows it blocked, with what is missing
+        pass_type = catalog.resolve(stand["pass"])
+        # a stand-in's params merge over the node's own (the lab keeps its data and LoRA shape)
+        merged = {**node.params, **stand.get("params", {})}
+        params = catalog.normalize(stand["pass"], pass_type, merged)
+        params = {k: v for k, v in params.items() if k in catalog.params(pass_type)}
+        return Rehearsal(replace(node, pass_type=pass_type, alias=stand["pass"], params=params, device=device,
+                                 provider=EXECUTION_PROVIDERS[device]),
+                         note=f"{node.alias} runs as {stand['pass']} on {device} ({stand.get('why', 'stand-in')})")
+
+    # -- execution ------------------------------------------------------------------
+    def job(self, ws, node, inputs):
+        from ..olive.compile import compile_node
+
+        dataset = ws.workflow.datasets[node.data] if node.data else None
+        refs, data_files, calib = {}, None, None
+        if dataset is not None:
+            refs = ws.data_refs(node.data)
+            data_files = sorted(refs)
+            if node.pass_type in passes.TEXT_FOLDER_DATA:
+                calib = "$CALIB"
+                refs["$CALIB"] = {"text_dataset": ws.dataset_fields(node.data), "files": data_files}
+        config = compile_node(node, inputs[0]["model"] if inputs else None, ws.catalog, dataset=dataset,
+                              output_dir="$OUT", cache_dir="$SCRATCH/olive-cache", data_files=data_files,
+                              calibration_folder=calib)
+        return {"config": config, "refs": refs}
+
+    def run(self, spec, io):
+        from ..olive.runner import run_olive
+
+        return run_olive(spec["config"], io.log)
+
+    def output_format(self, node):
+        return passes.output_format(node.pass_type)
+
+
+def _dig(d, path):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+KIND = OlivePass()

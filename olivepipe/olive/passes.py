@@ -1,0 +1,79 @@
+"""Per-pass facts about this Olive stack, in one table: what a pass needs from the
+machine, which package versions shape its result, what model type it outputs, and
+which pass pairs are known to break. Read by the olive node kind; nothing else."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Packages whose version can change any Olive pass's result.
+BASE_PACKAGES = ("olive-ai", "torch", "transformers", "onnxruntime", "onnx")
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    cuda: bool = False  # runs only on a CUDA GPU
+    needs: tuple[str, ...] = ()  # packages that must be importable where it runs
+    shapes: tuple[str, ...] = ()  # packages (beyond BASE_PACKAGES) whose versions go into the key
+    note: str = ""  # why it needs what it needs
+
+
+_TRAIN = ("peft", "datasets", "accelerate")
+PASSES = {
+    "LoRA": PassInfo(needs=("peft", "datasets"), shapes=_TRAIN),
+    "DoRA": PassInfo(needs=("peft", "datasets"), shapes=_TRAIN),
+    "QLoRA": PassInfo(cuda=True, needs=("bitsandbytes",), shapes=_TRAIN + ("bitsandbytes",),
+                      note="bitsandbytes 4-bit training needs CUDA"),
+    "LoftQ": PassInfo(cuda=True, needs=("bitsandbytes",), shapes=_TRAIN + ("bitsandbytes",)),
+    "AutoAWQQuantizer": PassInfo(cuda=True, needs=("autoawq",), shapes=("autoawq", "datasets"),
+                                 note="autoawq kernels run on CUDA only"),
+    "Gptq": PassInfo(shapes=("datasets",)),
+    "GptqQuantizer": PassInfo(cuda=True, needs=("auto-gptq",), shapes=("auto-gptq", "datasets")),
+    "GptqModel": PassInfo(cuda=True, needs=("gptqmodel",)),
+    "ModelBuilder": PassInfo(needs=("onnxruntime-genai",), shapes=("onnxruntime-genai",)),
+    "OnnxConversion": PassInfo(needs=("onnx", "onnxscript"), shapes=("onnxscript",)),
+    "OrtTransformersOptimization": PassInfo(shapes=("onnxscript",)),
+    "ExtractAdapters": PassInfo(shapes=("onnxruntime-genai",)),
+}
+NONE = PassInfo()
+
+# Passes whose output is an ONNX model (the rest keep a Hugging Face folder).
+_ONNX_OUTPUT = {"ModelBuilder", "ExtractAdapters", "OrtTransformersOptimization"}
+
+# Known breakages of this stack (olive-ai 0.13, transformers 5): (upstream pass, pass) -> why.
+INCOMPATIBLE = {
+    ("AutoAWQQuantizer", "LoRA"): "LoRA cannot load an AWQ checkpoint under transformers 5 without gptqmodel "
+    "(source-only on PyPI; 7.7.0 needs torch>=2.14.1 and transformers>=5.20.2). Working routes: LoRA on the "
+    "base model then model-builder int4, or AWQ then model-builder int4 (docs/gpu.md)",
+    ("Rtn", "LoRA"): "Olive's Rtn output has QuantLinear layers, which peft cannot wrap with LoRA",
+    ("Gptq", "LoRA"): "Olive's Gptq output has QuantLinear layers, which peft cannot wrap with LoRA",
+}
+for _q in ("AutoAWQQuantizer", "Rtn", "Gptq"):
+    for _t in ("DoRA", "QLoRA", "LoHa", "LoKr"):
+        INCOMPATIBLE.setdefault((_q, _t), INCOMPATIBLE[(_q, "LoRA")])
+
+# What a CPU-incapable pass becomes under --rehearse. "bypass": its consumers read
+# its input. Olive's CPU quantizers (rtn, gptq) produce QuantLinear layers that LoRA
+# cannot train on, so a quantizer in front of LoRA is bypassed rather than swapped.
+STAND_INS = {
+    "AutoAWQQuantizer": {"bypass": True, "why": "AWQ kernels need CUDA; the int4 step downstream still runs"},
+    "GptqQuantizer": {"bypass": True, "why": "auto-gptq needs CUDA"},
+    "QLoRA": {"pass": "LoRA", "why": "bitsandbytes 4-bit training needs CUDA; LoRA trains the same adapter shape"},
+}
+
+# Olive's AWQ pass hands autoawq only a dataset name, split and text column: its data
+# must be a local folder with a `text` column (see olivepipe/datasets.py).
+TEXT_FOLDER_DATA = {"AutoAWQQuantizer"}
+
+
+def info(pass_type: str | None) -> PassInfo:
+    return PASSES.get(pass_type or "", NONE)
+
+
+def shaping_packages(pass_type: str | None) -> tuple[str, ...]:
+    return tuple(sorted(set(BASE_PACKAGES + info(pass_type).shapes)))
+
+
+def output_format(pass_type: str | None) -> str:
+    if pass_type and (pass_type.startswith("Onnx") or pass_type in _ONNX_OUTPUT):
+        return "onnx"
+    return "hf"

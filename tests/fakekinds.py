@@ -1,0 +1,56 @@
+"""A node kind that exists only in tests, registered like any plugin (never in olivepipe/).
+
+`kind: sleep` waits `seconds`, optionally fails, and writes a small result naming what it read,
+so the scheduler, executors and store can be tested without Olive."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from olivepipe.kinds.base import Needs, NodeKind
+
+
+class Sleep(NodeKind):
+    name = "sleep"
+    fields = {"seconds": {"type": "number", "minimum": 0}, "fail": {"type": "boolean"},
+              "note": {"type": "string"}, "cuda": {"type": "boolean"}, "data": {"type": "string"},
+              "wait_for": {"type": "string"}}
+    option_fields = ("seconds", "fail", "note", "cuda", "wait_for")
+
+    def needs(self, node):
+        return Needs(cuda=bool(node.options.get("cuda")))
+
+    def check(self, ctx, base, raw, where):
+        if raw.get("seconds", 0) > 3600:
+            ctx.problem(where + ("seconds",), "too long for a test", "at most 3600", value=True)
+        return {"data": raw.get("data")}
+
+    def record(self, ws, node):
+        rec = {"options": dict(node.options)}
+        if node.data:
+            rec["data"] = ws.dataset_record(node.data)
+        return rec
+
+    def job(self, ws, node, inputs):
+        refs = ws.data_refs(node.data) if node.data else {}
+        return {"options": dict(node.options), "inputs": inputs, "node": node.name, "data": sorted(refs),
+                "refs": refs}
+
+    def run(self, spec, io):
+        opts = spec["options"]
+        if opts.get("wait_for"):  # a test releases the node when it has done its mischief
+            while not Path(opts["wait_for"]).exists():
+                time.sleep(0.02)
+        time.sleep(opts.get("seconds", 0))
+        data = [Path(p).read_text() for p in spec.get("data", [])]
+        if opts.get("fail"):
+            raise RuntimeError(f"{spec['node']} was told to fail")
+        io.out.mkdir(parents=True, exist_ok=True)
+        (io.out / "result.json").write_text(json.dumps({"node": spec["node"], "note": opts.get("note"),
+                                                        "read": [i["path"] for i in spec["inputs"]],
+                                                        "data": data}))
+        return {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}}}
+
+
+KIND = Sleep()

@@ -1,0 +1,77 @@
+"""An in-process executor with a virtual clock, for testing the shared scheduler.
+
+It satisfies the executor protocol (olivepipe/executors/base.py): jobs "run" for the
+`seconds` their options say on a virtual clock, so tests check concurrency, GPU slots
+and makespans exactly, without sleeping and without worker processes."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from olivepipe import kinds
+from olivepipe.executors.base import Check, JobResult
+from olivepipe.kinds.base import JobIO
+from olivepipe.olive.runtime import substitute
+
+
+class FakeExecutor:
+    name = "fake"
+
+    def __init__(self, *, cuda: bool = True, environment: dict | None = None):
+        self.cuda = cuda
+        self.env = environment or {"fake-runtime": "1.0"}
+        self.clock = 0.0
+        self.running: list[tuple[float, dict, object]] = []  # (finish time, job, ctx)
+        self.started: list[str] = []
+        self.max_running = 0
+        self.max_gpu = 0
+        self.opened = None
+        self.closed = False
+
+    def preflight(self, needs, device):
+        want = ("CUDA GPU",) if (needs.cuda or device == "gpu") else ()
+        missing = ("a CUDA GPU (none found)",) if want and not self.cuda else ()
+        return Check(not missing, want, missing)
+
+    def can_run(self, needs, device):
+        return self.preflight(needs, device).ok
+
+    def environment(self, packages):
+        return dict(self.env)
+
+    def open(self, *, slots, offline, log_dir):
+        self.opened = slots
+
+    def start(self, job, ctx):
+        seconds = float(job["spec"].get("options", {}).get("seconds", 0))
+        self.running.append((self.clock + seconds, job, ctx))
+        self.started.append(job["step"])
+        self.max_running = max(self.max_running, len(self.running))
+        self.max_gpu = max(self.max_gpu, sum(1 for _, j, _ in self.running if j["device"] == "gpu"))
+
+    def wait(self):
+        self.running.sort(key=lambda r: (r[0], r[1]["step"]))
+        finish, job, ctx = self.running.pop(0)
+        self.clock = max(self.clock, finish)
+        return [self._run(job, ctx)]
+
+    def _run(self, job, ctx) -> JobResult:
+        staging = ctx.store.staging(job["step"])
+        out, scratch = staging / "out", staging / "scratch"
+        scratch.mkdir()
+        paths = {"$OUT": str(out), "$SCRATCH": str(scratch)}
+        for ph, ref in job["refs"].items():
+            if "entry" in ref:
+                paths[ph] = str(ctx.store.fetch(ctx.store.get(ref["entry"])))
+            else:
+                paths[ph] = str(Path(ctx.root) / (ref.get("tree") or ref.get("file")))
+        io = JobIO(out=out, scratch=scratch, log=Path(ctx.log))
+        cleanup = lambda: shutil.rmtree(staging, ignore_errors=True)  # noqa: E731
+        try:
+            res = kinds.get(job["kind"]).run(substitute(job["spec"], paths), io)
+        except Exception as e:
+            return JobResult(job["step"], False, f"{type(e).__name__}: {e}", cleanup=cleanup)
+        return JobResult(job["step"], True, output=out, model=res.get("model"), cleanup=cleanup)
+
+    def close(self, *, kill=False):
+        self.closed = True
