@@ -19,6 +19,7 @@ from typing import Callable
 from . import lock as lockfile
 from .errors import OlivepipeError
 from .executors.base import RunContext
+from .gpus import GpuAllocator, parse_gib
 from .keys import key_of
 from .mutex import Busy, FileMutex
 from .plan import BLOCKED, FORCED, SKIP, Plan
@@ -67,7 +68,7 @@ class ApplyResult:
                 "steps": [o.to_json() for o in self.outcomes.values()]}
 
 
-def apply(ws: Workspace, plan: Plan, *, jobs: int = 1, gpu_slots: int = 1,
+def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | None = None,
           on_event: Callable[[Event], None] | None = None, prune_lock: bool = True,
           on_failure: str = "keep_going") -> ApplyResult:
     if ws.read_only:
@@ -111,7 +112,8 @@ def _register_root(ws: Workspace) -> None:
 
 
 class Scheduler:
-    def __init__(self, ws: Workspace, plan: Plan, emit, jobs: int, gpu_slots: int, on_failure: str = "keep_going"):
+    def __init__(self, ws: Workspace, plan: Plan, emit, jobs: int | None, gpu_slots: int | None,
+                 on_failure: str = "keep_going"):
         if on_failure not in ("keep_going", "stop"):
             raise ValueError(on_failure)
         self.ws, self.plan, self.emit = ws, plan, emit
@@ -119,8 +121,12 @@ class Scheduler:
         self.steps = plan.by_name()
         self.entries: dict = {}
         self.result = ApplyResult(plan)
-        self.jobs = max(1, jobs)
-        self.gpu_slots = max(1, gpu_slots)
+        # -j default: one job, plus one per GPU when GPU nodes will run (see _gpu_alloc)
+        self.jobs_given = jobs
+        self.jobs = max(1, jobs or 1)
+        self.gpu_slots = gpu_slots
+        self.alloc = None
+        self.pinned: dict[str, str] = {}
         self.on_failure = on_failure
         self.locked = ws.lock_nodes()
         self.running: dict[str, tuple[str, dict]] = {}  # step -> (key, record)
@@ -167,6 +173,8 @@ class Scheduler:
 
     def _open(self):
         runs = sum(1 for s in self.plan.steps if s.status == "run")
+        if any(s.status == "run" and self._uses_gpu(s.name) for s in self.plan.steps):
+            self._gpu_alloc()  # sizes -j before the pool is made
         confined_dir(self.ws.workflow.file.parent, os.path.relpath(self.ws.logs, self.ws.workflow.file.parent))
         self.executor.open(slots=min(self.jobs, max(1, runs)), offline=not self._needs_hub(), log_dir=self.ws.logs)
 
@@ -208,13 +216,33 @@ class Scheduler:
                 return "settled"
         if len(self.running) >= self.jobs:
             return "wait"
-        if self.ws.device(n) == "gpu" and self._gpu_running() >= self.gpu_slots:
-            return "wait"
+        if self._uses_gpu(n):
+            alloc = self._gpu_alloc()
+            need = parse_gib(getattr(self.ws.spec_of(n), "gpu_memory_gb", None))
+            if not alloc.fits_anywhere(need):
+                self._fail(n, f"needs {need / 1024:g} GiB of GPU memory; the largest GPU here has "
+                              f"{max((s.gpu.memory_mib or 0) for s in alloc.slots) / 1024:g} GiB"
+                           if alloc.slots else "no GPU to run on", 0.0, "", key)
+                return "settled"
+            gpu = alloc.take(n, need)
+            if gpu is None:
+                return "wait"
+            self.pinned[n] = gpu
         self.running[n] = (key, record)
         return "start"
 
-    def _gpu_running(self) -> int:
-        return sum(1 for n in self.running if self.ws.device(n) == "gpu")
+    def _uses_gpu(self, n: str) -> bool:
+        return self.ws.device(n) == "gpu" or self.ws.kind_of(n).needs(self.ws.spec_of(n)).cuda
+
+    def _gpu_alloc(self) -> GpuAllocator:
+        if self.alloc is None:
+            gpus = self.executor.gpus()
+            limit = self.gpu_slots
+            per_gpu = -(-limit // len(gpus)) if limit and gpus else 1
+            self.alloc = GpuAllocator(gpus, limit=limit, per_gpu=per_gpu)
+            if self.jobs_given is None:  # one job per GPU slot on top of the CPU one
+                self.jobs = 1 + (limit or len(gpus))
+        return self.alloc
 
     def _start(self, n: str):
         log = self.ws.log_path(n)
@@ -230,12 +258,15 @@ class Scheduler:
             return
         self.emit(Event("start", n, self.steps[n].label, log=str(log)))
         ctx = RunContext(store=self.ws.store, root=self.ws.workflow.root, log=log, stats=self.ws.stats,
-                         offline=not self._needs_hub())
+                         offline=not self._needs_hub(), gpu=self.pinned.get(n, ""))
         self.executor.start(job, ctx)
 
     def _finished(self, res):
         n = res.step
         key, record = self.running.pop(n)
+        if n in self.pinned:
+            self.alloc.give(n)
+            del self.pinned[n]
         log = str(self.ws.log_path(n))
         try:
             if not res.ok:

@@ -18,6 +18,7 @@ class Worker:
     def __init__(self, env: dict, log_dir: Path, index: int):
         self.env, self.log_dir, self.index = env, log_dir, index
         self.proc: subprocess.Popen | None = None
+        self.gpu: str | None = None  # the GPU this process was started on ("" for none)
 
     def _start(self):
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -64,18 +65,33 @@ class Worker:
 
 
 class Pool:
-    """A fixed set of workers handed out to threads; each thread drives one worker."""
+    """A fixed set of workers handed out to threads; each thread drives one worker.
+
+    A worker is pinned to what its process was started with: CUDA reads
+    CUDA_VISIBLE_DEVICES once, so a job for GPU 1 gets a worker started on GPU 1 (an idle
+    worker pinned elsewhere is restarted), and CPU jobs get workers that see no GPU, so
+    they never hold GPU memory a GPU node needs."""
 
     def __init__(self, size: int, env: dict, log_dir: Path):
         self.workers = [Worker(env, log_dir, i) for i in range(size)]
         self.free = list(self.workers)
         self.cv = threading.Condition()
 
-    def acquire(self) -> Worker:
+    def acquire(self, gpu: str | None = "") -> Worker:
+        """A worker whose process sees exactly ``gpu`` ("": no GPU; None: whatever the parent sees)."""
         with self.cv:
             while not self.free:
                 self.cv.wait()
-            return self.free.pop()
+            w = next((w for w in self.free if w.proc is not None and w.gpu == gpu), None) \
+                or next((w for w in self.free if w.proc is None), None) or self.free[0]
+            self.free.remove(w)
+        if w.gpu != gpu:
+            w.stop()
+            w.gpu = gpu
+            w.env = {k: v for k, v in w.env.items() if k != "CUDA_VISIBLE_DEVICES"}
+            if gpu is not None:
+                w.env["CUDA_VISIBLE_DEVICES"] = gpu
+        return w
 
     def release(self, w: Worker):
         with self.cv:

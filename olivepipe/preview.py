@@ -29,7 +29,7 @@ class _Pending:
 
 def compile_preview(ws: Workspace, nodes: list[str], *, check: bool = False) -> dict:
     wf = ws.workflow
-    olive_nodes = [n for n in wf.nodes if wf.nodes[n].kind == "olive"]
+    olive_nodes = [n for n in wf.nodes if ws.kind_of(n).compiles_to_olive]
     for n in nodes:
         if n not in wf.nodes:
             raise OlivepipeError(f"unknown node '{n}'", f"nodes: {', '.join(wf.nodes)}")

@@ -210,5 +210,5 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     root = Path(cache_dir) if cache_dir else default_cache_dir(wf)
     store = store or open_store(Path(os.path.abspath(root)))
     writable = not read_only and os.access(wf.file.parent, os.W_OK)
-    stats = StatCache(d / "state.db", read_only=not writable)
+    stats = StatCache(d / "state.db", read_only=not writable, base=wf.file.parent)
     return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions, executor, read_only)

@@ -17,8 +17,12 @@ from olivepipe.olive.runtime import substitute
 class FakeExecutor:
     name = "fake"
 
-    def __init__(self, *, cuda: bool = True, environment: dict | None = None):
+    def __init__(self, *, cuda: bool = True, environment: dict | None = None, gpus=None):
+        from olivepipe.gpus import Gpu
+
         self.cuda = cuda
+        self.gpu_list = gpus if gpus is not None else [Gpu("0"), Gpu("1")]
+        self.pins: dict[str, str] = {}
         self.env = environment or {"fake-runtime": "1.0"}
         self.clock = 0.0
         self.running: list[tuple[float, dict, object]] = []  # (finish time, job, ctx)
@@ -39,6 +43,9 @@ class FakeExecutor:
     def environment(self, packages):
         return dict(self.env)
 
+    def gpus(self):
+        return list(self.gpu_list)
+
     def open(self, *, slots, offline, log_dir):
         self.opened = slots
 
@@ -46,6 +53,7 @@ class FakeExecutor:
         seconds = float(job["spec"].get("options", {}).get("seconds", 0))
         self.running.append((self.clock + seconds, job, ctx))
         self.started.append(job["step"])
+        self.pins[job["step"]] = ctx.gpu
         self.max_running = max(self.max_running, len(self.running))
         self.max_gpu = max(self.max_gpu, sum(1 for _, j, _ in self.running if j["device"] == "gpu"))
 
@@ -67,8 +75,10 @@ class FakeExecutor:
                 paths[ph] = str(Path(ctx.root) / (ref.get("tree") or ref.get("file")))
         io = JobIO(out=out, scratch=scratch, log=Path(ctx.log))
         cleanup = lambda: shutil.rmtree(staging, ignore_errors=True)  # noqa: E731
+        spec = substitute(job["spec"], paths)
+        spec.get("options", {}).pop("seconds", None)  # virtual time: the clock already moved
         try:
-            res = kinds.get(job["kind"]).run(substitute(job["spec"], paths), io)
+            res = kinds.get(job["kind"]).run(spec, io)
         except Exception as e:
             return JobResult(job["step"], False, f"{type(e).__name__}: {e}", cleanup=cleanup)
         return JobResult(job["step"], True, output=out, model=res.get("model"), cleanup=cleanup)

@@ -21,8 +21,8 @@ name: fake
 models:
   base: {path: base}
 nodes:
-  a: {kind: sleep, input: base, seconds: 10}
-  b: {kind: sleep, input: base, seconds: 10}
+  a: {kind: sleep, input: base, note: a, seconds: 10}
+  b: {kind: sleep, input: base, note: b, seconds: 10}
   c: {kind: sleep, input: [a, b], seconds: 1}
 """
 
@@ -51,7 +51,7 @@ def test_one_slot_runs_one_at_a_time(tmp_path, sleep_kind):
 
 
 def test_gpu_slots_bound_gpu_nodes_only(tmp_path, sleep_kind):
-    text = DAG.replace("seconds: 10}", "seconds: 10, device: gpu}") + "  d: {kind: sleep, input: base, seconds: 10}\n"
+    text = DAG.replace("seconds: 10}", "seconds: 10, device: gpu}") + "  d: {kind: sleep, input: base, note: d, seconds: 10}\n"
     ex, res = run(workflow(tmp_path, text), jobs=3, gpu_slots=1)
     assert res.ok
     assert ex.max_gpu == 1 and ex.max_running == 2  # one GPU node beside the CPU node d
@@ -60,8 +60,8 @@ def test_gpu_slots_bound_gpu_nodes_only(tmp_path, sleep_kind):
 
 
 def test_a_failure_skips_dependents_and_lets_other_branches_finish(tmp_path, sleep_kind):
-    wf = workflow(tmp_path, DAG.replace("a: {kind: sleep, input: base, seconds: 10}",
-                                        "a: {kind: sleep, input: base, seconds: 1, fail: true}"))
+    wf = workflow(tmp_path, DAG.replace("a: {kind: sleep, input: base, note: a, seconds: 10}",
+                                        "a: {kind: sleep, input: base, note: a, seconds: 1, fail: true}"))
     ex, res = run(wf, jobs=1)
     st = {n: o.status for n, o in res.outcomes.items()}
     assert st == {"a": "failed", "b": "ran", "c": "skipped"}
@@ -73,8 +73,8 @@ def test_a_failure_skips_dependents_and_lets_other_branches_finish(tmp_path, sle
 
 
 def test_stop_policy_starts_nothing_after_a_failure(tmp_path, sleep_kind):
-    wf = workflow(tmp_path, DAG.replace("a: {kind: sleep, input: base, seconds: 10}",
-                                        "a: {kind: sleep, input: base, seconds: 1, fail: true}"))
+    wf = workflow(tmp_path, DAG.replace("a: {kind: sleep, input: base, note: a, seconds: 10}",
+                                        "a: {kind: sleep, input: base, note: a, seconds: 1, fail: true}"))
     ex, res = run(wf, jobs=1, on_failure="stop")
     assert ex.started == ["a"]
     assert {n: o.status for n, o in res.outcomes.items()} == {"a": "failed", "b": "skipped", "c": "skipped"}
@@ -122,8 +122,8 @@ def test_environment_identity_of_the_executor_is_in_the_key(tmp_path, sleep_kind
 
 
 def test_a_gpu_node_is_blocked_where_there_is_no_gpu(tmp_path, sleep_kind):
-    wf = workflow(tmp_path, DAG.replace("a: {kind: sleep, input: base, seconds: 10}",
-                                        "a: {kind: sleep, input: base, seconds: 10, cuda: true}"))
+    wf = workflow(tmp_path, DAG.replace("a: {kind: sleep, input: base, note: a, seconds: 10}",
+                                        "a: {kind: sleep, input: base, note: a, seconds: 10, cuda: true}"))
     ex = FakeExecutor(cuda=False)
     ws = open_workspace(wf, executor=ex)
     plan = make_plan(ws)
@@ -159,7 +159,7 @@ def test_the_kind_owns_its_checks_with_positions(tmp_path, sleep_kind):
     with pytest.raises(SpecError) as e:
         load_workflow(wf)
     (p,) = e.value.problems
-    assert (p.line, p.message) == (7, "too long for a test")
+    assert (p.line, p.message) == (8, "too long for a test")
 
 
 def test_node_kinds_have_no_branches_outside_their_modules():
@@ -221,3 +221,20 @@ def test_plan_writes_nothing_and_starts_no_process_or_connection(tmp_path, sleep
     assert [s.action for s in plan.steps] == ["run", "run", "run"]
     assert "input base changed" in plan.by_name()["a"].reasons[0]
     assert _snapshot(tmp_path) == before
+
+
+def test_gpu_nodes_spread_over_gpus_and_jobs_default_from_them(tmp_path, sleep_kind):
+    from olivepipe.gpus import Gpu
+
+    text = DAG.replace("seconds: 10}", "seconds: 10, device: gpu}")
+    ex, res = run(workflow(tmp_path, text), FakeExecutor(gpus=[Gpu("0", 1000), Gpu("1", 1000)]), jobs=None)
+    assert res.ok and ex.max_gpu == 2 and ex.clock == 11
+    assert {ex.pins["a"], ex.pins["b"]} == {"0", "1"} and ex.pins["c"] == ""  # c is a CPU node
+
+
+def test_gpu_nodes_wait_for_a_free_gpu(tmp_path, sleep_kind):
+    from olivepipe.gpus import Gpu
+
+    text = DAG.replace("seconds: 10}", "seconds: 10, device: gpu}")
+    ex, res = run(workflow(tmp_path, text), FakeExecutor(gpus=[Gpu("0", 1000)]), jobs=4)
+    assert res.ok and ex.max_gpu == 1 and ex.clock == 21

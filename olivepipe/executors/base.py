@@ -37,6 +37,7 @@ class RunContext:
     log: Path  # the step's log file
     stats: object = None  # hashing.StatCache: local inputs are re-checked without re-reading
     offline: bool = True  # no hub access for workers
+    gpu: str = ""  # the GPU the job is pinned to ("" for a CPU job)
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Executor(Protocol):
 
     def environment(self, packages) -> dict:
         """The environment identity for a key: {package: version} where jobs run."""
+
+    def gpus(self) -> list:
+        """The GPUs jobs can be pinned to (gpus.Gpu), asked only when a GPU node is about to run."""
 
     def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
         """Get ready to run up to ``slots`` jobs at once."""

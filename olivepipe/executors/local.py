@@ -43,6 +43,28 @@ def cuda_devices() -> tuple[str, ...]:
     return tuple(found)
 
 
+def query_gpus() -> list:
+    """The GPUs jobs may use, with their memory: nvidia-smi (apply only, never plan), honouring
+    the parent's CUDA_VISIBLE_DEVICES; without nvidia-smi, what /proc shows, memory unknown."""
+    import subprocess
+
+    from ..gpus import Gpu
+
+    found = {}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout
+        for line in out.strip().splitlines():
+            idx, name, mem = (x.strip() for x in line.split(","))
+            found[idx] = Gpu(idx, int(mem), name)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        found = {str(i): Gpu(str(i)) for i in range(len(cuda_devices()))}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return list(found.values())
+    return [found.get(v.strip(), Gpu(v.strip())) for v in visible.split(",") if v.strip()]
+
+
 class LocalExecutor:
     name = "local"
 
@@ -51,6 +73,7 @@ class LocalExecutor:
         self.done: queue.Queue = queue.Queue()
         self.threads: list[threading.Thread] = []
         self.active = 0
+        self._gpus = None
 
     # -- what this place can run ---------------------------------------------------
     def preflight(self, needs, device: str) -> Check:
@@ -71,6 +94,11 @@ class LocalExecutor:
 
     def environment(self, packages) -> dict:
         return {n: version(n) for n in sorted(set(packages))}
+
+    def gpus(self) -> list:
+        if self._gpus is None:
+            self._gpus = query_gpus() if cuda_devices() else []
+        return self._gpus
 
     # -- running -------------------------------------------------------------------
     def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
@@ -119,7 +147,7 @@ class LocalExecutor:
         for ph, ref in sorted(job["refs"].items(), key=lambda kv: "text_dataset" in kv[1]):
             paths[ph] = str(self._resolve(ph, ref, ctx, staging, paths, watched, job["refs"]))
         spec = substitute(job["spec"], paths)
-        worker = self.pool.acquire()
+        worker = self.pool.acquire(ctx.gpu)
         try:
             res = worker.run({"kind": job["kind"], "module": job["module"], "spec": spec, "out": str(out),
                               "scratch": str(scratch), "log": str(ctx.log)})

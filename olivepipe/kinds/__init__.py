@@ -10,7 +10,7 @@ from .base import JobIO, Needs, NodeKind, Rehearsal
 BUILTIN = {
     "olive": "olivepipe.kinds.olive_pass",
     "generate": "olivepipe.kinds.generate",
-    "register": "olivepipe.kinds.register",
+    "register": "olivepipe.kinds.register_model",
     "tiny-model": "olivepipe.kinds.tiny_model",
 }
 #: kinds a workflow node may name in `kind:` (tiny-model is a `models:` source, not a node kind)

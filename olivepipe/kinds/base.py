@@ -53,6 +53,8 @@ class NodeKind:
     packages: tuple[str, ...] = ()
     #: whether a node of this kind can be an input of another node (has a model)
     makes_model: bool = True
+    #: whether its job carries an Olive workflow JSON (`spec["config"]`) that `olivepipe compile` shows
+    compiles_to_olive: bool = False
 
     # -- spec time ------------------------------------------------------------------
     def check(self, ctx, base: str, raw: dict, where: tuple) -> dict | None:

@@ -22,6 +22,7 @@ OUTPUT_LOCATION_PARAMS = {("output_dir",), ("training_args", "output_dir"), ("tr
 
 class OlivePass(NodeKind):
     name = "olive"
+    compiles_to_olive = True
     fields = {
         "pass": {**_str, "description": "Olive pass type (e.g. LoRA) or alias (lora, awq, gptq, rtn, model-builder, ...)."},
         "data": _ref,

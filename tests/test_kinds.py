@@ -1,0 +1,48 @@
+"""Node kinds through the seam: the register kind's description reaches the model entity."""
+from __future__ import annotations
+
+import json
+
+from conftest import write
+from fakes import FakeExecutor
+from olivepipe.executor import apply
+from olivepipe.plan import make_plan
+from olivepipe.workspace import open_workspace
+
+WF = """\
+olivepipe: 1
+name: reg
+models:
+  base: {path: base, arch: phi3}
+nodes:
+  publish:
+    kind: register
+    input: base
+    name: ft-for-travel
+    version: 3
+    description: Phi-3.5 LoRA for travel questions
+    workspace: {subscription_id: 00000000-0000-0000-0000-000000000000, resource_group: rg, workspace_name: ws}
+"""
+
+
+def test_register_description_reaches_the_model_entity(tmp_path):
+    write(tmp_path / "base" / "config.json", "{}")
+    wf = write(tmp_path / "workflow.yaml", WF)
+    ws = open_workspace(wf, executor=FakeExecutor(), rehearse=True)  # rehearsal: nothing is sent to Azure
+    res = apply(ws, make_plan(ws))
+    assert res.ok, res.outcomes
+    job = ws.job("publish", {"base": ws.store.get(res.outcomes["base"].key)})
+    assert job["spec"]["options"]["description"] == "Phi-3.5 LoRA for travel questions"
+    tree = ws.store.fetch(ws.store.get(res.outcomes["publish"].key))
+    record = json.loads((tree / "registration.json").read_text())
+    assert record["call"]["entity"]["description"] == "Phi-3.5 LoRA for travel questions"
+    assert record["call"]["entity"]["name"] == "ft-for-travel"
+
+
+def test_a_description_is_part_of_what_register_produces(tmp_path):
+    write(tmp_path / "base" / "config.json", "{}")
+    wf = write(tmp_path / "workflow.yaml", WF)
+    one = make_plan(open_workspace(wf, executor=FakeExecutor(), read_only=True)).by_name()["publish"].key
+    wf.write_text(WF.replace("travel questions", "travel answers"))
+    two = make_plan(open_workspace(wf, executor=FakeExecutor(), read_only=True)).by_name()["publish"].key
+    assert one != two
