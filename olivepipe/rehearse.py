@@ -16,6 +16,7 @@ from .spec import ModelSpec, NodeSpec, Workflow
 
 # Tiny stand-in for hub models: big enough that AWQ's 128-wide groups divide every
 # projection (hidden 256, intermediate 512), small enough for CPU seconds.
+REHEARSAL_SEQ_LEN = 128
 TINY_FOR_HUB = {"layers": 2, "hidden": 256, "heads": 4, "intermediate": 512, "vocab_size": 512, "seed": 0}
 
 
@@ -50,4 +51,11 @@ def rehearsal(wf: Workflow, can) -> tuple[Workflow, dict[str, str]]:
             nodes[name] = r.node
         if r.note:
             notes[name] = r.note
-    return replace(wf, models=models, nodes=nodes), notes
+    datasets = {}
+    for name, ds in wf.datasets.items():  # sequence length dominates CPU training time
+        if ds.max_seq_len and ds.max_seq_len > REHEARSAL_SEQ_LEN:
+            datasets[name] = replace(ds, max_seq_len=REHEARSAL_SEQ_LEN)
+            notes[f"dataset {name}"] = f"sequences cut to {REHEARSAL_SEQ_LEN} tokens (was {ds.max_seq_len})"
+        else:
+            datasets[name] = ds
+    return replace(wf, models=models, nodes=nodes, datasets=datasets), notes

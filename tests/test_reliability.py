@@ -461,7 +461,7 @@ models:
   remote: {hf: microsoft/Phi-3.5-mini-instruct, revision: abc123, trust_remote_code: true}
   plain: {hf: microsoft/Phi-3.5-mini-instruct, revision: abc123}
 nodes:
-  capture: {pass: onnx-capture, input: remote, params: {user_script: my_script.py}}
+  capture: {pass: OptimumConversion, input: remote, params: {user_script: my_script.py}}
   quant: {pass: rtn, input: plain}
 """)
     text = cli("plan", wf)

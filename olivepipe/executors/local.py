@@ -154,6 +154,8 @@ class LocalExecutor:
         except WorkerCrashed as e:
             res = {"ok": False, "error": str(e)}
         finally:
+            if ctx.gpu:  # a finished GPU node's worker exits, so its GPU memory is free for the next
+                worker.stop()
             self.pool.release(worker)
         for ph, (path, before) in watched.items():  # a local model folder must not change under a run
             if _stats(path) != before:

@@ -9,10 +9,13 @@ import difflib
 from dataclasses import replace
 
 from ..olive import passes
+from ..olive.catalog import TRAINING_PASSES
 from .base import Needs, NodeKind, Rehearsal
 
 _str = {"type": "string", "minLength": 1}
 _ref = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"}  # as schema.NAME
+
+REHEARSAL_STEPS = 4  # training steps under --rehearse
 
 # Params that name where a pass writes: olivepipe decides where results go (the node's
 # staging folder), so a workflow may not point them anywhere else.
@@ -83,7 +86,7 @@ class OlivePass(NodeKind):
         if spec.pass_type is None:
             return spec
         catalog = ctx.catalog
-        params = catalog.normalize(spec.alias, spec.pass_type, spec.params)
+        params = catalog.normalize(spec.alias, spec.pass_type, spec.params, spec.device)
         own = ctx.data["nodes"][spec.base].get("params") or {}
         for issue in catalog.check(spec.pass_type, params):
             at = where + ("params",) + issue.path
@@ -97,6 +100,14 @@ class OlivePass(NodeKind):
                 at = where + ("params",) + ((path[-1],) if path[-1] in own else path)
                 ctx.problem(at, f"'{'.'.join(path)}' names where {spec.pass_type} writes; olivepipe decides that",
                             "remove it: results go to the node's own folder in the cache (see `olivepipe show`)")
+        for (pt, key, value), (why, hint) in passes.REFUSED_VALUES.items():
+            if pt == spec.pass_type and params.get(key) == value:
+                at = where + (("matrix", key) if key in (spec.variant or {}) else ("params", key))
+                ctx.problem(at, f"{key}: {value} validates in Olive but fails when {pt} runs: {why}", hint)
+        broken = passes.BROKEN_FOR_ARCH.get(spec.pass_type)
+        arch = ctx.arch_of(spec.inputs[0]) if broken and spec.inputs else None
+        if broken and arch in broken[0]:
+            ctx.problem(where + ("pass",), f"{broken[1]}; this node reads a {arch} model", broken[2])
         if spec.rehearse and spec.rehearse.get("pass") and catalog.resolve(spec.rehearse["pass"]) is None:
             ctx.problem(where + ("rehearse", "pass"), f"unknown pass '{spec.rehearse['pass']}'", "", value=True)
         return replace(spec, params=params)
@@ -128,6 +139,22 @@ class OlivePass(NodeKind):
         return out
 
     def rehearse(self, node, catalog, can_run):
+        r = self._stand_in(node, catalog, can_run)
+        if r.node is None or r.node.pass_type not in TRAINING_PASSES or r.node.device != "cpu":
+            return r
+        # a rehearsal checks the pipeline, not the model: train a few float32 steps
+        # (bfloat16 on a CPU without bf16 instructions is 10-30x slower)
+        params = dict(r.node.params)
+        targs = dict(params.get("training_args") or {})
+        steps = targs.get("max_steps")
+        targs["max_steps"] = min(steps, REHEARSAL_STEPS) if isinstance(steps, int) and steps > 0 else REHEARSAL_STEPS
+        params["training_args"] = targs
+        params["torch_dtype"] = "float32"
+        params = catalog.normalize(r.node.alias, r.node.pass_type, params)
+        what = f"{r.node.alias} trains {targs['max_steps']} float32 steps (was {steps or 'the default'})"
+        return Rehearsal(replace(r.node, params=params), note="; ".join(x for x in (r.note, what) if x))
+
+    def _stand_in(self, node, catalog, can_run):
         from ..olive.catalog import EXECUTION_PROVIDERS
 
         if can_run(node, node.device):
@@ -145,7 +172,7 @@ class OlivePass(NodeKind):
         pass_type = catalog.resolve(stand["pass"])
         # a stand-in's params merge over the node's own (the lab keeps its data and LoRA shape)
         merged = {**node.params, **stand.get("params", {})}
-        params = catalog.normalize(stand["pass"], pass_type, merged)
+        params = catalog.normalize(stand["pass"], pass_type, merged, device)
         params = {k: v for k, v in params.items() if k in catalog.params(pass_type)}
         return Rehearsal(replace(node, pass_type=pass_type, alias=stand["pass"], params=params, device=device,
                                  provider=EXECUTION_PROVIDERS[device]),

@@ -103,9 +103,12 @@ class Catalog:
         p = self.params(pass_type)
         return any(v["type"] == "data_config" and v["required"] for v in p.values())
 
-    def normalize(self, alias: str, pass_type: str, params: dict) -> dict:
+    def normalize(self, alias: str, pass_type: str, params: dict, device: str = "cpu") -> dict:
         """User params -> canonical params: alias defaults applied, flat training args
-        nested, values equal to Olive's defaults dropped (so writing a default re-runs nothing)."""
+        nested, values equal to Olive's defaults dropped (so writing a default re-runs nothing).
+
+        The shipped defaults are Olive's for a CPU accelerator; some differ on a GPU (fusion's
+        use_gpu), so on other devices explicit values are kept as written."""
         spec = self.params(pass_type)
         out = {**ALIAS_DEFAULTS.get(alias, {}), **params}
         # a non-mapping training_args is reported by check(); lifting into it would crash
@@ -114,7 +117,8 @@ class Catalog:
             if lifted:
                 out["training_args"] = {**lifted, **(out.get("training_args") or {})}
         for k in list(out):
-            if k in spec and not spec[k]["required"] and "default" in spec[k] and out[k] == spec[k]["default"]:
+            if device == "cpu" and k in spec and not spec[k]["required"] and "default" in spec[k] \
+                    and out[k] == spec[k]["default"]:
                 del out[k]
         return out
 

@@ -65,6 +65,21 @@ STAND_INS = {
 TEXT_FOLDER_DATA = {"AutoAWQQuantizer"}
 
 
+# Values Olive 0.13 accepts in its pass config but fails on when the pass runs.
+REFUSED_VALUES = {
+    ("ModelBuilder", "precision", "int8"): ("Olive 0.13's ModelBuilder has no int8 mapping (KeyError: Precision.INT8)",
+                                            "use precision int4, fp16, bf16 or fp32; for int8 ONNX use onnx-dynamic-quant"),
+}
+
+# Passes that fail on this stack for some architectures (what `plan` would otherwise promise).
+BROKEN_FOR_ARCH = {
+    "OnnxConversion": ({"phi3", "llama"},
+                       "OnnxConversion fails on phi3 and llama with transformers 5 (TorchScript: DynamicCache; "
+                       "dynamo: export error)",
+                       "use `pass: model-builder` (onnxruntime-genai's builder), the route the lab takes"),
+}
+
+
 def info(pass_type: str | None) -> PassInfo:
     return PASSES.get(pass_type or "", NONE)
 
