@@ -87,15 +87,29 @@ class Workspace:
     def device(self, name: str) -> str:
         return "cpu" if name in self.workflow.models else self.workflow.nodes[name].device
 
+    def source_model(self, name: str) -> ModelSpec | None:
+        """The `models:` entry a step descends from (first inputs up to a model)."""
+        wf = self.workflow
+        for _ in range(len(wf.nodes) + 1):
+            if name in wf.models:
+                return wf.models[name]
+            node = wf.nodes.get(name)
+            if node is None or not node.inputs:
+                return None
+            name = node.inputs[0]
+        return None
+
     def label(self, name: str) -> str:
         return self.kind_of(name).label(self.spec_of(name))
 
     # -- records -------------------------------------------------------------------
     def source_input(self, model: ModelSpec) -> dict:
         if model.source == "hf":
-            return {"hf": model.hf, "revision": model.revision, "trust_remote_code": model.trust_remote_code}
+            rec = {"hf": model.hf, "revision": model.revision, "trust_remote_code": model.trust_remote_code}
+            return {**rec, "load_kwargs": model.load_kwargs} if model.load_kwargs else rec
         files = self.stats.tree(model.path)
-        return {"local": True, "digest": tree_digest(files), "trust_remote_code": model.trust_remote_code}
+        rec = {"local": True, "digest": tree_digest(files), "trust_remote_code": model.trust_remote_code}
+        return {**rec, "load_kwargs": model.load_kwargs} if model.load_kwargs else rec
 
     def dataset_record(self, name: str) -> dict:
         ds = self.workflow.datasets[name]

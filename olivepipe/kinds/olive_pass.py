@@ -114,10 +114,21 @@ class OlivePass(NodeKind):
 
     # -- records and plan -----------------------------------------------------------
     def record(self, ws, node):
+        from ..olive.compile import preprocess_options
+
         rec = {"pass": node.pass_type, "params": node.params}
         if node.data:
-            rec["data"] = ws.dataset_record(node.data)
+            rec["data"] = {**ws.dataset_record(node.data),
+                           "preprocess": preprocess_options(ws.workflow.datasets[node.data])}
+        if node.pass_type in TRAINING_PASSES:
+            rec["load_kwargs"] = self._load_kwargs(ws, node)
         return rec
+
+    @staticmethod
+    def _load_kwargs(ws, node) -> dict:
+        from ..olive.compile import train_load_kwargs
+
+        return train_load_kwargs(ws.source_model(node.name))
 
     def needs(self, node):
         i = passes.info(node.pass_type)
@@ -192,7 +203,8 @@ class OlivePass(NodeKind):
                 refs["$CALIB"] = {"text_dataset": ws.dataset_fields(node.data), "files": data_files}
         config = compile_node(node, inputs[0]["model"] if inputs else None, ws.catalog, dataset=dataset,
                               output_dir="$OUT", cache_dir="$SCRATCH/olive-cache", data_files=data_files,
-                              calibration_folder=calib)
+                              calibration_folder=calib,
+                              load_kwargs=self._load_kwargs(ws, node) if node.pass_type in TRAINING_PASSES else None)
         return {"config": config, "refs": refs}
 
     def run(self, spec, io):
