@@ -96,6 +96,19 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
         guard.release()
 
 
+class Interrupted(OlivepipeError):
+    """Ctrl-C during apply: running steps were stopped; finished ones are cached and locked."""
+
+    exit_code = 130
+
+    def __init__(self, result: ApplyResult, running: list[str]):
+        self.result, self.running = result, running
+        done = [n for n, o in result.outcomes.items() if o.status in ("ran", "cached")]
+        what = f"stopped {', '.join(running)}" if running else "stopped between steps"
+        super().__init__(f"interrupted: {what}; {len(done)} finished step{'s' if len(done) != 1 else ''} "
+                         "are cached and in the lock", "run the same command again to resume")
+
+
 class _nothing:
     def __enter__(self):
         return self
@@ -163,6 +176,13 @@ class Scheduler:
                     break
                 for res in self.executor.wait():
                     self._finished(res)
+        except KeyboardInterrupt:
+            # stop what runs now; nothing half-done is published (results only land on success)
+            self.executor.close(kill=True)
+            running = sorted(self.running)
+            for n in running:
+                self._finish(Outcome(n, "interrupted", error="interrupted by Ctrl-C"))
+            raise Interrupted(self.result, running) from None
         except BaseException:
             self.executor.close(kill=True)
             raise
@@ -341,4 +361,4 @@ def link_output(ws: Workspace, name: str, tree: Path) -> None:
     os.replace(tmp, dest)
 
 
-__all__ = ["apply", "ApplyResult", "Event", "Outcome", "Scheduler", "link_output"]
+__all__ = ["apply", "ApplyResult", "Event", "Interrupted", "Outcome", "Scheduler", "link_output"]

@@ -36,11 +36,15 @@ class Worker:
     def run(self, job: dict) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self._start()
-        self.proc.stdin.write(json.dumps(job) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+        proc = self.proc  # another thread may stop() this worker (Ctrl-C): keep our handle
+        try:
+            proc.stdin.write(json.dumps(job) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except (OSError, ValueError):  # pipe closed under us
+            line = ""
         if not line:
-            code = self.proc.wait()
+            code = proc.wait()
             self.proc = None
             how = f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
             raise WorkerCrashed(f"worker process {how}")
@@ -49,6 +53,16 @@ class Worker:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    def kill(self) -> None:
+        """Kill the running job's process group from another thread (timeout, Ctrl-C); the
+        thread in ``run`` then sees the worker die and reports it."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def stop(self, kill: bool = False):
         if self.proc is None:

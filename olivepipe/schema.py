@@ -95,6 +95,11 @@ _COMMON_NODE = {
                                         "items": {"type": ["string", "number", "boolean"]}},
                "description": "Expand into one node per combination; values go into params."},
     "description": {"type": "string"},
+    "timeout": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
+                          {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[smh]$"}],
+                "description": "Stop the node after this long (seconds, or e.g. 90m, 2h); it fails, nothing is published."},
+    "gpu_memory_gb": {"type": "number", "exclusiveMinimum": 0,
+                      "description": "GPU memory the node needs; nodes with estimates share a GPU while they fit."},
 }
 
 

@@ -193,7 +193,7 @@ class Workspace:
         spec = kind.job(self, self.spec_of(name), inputs)
         refs.update(spec.pop("refs", {}))
         return {"step": name, "kind": kind.name, "module": kinds.module_of(kind.name), "device": self.device(name),
-                "spec": spec, "refs": refs}
+                "spec": spec, "refs": refs, "timeout_s": getattr(self.spec_of(name), "timeout_s", None)}
 
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)

@@ -122,6 +122,9 @@ class LocalExecutor:
 
     def close(self, *, kill: bool = False) -> None:
         if self.pool:
+            if kill:  # Ctrl-C: the jobs' process groups die now, not when their node ends
+                for w in self.pool.workers:
+                    w.kill()
             self.pool.close(kill=kill)
             self.pool = None
 
@@ -148,12 +151,21 @@ class LocalExecutor:
             paths[ph] = str(self._resolve(ph, ref, ctx, staging, paths, watched, job["refs"]))
         spec = substitute(job["spec"], paths)
         worker = self.pool.acquire(ctx.gpu)
+        expired = threading.Event()
+        timer = None
+        if job.get("timeout_s"):  # a hung pass must not hang apply: kill it, fail the node
+            timer = threading.Timer(job["timeout_s"], lambda: (expired.set(), worker.kill()))
+            timer.daemon = True
+            timer.start()
         try:
             res = worker.run({"kind": job["kind"], "module": job["module"], "spec": spec, "out": str(out),
                               "scratch": str(scratch), "log": str(ctx.log)})
         except WorkerCrashed as e:
-            res = {"ok": False, "error": str(e)}
+            res = {"ok": False, "error": f"timed out after {job['timeout_s']:g} s (timeout: in the workflow)"
+                   if expired.is_set() else str(e)}
         finally:
+            if timer:
+                timer.cancel()
             if ctx.gpu:  # a finished GPU node's worker exits, so its GPU memory is free for the next
                 worker.stop()
             self.pool.release(worker)
