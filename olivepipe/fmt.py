@@ -266,37 +266,56 @@ def _permute(text: str, m, parent_line: int, order, *, root: bool) -> str:
 def format_file(path: Path) -> tuple[str, str]:
     """(original text, formatted text) of a workflow file."""
     from .errors import Problem, SpecError
+    from .safefs import read_regular
 
     path = Path(path)
+    shown = str(path).replace("\0", "\\0")
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)  # a FIFO or device among the files fails here instead of hanging
+    except ValueError:  # a NUL byte in the name (only possible in-process)
+        raise SpecError([Problem(shown, 0, 0, "file name contains a NUL byte", "")]) from None
     except FileNotFoundError:
-        raise SpecError([Problem(str(path), 0, 0, "no such file", "check the path")]) from None
+        raise SpecError([Problem(shown, 0, 0, "no such file", "check the path")]) from None
     except IsADirectoryError:
-        raise SpecError([Problem(str(path), 0, 0, "is a directory, not a workflow file", "")]) from None
+        raise SpecError([Problem(shown, 0, 0, "is a directory, not a workflow file", "")]) from None
     except OSError as e:
-        raise SpecError([Problem(str(path), 0, 0, f"cannot read: {e.strerror}", "")]) from None
+        raise SpecError([Problem(shown, 0, 0, f"cannot read: {e.strerror}", "")]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         from .spec import parse_workflow
 
-        parse_workflow(raw, str(path), base=path.resolve().parent, check_files=False)  # raises, located
+        parse_workflow(raw, shown, base=path.resolve().parent, check_files=False)  # raises, located
         raise
-    return text, format_text(text, str(path), path.resolve().parent)
+    return text, format_text(text, shown, path.resolve().parent)
+
+
+def unified_diff(old: str, new: str, shown: str) -> str:
+    """`fmt --diff`: what formatting would change, as a unified diff."""
+    import difflib
+
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                        f"{shown} (current)", f"{shown} (formatted)"))
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, then one rename: readers see the old file or the new one."""
-    target = Path(path).resolve()  # through a symlink: format the file it points to, keep the link
+    """Temp file in the same folder, then one rename: readers see the old file or the new one.
+
+    Through a symlink the target is written and the link kept (fmt edits what the link
+    names); the file's permissions are kept. Unlike safefs.write_atomic, which replaces a
+    link, this is for a file the user named. The temp file is created exclusively and
+    without following links.
+    """
+    target = Path(path).resolve()
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     mode = stat.S_IMODE(target.stat().st_mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

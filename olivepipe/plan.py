@@ -19,7 +19,7 @@ ACTIONS = (CACHED, RUN, FORCED, BLOCKED, SKIP)
 
 
 class UnknownTarget(OlivepipeError):
-    exit_code = 2
+    """--target/--force names no node: nothing is planned."""
 
 
 @dataclass(frozen=True)

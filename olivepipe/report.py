@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .executor import ApplyResult, Event
 from .plan import BLOCKED, CACHED, RUN, SKIP, Plan
+
+if TYPE_CHECKING:  # types only: `cache ls` and `status` render without importing the executor
+    from .executor import ApplyResult, Event
 
 SYMBOL = {CACHED: ("=", "green"), RUN: ("+", "yellow"), BLOCKED: ("!", "red"), SKIP: ("-", "dim")}
 WORD = {CACHED: "cached", RUN: "will run", BLOCKED: "blocked", SKIP: "skip"}
@@ -47,6 +50,16 @@ def plan_text(plan: Plan, console: Console) -> None:
     if c[SKIP]:
         summary += f", {c[SKIP]} skipped"
     console.print(Text(summary, style="bold"))
+
+
+def status_lines(plan: Plan) -> list[str]:
+    """`olivepipe status`: one line per step, with the first reason of a stale one."""
+    word = {CACHED: "up to date", RUN: "stale"}
+    out = []
+    for s in plan.steps:
+        why = f"  ({s.reasons[0]})" if s.reasons and s.status != CACHED else ""
+        out.append(f"{word.get(s.status, s.status):>10}  {s.name}{why}")
+    return out
 
 
 def plan_markdown(plan: Plan, mermaid: str) -> str:
@@ -127,3 +140,26 @@ def result_text(result: ApplyResult, console: Console, workflow_file: str) -> No
     if failed:
         console.print(Text(f"Finished steps are cached: fix the cause and run `olivepipe apply {workflow_file}` "
                            "again to resume.", style="dim"))
+
+
+def nothing_to_do(result: ApplyResult) -> str:
+    """The one-line answer of an apply that found everything cached."""
+    c = sum(1 for o in result.outcomes.values() if o.status == "cached")
+    return f"Apply complete: nothing to do, {c} cached ({result.seconds:.2f}s)"
+
+
+def cache_rows(store) -> list[dict]:
+    """`olivepipe cache ls`: one row per readable entry (key, kind, files, bytes, duration_s)."""
+    rows = []
+    for k in store.keys():
+        e = store.get(k, check=False)
+        if e:
+            rows.append({"key": k, "kind": e.manifest.get("kind"), "files": len(e.manifest["files"]),
+                         "bytes": e.size, "duration_s": e.manifest.get("duration_s")})
+    return rows
+
+
+def cache_text(rows: list[dict], disk_bytes: int) -> list[str]:
+    lines = [f"{r['key'][:16]}  {r['kind'] or '?':<12} {r['files']:>5} files  {r['bytes'] / 1e6:>10.1f} MB"
+             for r in rows]
+    return lines + [f"{len(rows)} entries, {disk_bytes / 1e6:.1f} MB on disk (deduplicated)"]

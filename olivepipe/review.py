@@ -3,6 +3,10 @@ normalized rendering git uses as a diff driver (textconv).
 
 A workflow diff compares what the files *mean* after olivepipe's own normalization
 (key order, Olive defaults, anchors, defaults:, matrix expansion), never their text.
+What reaches a cache key is the core's answer, not a second copy of its rules: each
+side is opened as a store-less Workspace and its steps' records come from
+``Workspace.record`` (and through it the node kinds); keys are ``keys.key_of`` of them.
+Lock files are read by ``lock.loads``; orders come from ``graph.build_graph``.
 Results are plain JSON-able dicts (the `--json` shape, documented in docs/review.md);
 the text renderers only read those dicts.
 """
@@ -19,12 +23,10 @@ from pathlib import Path
 import yaml
 
 from .errors import OlivepipeError, SpecError
-from .hashing import digest_obj, file_digest
+from .hashing import file_digest
+from .safefs import read_regular
 
 FORMAT = 1
-# Node fields that do not reach the cache key: changing them re-runs nothing.
-UNKEYED = ("description", "rehearse")
-MODEL_KEYED = ("hf", "revision", "trust_remote_code", "path", "tiny")
 
 
 class ReviewError(OlivepipeError):
@@ -99,12 +101,14 @@ def read_side(spec: str, cwd: Path | None = None) -> Side:
     cwd = Path(cwd or os.getcwd())
     if spec.startswith("-"):
         raise ReviewError(f"{spec}: not a file or revision", "")
+    if "\0" in spec:
+        raise ReviewError(f"{spec!r}: a name with a NUL byte is neither a file nor a revision", "")
     p = cwd / spec
     if p.exists():
         if p.is_dir():
             raise ReviewError(f"{spec}: is a directory", "give a workflow file, a lock file or REV:PATH")
         try:
-            raw = p.read_bytes()
+            raw = read_regular(p)  # a FIFO or device fails here instead of hanging the diff
         except OSError as e:
             raise ReviewError(f"{spec}: cannot read: {e.strerror}", "") from None
         text = _decode(raw, spec)
@@ -144,7 +148,7 @@ def _kind(text: str, shown: str) -> str:
         data = None
     if isinstance(data, dict) and "workflows" in data and "nodes" not in data and "olivepipe" not in data:
         return "lock"
-    if data is None and Path(shown).name.endswith(".lock"):
+    if not isinstance(data, dict) and Path(shown).name.endswith(".lock"):  # misshapen: lock.loads says why
         return "lock"
     return "workflow"
 
@@ -156,119 +160,164 @@ def parse_side(side: Side):
     return parse_workflow(side.text, side.spec, base=side.base, check_files=False)
 
 
-def parse_lock(text: str, shown: str) -> dict:
-    """{workflow: {node: entry}} from lock file text (the file format of olivepipe/lock.py)."""
-    from .lock import LOCK_FORMAT
+# -- one side's definition, as the core sees it -------------------------------------
 
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        raise ReviewError(f"{where}: lock file is not valid YAML", "restore it from git; `olivepipe apply` rewrites it") from None
-    if not isinstance(data, dict) or data.get("format") != LOCK_FORMAT:
-        got = data.get("format") if isinstance(data, dict) else None
-        raise ReviewError(f"{shown}: unsupported lock file format {got!r}", f"this olivepipe reads format {LOCK_FORMAT}")
-    wfs = data.get("workflows") or {}
-    if not isinstance(wfs, dict):
-        raise ReviewError(f"{shown}: `workflows` must be a mapping", "")
-    return {str(name): dict((w or {}).get("nodes") or {}) for name, w in wfs.items()}
+class _SideFiles:
+    """The stat cache's seam (``digest``), answered by a side: its working tree, or its
+    revision through git. Without a side (textconv) no file is read: every digest is None."""
+
+    def __init__(self, side: Side | None):
+        self.side = side
+
+    def digest(self, path: Path) -> str | None:
+        if self.side is None:
+            return None
+        return self.side.data_digest(_rel(path, self.side.base))
 
 
-# -- normalization ----------------------------------------------------------------
+def _static_workspace(wf, side: Side | None):
+    """The workflow opened like `plan` opens it, minus what a definition cannot tell.
 
-def _files_as_written(raw) -> list[str]:
-    files = raw.get("files") if isinstance(raw, dict) else None
-    if files is None:
-        return []
-    return [posixpath.normpath(f) for f in ([files] if isinstance(files, str) else files)]
-
-
-def describe(wf, side: Side | None = None) -> dict:
-    """The normalized definition: what olivepipe will do, independent of layout.
-
-    With a side, dataset files carry content ids (git blob ids) so data edits show up.
+    Records are the core's (Workspace.record and the node kinds' record parts), except:
+    package versions are left out (both sides are read on the same machine; versions are
+    plan's business), and a local `path:` model is named by its path instead of hashed
+    (gigabytes, and at a revision not checked out). A produced input's slot holds the
+    static key of the step that produces it instead of its output digest, so a key covers
+    everything upstream and never a name.
     """
     from .graph import build_graph
-    from .workspace import TINY_DEFAULTS
+    from .workspace import Workspace
 
-    raw = wf.raw
-    models = {}
+    class Static(Workspace):
+        def environment(self, name):
+            return {}
+
+        def source_input(self, model):
+            if model.source == "path":
+                return {"local": True, "path": _rel(model.path, self.workflow.root),
+                        "trust_remote_code": model.trust_remote_code}
+            return super().source_input(model)
+
+    return Static(workflow=wf, graph=build_graph(wf), store=None, stats=_SideFiles(side), dir=wf.workspace)
+
+
+def _rel(p: Path, base: Path) -> str:
+    return Path(os.path.relpath(p, base)).as_posix()
+
+
+@dataclass
+class Definition:
+    """One side, normalized: what `diff` compares and `textconv` prints.
+
+    ``models``/``datasets``/``nodes`` are display mappings (paths as written, relative to
+    the workflow's folder). ``keyed[(section, name)]`` are the display fields that come
+    from the entry's record, i.e. reach a cache key; the others (descriptions, `rehearse`,
+    `arch`) never re-run anything. ``keys`` are name-free static keys of models and nodes,
+    ``data_keys`` those of datasets.
+    """
+
+    name: str
+    description: str
+    models: dict
+    datasets: dict
+    nodes: dict
+    keyed: dict
+    keys: dict
+    data_keys: dict
+    order: list  # nodes, in the order plan and apply use
+    layout_free: list  # nodes in dependency order, ties by name: independent of the file's layout
+
+
+def describe(wf, side: Side | None = None) -> Definition:
+    """The normalized definition of a validated Workflow; with a side, data files carry digests."""
+    from .keys import key_of
+
+    ws = _static_workspace(wf, side)
+    raw = wf.raw if isinstance(wf.raw, dict) else {}
+    keys, keyed = {}, {}
+    models, datasets, nodes = {}, {}, {}
+
+    def note(section, name, shown_keyed: dict, extras: dict) -> dict:
+        keyed[(section, name)] = set(shown_keyed)
+        # a field a kind put into the record (a register node's description) stays keyed
+        return {**shown_keyed, **{k: v for k, v in extras.items() if v not in (None, "", {}) and k not in shown_keyed}}
+
+    def written(section, name, key):
+        """A field as the file spells it, for display only: descriptions of models and datasets
+        are not in the spec objects, and paths there are resolved (the record names them
+        from the workspace root; a reviewer reads them relative to the workflow, as written)."""
+        entry = (raw.get(section) or {}).get(name)
+        return entry.get(key) if isinstance(entry, dict) else None
+
     for name, m in wf.models.items():
-        r = (raw.get("models") or {}).get(name) or {}
-        d: dict = {}
         if m.source == "tiny":
-            d["tiny"] = dict(sorted({**TINY_DEFAULTS, **(m.tiny or {})}.items()))
-        elif m.source == "hf":
-            d["hf"] = m.hf
-            if m.revision:
-                d["revision"] = m.revision
+            rec = ws.record(name, {})[0]
+            keys[name] = key_of(rec)
+            shown = {"tiny": dict(sorted(rec["args"].items()))}
+            extras = {}
         else:
-            d["path"] = posixpath.normpath(str(r.get("path")))
-        if m.trust_remote_code:
-            d["trust_remote_code"] = True
-        for k in ("arch", "rehearse", "description"):
-            if r.get(k) is not None:
-                d[k] = r[k]
-        models[name] = d
-    datasets = {}
+            src = ws.source_input(m)
+            keys[name] = key_of(src)
+            shown = {k: v for k, v in src.items() if k not in ("local", "path") and v not in (None, False)}
+            if m.source == "path":
+                shown = {"path": posixpath.normpath(str(written("models", name, "path"))), **shown}
+            extras = {"arch": m.arch, "rehearse": m.rehearse}
+        models[name] = note("models", name, shown, {**extras, "description": written("models", name, "description")})
+
+    data_keys = {}
     for name, ds in wf.datasets.items():
-        r = (raw.get("datasets") or {}).get(name) or {}
-        d = {k: v for k, v in ds.__dict__.items() if k not in ("name", "files") and v is not None}
-        files = _files_as_written(r)
-        if files:
-            d["files"] = {f: side.data_digest(f) for f in files} if side else files
-        if r.get("description"):
-            d["description"] = r["description"]
-        datasets[name] = dict(sorted(d.items()))
-    nodes = {}
+        rec = ws.dataset_record(name)
+        data_keys[name] = key_of(rec)
+        shown = {k: v for k, v in rec.items() if k != "files"}
+        if ds.files:
+            files = written("datasets", name, "files")
+            names = [posixpath.normpath(f) for f in ([files] if isinstance(files, str) else files)]
+            # spec resolved the files in the order written: the same digests as the record
+            shown["files"] = {n: ws.stats.digest(p) for n, p in zip(names, ds.files)} if side else names
+        shown = note("datasets", name, shown, {"description": written("datasets", name, "description")})
+        datasets[name] = dict(sorted(shown.items()))
+
+    g = ws.graph
+    records = {}
+    for name in g.topo:
+        if name in wf.nodes:
+            records[name] = ws.record(name, keys)[0]  # inputs' static keys in the digest slots
+            keys[name] = key_of(records[name])
     for name, n in wf.nodes.items():
-        d = {"kind": n.kind}
-        if n.kind == "olive":
-            d["pass"] = n.pass_type
-        d["input"] = list(n.inputs)
+        rec = records[name]
+        shown = {"kind": rec["kind"]}
+        if "pass" in rec:
+            shown["pass"] = rec["pass"]
+        shown["input"] = list(n.inputs)  # what it reads, by name (the record has their keys)
         if n.data:
-            d["data"] = n.data
-        d["device"] = n.device
-        d["provider"] = n.provider
-        if n.kind == "olive":
-            d["params"] = _sorted(n.params)
-        for k in sorted(n.options):
-            d[k] = _sorted(n.options[k])
-        if n.description:
-            d["description"] = n.description
-        if n.rehearse:
-            d["rehearse"] = _sorted(n.rehearse)
-        nodes[name] = d
-    return {"name": wf.name, "description": wf.description or "", "models": models, "datasets": datasets,
-            "nodes": nodes, "order": build_graph(wf).order, "topo": _order(wf)}
+            shown["data"] = n.data  # the dataset's record is compared in `datasets`
+        shown["device"], shown["provider"] = rec["device"], rec["provider"]
+        for k, v in rec.items():
+            if k in ("format", "kind", "pass", "inputs", "data", "device", "provider", "packages"):
+                continue
+            if k == "options":  # kind-specific fields, shown as written on the node
+                shown.update({o: _sorted(v[o]) for o in sorted(v)})
+            else:
+                shown[k] = _sorted(v)
+        nodes[name] = note("nodes", name, shown, {"description": n.description, "rehearse": _sorted(n.rehearse)})
+    parents = {n: [p for p in g.parents[n] if p in wf.nodes] for n in g.order}
+    return Definition(wf.name, wf.description or "", models, datasets, nodes, keyed, keys, data_keys,
+                      list(g.order), _by_name(parents))
 
 
-def _order(wf) -> list[str]:
-    """Topological, ties by name: independent of where nodes sit in the file."""
-    return _toposort({n: [i for i in node.inputs if i in wf.nodes] for n, node in wf.nodes.items()})
+def _by_name(parents: dict) -> list[str]:
+    """Dependency order with ties broken by name (graph.order breaks them by file position,
+    which a layout-only edit changes). A cycle, possible only in a hand-edited lock file,
+    falls back to name order."""
+    import networkx as nx
 
-
-def _toposort(parents: dict[str, list[str]]) -> list[str]:
-    """Kahn's algorithm, smallest name first among the ready; a cycle's members go last, by name."""
-    import heapq
-
-    waiting = {n: len(set(ps)) for n, ps in parents.items()}
-    children: dict[str, list[str]] = {n: [] for n in parents}
-    for n, ps in parents.items():
-        for p in set(ps):
-            children[p].append(n)
-    ready = [n for n, k in waiting.items() if k == 0]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        n = heapq.heappop(ready)
-        out.append(n)
-        for c in children[n]:
-            waiting[c] -= 1
-            if waiting[c] == 0:
-                heapq.heappush(ready, c)
-    return out + sorted(n for n in parents if n not in set(out))
+    g = nx.DiGraph()
+    g.add_nodes_from(parents)
+    g.add_edges_from((p, n) for n, ps in parents.items() for p in ps if p in parents and p != n)
+    try:
+        return list(nx.lexicographical_topological_sort(g, key=str))
+    except nx.NetworkXUnfeasible:
+        return sorted(parents)
 
 
 def _sorted(v):
@@ -277,35 +326,6 @@ def _sorted(v):
     if isinstance(v, list):
         return [_sorted(x) for x in v]
     return v
-
-
-def _keyed_model(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k in MODEL_KEYED}
-
-
-def _keyed_dataset(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k != "description"}
-
-
-def _own(d: dict) -> dict:
-    """A node's keyed fields other than the names of what it reads."""
-    return {k: v for k, v in d.items() if k not in UNKEYED and k not in ("input", "data")}
-
-
-def static_keys(desc: dict) -> dict[str, str]:
-    """Name-free fingerprints: equal when the cache keys would be, as far as definitions tell
-    (same machine and packages; a local `path:` model's files are not read).
-
-    A node's fingerprint covers its own keyed fields, its dataset's definition and the
-    fingerprints of its inputs, so it changes with anything upstream and never with a rename.
-    """
-    keys = {m: digest_obj({"model": _keyed_model(d)}) for m, d in desc["models"].items()}
-    ds = {n: digest_obj(_keyed_dataset(d)) for n, d in desc["datasets"].items()}
-    for name in desc["topo"]:
-        d = desc["nodes"][name]
-        keys[name] = digest_obj({"node": _own(d), "inputs": [keys[i] for i in d["input"]],
-                                 "data": ds.get(d.get("data"))})
-    return keys
 
 
 # -- structural comparison --------------------------------------------------------
@@ -348,12 +368,12 @@ def _match(old: dict, new: dict, fp_old: dict, fp_new: dict):
     return added, removed, renamed
 
 
-def _section(old: dict, new: dict, fp_old: dict, fp_new: dict, mapper) -> tuple[dict, dict]:
+def _section(old: dict, new: dict, fp_old: dict, fp_new: dict) -> tuple[dict, dict]:
     added, removed, renamed = _match(old, new, fp_old, fp_new)
     pairs = [(n, n) for n in old if n in new] + list(renamed.items())
     changed = []
     for a, b in pairs:
-        ch = _changes(mapper(old[a]), new[b])
+        ch = _changes(old[a], new[b])
         if ch:
             changed.append({"name": b, "old_name": a, "changes": ch})
     order = {n: i for i, n in enumerate(new)}
@@ -362,19 +382,27 @@ def _section(old: dict, new: dict, fp_old: dict, fp_new: dict, mapper) -> tuple[
             "renamed": [{"old": a, "new": b} for a, b in renamed.items()], "changed": changed}, renamed
 
 
+def _keyed_changes(changes: list[dict], *keyed: set) -> list[dict]:
+    """The changes to fields that reach a key (on either side)."""
+    heads = set().union(*keyed)
+    return [c for c in changes if c["path"].split(".")[0] in heads]
+
+
+def _keyed_on_both(da: Definition, db: Definition, section: str, old: str, new: str) -> list[set]:
+    return [db.keyed[(section, new)]] + ([da.keyed[(section, old)]] if (section, old) in da.keyed else [])
+
+
 def diff_workflows(a: Side, b: Side) -> dict:
     """Semantic diff of two workflow definitions, in the documented `--json` shape."""
     wa, wb = parse_side(a), parse_side(b)
-    da, db = describe(wa, a), describe(wb, b)
-    return diff_descriptions(da, db, a.spec, b.spec)
+    return compare(describe(wa, a), describe(wb, b), a.spec, b.spec)
 
 
-def diff_descriptions(da: dict, db: dict, shown_a: str = "a", shown_b: str = "b") -> dict:
-    ka, kb = static_keys(da), static_keys(db)
-    dsa = {n: digest_obj(_keyed_dataset(d)) for n, d in da["datasets"].items()}
-    dsb = {n: digest_obj(_keyed_dataset(d)) for n, d in db["datasets"].items()}
-    models, m_ren = _section(da["models"], db["models"], ka, kb, lambda d: d)
-    datasets, d_ren = _section(da["datasets"], db["datasets"], dsa, dsb, lambda d: d)
+def compare(da: Definition, db: Definition, shown_a: str = "a", shown_b: str = "b") -> dict:
+    """The `--json` diff of two normalized definitions."""
+    ka, kb = da.keys, db.keys
+    models, m_ren = _section(da.models, db.models, ka, kb)
+    datasets, d_ren = _section(da.datasets, db.datasets, da.data_keys, db.data_keys)
     rename = dict(m_ren)
 
     def mapped(d):  # an old definition in the new names
@@ -384,44 +412,46 @@ def diff_descriptions(da: dict, db: dict, shown_a: str = "a", shown_b: str = "b"
             d["data"] = d_ren.get(d["data"], d["data"])
         return d
 
-    def ident(d):  # what a node is, apart from its name: own keyed fields and what it reads
-        return {**_own(d), "input": d["input"], "data": d.get("data")}
+    def ident(side: Definition, name: str, d: dict):  # what a node is, apart from its name
+        return {k: v for k, v in d.items() if k in side.keyed[("nodes", name)]}
 
     # A renamed node does the same thing as before under a new name. Matching in
     # dependency order lets a renamed input count as the same input.
-    removed = [n for n in da["nodes"] if n not in db["nodes"]]
+    removed = [n for n in da.nodes if n not in db.nodes]
     n_ren: dict[str, str] = {}
-    for name in db["topo"]:
-        if name in da["nodes"]:
+    for name in db.order:
+        if name in da.nodes:
             continue
-        hit = next((r for r in removed if ident(mapped(da["nodes"][r])) == ident(db["nodes"][name])), None)
+        want = ident(db, name, db.nodes[name])
+        hit = next((r for r in removed if ident(da, r, mapped(da.nodes[r])) == want), None)
         if hit is not None:
             n_ren[hit] = name
             rename[hit] = name
             removed.remove(hit)
-    added = [n for n in db["nodes"] if n not in da["nodes"] and n not in n_ren.values()]
+    added = [n for n in db.nodes if n not in da.nodes and n not in n_ren.values()]
     changed = []
-    for a, b in [(n, n) for n in db["nodes"] if n in da["nodes"]] + sorted(n_ren.items(), key=lambda x: list(db["nodes"]).index(x[1])):
-        ch = _changes(mapped(da["nodes"][a]), db["nodes"][b])
+    position = {n: i for i, n in enumerate(db.nodes)}
+    for a, b in [(n, n) for n in db.nodes if n in da.nodes] + sorted(n_ren.items(), key=lambda x: position[x[1]]):
+        ch = _changes(mapped(da.nodes[a]), db.nodes[b])
         if ch:
             changed.append({"name": b, "old_name": a, "changes": ch})
     nodes = {"added": added, "removed": removed, "renamed": [{"old": a, "new": b} for a, b in n_ren.items()],
              "changed": changed}
-    edges_a = {(rename.get(i, i), rename.get(n, n)) for n, d in da["nodes"].items() for i in d["input"]}
-    edges_b = {(i, n) for n, d in db["nodes"].items() for i in d["input"]}
-    workflow = _changes({"name": da["name"], "description": da["description"]},
-                        {"name": db["name"], "description": db["description"]})
+    edges_a = {(rename.get(i, i), rename.get(n, n)) for n, d in da.nodes.items() for i in d["input"]}
+    edges_b = {(i, n) for n, d in db.nodes.items() for i in d["input"]}
+    workflow = _changes({"name": da.name, "description": da.description},
+                        {"name": db.name, "description": db.description})
 
-    # impact, in the order plan and apply use
+    # impact, in the order plan and apply use; whether a key changes is the records' answer
     back = {v: k for k, v in n_ren.items()}
     changes_by = {c["name"]: c["changes"] for c in changed}
     ds_changes = {c["name"]: c["changes"] for c in datasets["changed"]}
     model_changes = {c["name"]: c["changes"] for c in models["changed"]}
-    old_by_key = {ka[n]: n for n in da["nodes"]}
+    old_by_key = {ka[n]: n for n in da.nodes}
     impact, status = [], {}
-    for name in db["order"]:
-        old = name if name in da["nodes"] else back.get(name)
-        d = db["nodes"][name]
+    for name in db.order:
+        old = name if name in da.nodes else back.get(name)
+        d = db.nodes[name]
         if old is not None and kb[name] == ka[old]:
             st, why = "unchanged", []
         elif old is None and kb[name] in old_by_key:
@@ -429,19 +459,23 @@ def diff_descriptions(da: dict, db: dict, shown_a: str = "a", shown_b: str = "b"
         elif old is None:
             st, why = "new", []
         else:
-            why = [_say(c) for c in changes_by.get(name, []) if c["path"].split(".")[0] not in UNKEYED]
+            own = _keyed_changes(changes_by.get(name, []), da.keyed[("nodes", old)], db.keyed[("nodes", name)])
+            why = [_say(c) for c in own]
             data = d.get("data")
-            if data and mapped(da["nodes"][old]).get("data") == data and dsa.get(_old_name(d_ren, data)) != dsb[data]:
-                why += [f"dataset {data}: {_say(c)}" for c in ds_changes.get(data, []) if c["path"] != "description"]
+            old_data = _old_name(d_ren, data) if data else None
+            if data and mapped(da.nodes[old]).get("data") == data and da.data_keys.get(old_data) != db.data_keys[data]:
+                keyed = _keyed_on_both(da, db, "datasets", old_data, data)
+                why += [f"dataset {data}: {_say(c)}" for c in _keyed_changes(ds_changes.get(data, []), *keyed)]
             if why:
                 st = "changed"
             else:
                 st = "upstream"
                 for i in d["input"]:
-                    if i in db["nodes"] and status.get(i) in ("new", "changed", "upstream"):
+                    if i in db.nodes and status.get(i) in ("new", "changed", "upstream"):
                         why.append(f"input {i} changed")
-                    elif i in db["models"]:
-                        mc = [c for c in model_changes.get(i, []) if c["path"].split(".")[0] in MODEL_KEYED]
+                    elif i in db.models:
+                        keyed = _keyed_on_both(da, db, "models", _old_name(m_ren, i), i)
+                        mc = _keyed_changes(model_changes.get(i, []), *keyed)
                         if mc:
                             why.append(f"model {i}: " + "; ".join(_say(c) for c in mc))
                 why = why or ["an input changed"]
@@ -496,7 +530,7 @@ CATEGORY = {"params": "params", "options": "params", "inputs": "inputs", "packag
 
 def diff_locks(a: Side, b: Side) -> dict:
     """Which recorded node results differ between two lock files, and why (from their records)."""
-    la, lb = parse_lock(a.text, a.spec), parse_lock(b.text, b.spec)
+    la, lb = _lock_nodes(a), _lock_nodes(b)
     out = {}
     for wf in sorted(set(la) | set(lb)):
         na, nb = la.get(wf), lb.get(wf)
@@ -507,7 +541,7 @@ def diff_locks(a: Side, b: Side) -> dict:
         prod_a, prod_b = _producers(na), _producers(nb)
         changed, unchanged = [], []
         for node in [n for n in _lock_order(nb) if n in na]:
-            ea, eb = na[node] or {}, nb[node] or {}
+            ea, eb = na[node], nb[node]
             oa, ob = (ea.get("output") or {}).get("digest"), (eb.get("output") or {}).get("digest")
             if ea.get("key") == eb.get("key") and oa == ob:
                 unchanged.append(node)
@@ -527,20 +561,29 @@ def diff_locks(a: Side, b: Side) -> dict:
     return {"format": FORMAT, "type": "lock", "a": a.spec, "b": b.spec, "same": same, "workflows": out}
 
 
+def _lock_nodes(side: Side) -> dict:
+    """{workflow: {node: entry}} through the one lock reader (shape checked, errors located)."""
+    from .lock import loads
+
+    return {wf: section["nodes"] for wf, section in loads(side.text, side.spec)["workflows"].items()}
+
+
 def _lock_order(nodes: dict) -> list[str]:
-    """Dependency order, read from the records (an input digest is some node's output), ties by name."""
+    """Dependency order, read from the records (an input digest is some node's output), ties by name.
+
+    A lock carries no workflow to build a graph from; its records are the edges."""
     prod = _producers(nodes)
     parents = {}
     for n, e in nodes.items():
-        rec = (e or {}).get("record") if isinstance(e, dict) else None
-        ins = [i for i in (rec or {}).get("inputs") or [] if isinstance(i, dict)]
-        parents[n] = [prod[i.get("digest")] for i in ins if prod.get(i.get("digest")) not in (None, n)]
-    return _toposort(parents)
+        ins = [i for i in (e.get("record") or {}).get("inputs") or [] if isinstance(i, dict)]
+        digests = [i.get("digest") for i in ins]
+        parents[n] = [prod[d] for d in digests if isinstance(d, str) and prod.get(d) not in (None, n)]
+    return _by_name(parents)
 
 
 def _producers(nodes: dict) -> dict[str, str]:
     """output digest -> node name, to name an input by what produced it."""
-    return {(e.get("output") or {}).get("digest"): n for n, e in nodes.items() if isinstance(e, dict)}
+    return {d: n for n, e in nodes.items() if (d := (e.get("output") or {}).get("digest"))}
 
 
 def _lock_reasons(old: dict | None, new: dict | None, prod_a: dict, prod_b: dict) -> list[dict]:
@@ -574,12 +617,20 @@ def _input_at(rec: dict, i: int):
 
 
 def diff(a_spec: str, b_spec: str, cwd: Path | None = None) -> dict:
-    """`olivepipe diff A B`: two workflow definitions, or two lock files."""
-    a, b = read_side(a_spec, cwd), read_side(b_spec, cwd)
-    if a.kind != b.kind:
-        raise ReviewError(f"cannot compare a {a.kind} file ({a.spec}) with a {b.kind} file ({b.spec})",
-                          "give two workflow files or two olivepipe.lock files")
-    return diff_locks(a, b) if a.kind == "lock" else diff_workflows(a, b)
+    """`olivepipe diff A B`: two workflow definitions, or two lock files.
+
+    Anything a user can cause is "could not compare" (ReviewError, exit 2), never a
+    difference (1): invalid workflows stay SpecErrors (located), the rest is wrapped."""
+    try:
+        a, b = read_side(a_spec, cwd), read_side(b_spec, cwd)
+        if a.kind != b.kind:
+            raise ReviewError(f"cannot compare a {a.kind} file ({a.spec}) with a {b.kind} file ({b.spec})",
+                              "give two workflow files or two olivepipe.lock files")
+        return diff_locks(a, b) if a.kind == "lock" else diff_workflows(a, b)
+    except (SpecError, ReviewError):
+        raise
+    except OlivepipeError as e:
+        raise ReviewError(e.message, e.hint) from None
 
 
 # -- text rendering ---------------------------------------------------------------
@@ -679,14 +730,19 @@ def textconv(path: Path) -> str:
     git hands the old side over as a temp file, so nothing here looks at neighbouring
     files; an invalid file is shown as written, below its problems, so `git diff` still works.
     """
-    raw = Path(path).read_bytes()
+    try:
+        raw = read_regular(Path(path))
+    except OSError as e:
+        raise ReviewError(f"{path}: cannot read: {e.strerror}", "") from None
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         return "# olivepipe: not UTF-8 text, shown as git would\n" + raw.decode("utf-8", errors="replace")
     if _kind(text, str(path)) == "lock":
+        from .lock import loads
+
         try:
-            return _lock_textconv(parse_lock(text, "lock"))
+            return _lock_textconv({wf: s["nodes"] for wf, s in loads(text, "lock")["workflows"].items()})
         except OlivepipeError as e:
             return f"# olivepipe: {e.message}; shown as written\n{text}"
     from .spec import parse_workflow
@@ -698,13 +754,14 @@ def textconv(path: Path) -> str:
         problems = "".join(f"#   {p.format().splitlines()[0]}\n" for p in e.problems)
         return f"# olivepipe: invalid workflow ({e.message}), shown as written:\n{problems}{text}"
     d = describe(wf)
-    doc = {"name": d["name"]}
-    if d["description"]:
-        doc["description"] = d["description"]
+    doc = {"name": d.name}
+    if d.description:
+        doc["description"] = d.description
     for sec in ("models", "datasets"):
-        if d[sec]:
-            doc[sec] = {n: d[sec][n] for n in sorted(d[sec])}
-    doc["nodes"] = {n: d["nodes"][n] for n in d["topo"]}
+        entries = getattr(d, sec)
+        if entries:
+            doc[sec] = {n: entries[n] for n in sorted(entries)}
+    doc["nodes"] = {n: d.nodes[n] for n in d.layout_free}
     head = ("# normalized by olivepipe (comments and key order dropped; Olive defaults dropped; "
             "defaults, anchors and matrix expanded; nodes in dependency order)\n")
     return head + _dump(doc)
@@ -717,7 +774,7 @@ def _lock_textconv(lock: dict) -> str:
         prod = _producers(nodes)
         lines.append(f"workflow {wf}")
         for name in sorted(nodes):
-            e = nodes[name] or {}
+            e = nodes[name]
             lines.append(f"  node {name}")
             lines.append(f"    key: {_short(str(e.get('key')))}")
             if e.get("kind"):

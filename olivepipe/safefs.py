@@ -8,6 +8,7 @@ O_NOFOLLOW, so a planted link at the last component fails instead of redirecting
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import uuid
@@ -121,3 +122,26 @@ def write_atomic(path: Path, data: bytes | str, *, durable: bool = True) -> None
         except OSError:
             pass
         raise
+
+
+def read_regular(path) -> bytes:
+    """The bytes of a regular file; OSError otherwise, at once.
+
+    Opened non-blocking and checked with fstat, so a FIFO or a device planted under a
+    name olivepipe reads (a lock, a workflow) fails instead of hanging or streaming
+    forever. Symlinks are followed: this guards reads, not writes.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)", str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # owned by f now
+            return f.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)

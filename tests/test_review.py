@@ -159,6 +159,50 @@ def test_diff_errors_are_located_and_exit_2(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+def test_review_keys_are_the_core_records(mini):
+    """diff's static keys are keys.key_of over Workspace.record (the node kinds' records), with
+    only package versions left out and upstream keys in the input-digest slots."""
+    from olivepipe.keys import key_of
+    from olivepipe.spec import load_workflow
+    from olivepipe.workspace import open_workspace
+
+    d = review.describe(load_workflow(mini), review.read_side(str(mini)))
+    ws = open_workspace(mini, read_only=True)
+    for name in ws.graph.topo:
+        if name in ws.workflow.nodes or ws.workflow.models[name].source == "tiny":
+            rec, _ = ws.record(name, d.keys)
+            rec["packages"] = {}
+            assert key_of(rec) == d.keys[name], name
+    # what the record leaves out never reaches a key: descriptions and rehearse are shown, not keyed
+    assert d.keyed[("nodes", "onnx")] == {"kind", "pass", "input", "device", "provider", "params"}
+
+
+KINDS = """\
+olivepipe: 1
+name: kinds
+models:
+  base: {tiny: {arch: phi3}}
+nodes:
+  onnx: {pass: model-builder, input: base, params: {precision: int4}, description: one}
+  chat: {kind: generate, input: onnx, prompts: ["hi"]}
+  reg: {kind: register, input: onnx, name: m, version: 1, description: first}
+"""
+
+
+def test_what_re_runs_follows_the_node_kinds(tmp_path):
+    """A register node's description is what it registers (its kind puts it in the record): it
+    re-runs; an Olive node's description is a comment for people: it does not."""
+    new = (KINDS.replace("description: one", "description: two").replace("description: first", "description: second")
+           .replace('"hi"', '"hello"'))
+    a, b = two(tmp_path, KINDS, new)
+    r = review.diff(str(a), str(b))
+    assert statuses(r) == {"onnx": "unchanged", "chat": "changed", "reg": "changed"}
+    imp = {i["name"]: i for i in r["impact"]["nodes"]}
+    assert imp["reg"]["reasons"] == ["description: first -> second"]
+    assert imp["chat"]["reasons"] == ['prompts: ["hi"] -> ["hello"]']
+
+
+
 # -- git revisions ----------------------------------------------------------------------
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -296,6 +340,80 @@ def test_lock_diff_same_key_other_output_and_workflow_sections(tmp_path):
     assert p.returncode == 2 and "broken.lock:3:1: lock file is not valid YAML" in p.stderr
 
 
+@pytest.mark.parametrize("text, where, what", [
+    ("format: 1\nworkflows: [1]\n", ":2:12:", "`workflows` must be a mapping"),
+    ("format: 1\nworkflows:\n  mini:\n    nodes: 3\n", ":4:12:", "`workflows.mini.nodes` must be a mapping"),
+    ("format: 1\nworkflows:\n  mini:\n    nodes:\n      base: [1]\n", ":5:13:", "`workflows.mini.nodes.base` must be a mapping"),
+    ("format: 1\nworkflows:\n  mini:\n    nodes:\n      base: {key: [x]}\n", ":5:19:", "`workflows.mini.nodes.base.key` must be a string"),
+    ("format: 1\nworkflows:\n  mini:\n    nodes:\n      base: {duration_s: soon}\n", ":5:26:", "must be a number"),
+    ("- 1\n", "", "lock file must be a mapping"),
+])
+def test_lock_of_the_wrong_shape_is_a_located_error(mini, text, where, what):
+    lock = write(mini.parent / "olivepipe.lock", text)
+    with pytest.raises(OlivepipeError) as e:
+        lockfile.read(lock)
+    assert e.value.message.startswith(f"{lock}{where}") and what in e.value.message
+    assert "restore it from git" in e.value.hint
+    assert review.textconv(lock).endswith(text) and what in review.textconv(lock).splitlines()[0]
+    if "workflows" not in text or "base" in text:
+        return  # the commands below read every lock through lock.loads: two shapes show it
+    for cmd in (("plan", mini), ("status", mini), ("plan", "--json", mini)):
+        p = cli(*cmd)
+        assert p.returncode == 1 and f"error: {lock}{where}" in p.stderr and "Traceback" not in p.stderr, (cmd, p.stderr)
+    good = write(mini.parent / "good" / "olivepipe.lock", "format: 1\nworkflows: {}\n")
+    p = cli("diff", good, lock)
+    assert p.returncode == 2 and what in p.stderr and "Traceback" not in p.stderr
+
+
+def test_lock_that_is_no_regular_file_fails_at_once(tmp_path):
+    fifo = tmp_path / "olivepipe.lock"
+    os.mkfifo(fifo)
+    with pytest.raises(OlivepipeError) as e:  # would block forever reading a FIFO
+        lockfile.read(fifo)
+    assert "not a regular file" in e.value.message
+    (tmp_path / "x").mkdir()
+    with pytest.raises(OlivepipeError):
+        lockfile.read(tmp_path / "x")
+    with pytest.raises(review.ReviewError, match="not a regular file"):
+        review.diff(str(fifo), str(fifo))
+
+
+def test_lock_update_is_confined(tmp_path):
+    from olivepipe.safefs import UnsafePath
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".olivepipe").symlink_to(outside)  # a committed symlink: the guard must not land outside
+    with pytest.raises(UnsafePath):
+        lockfile.update(ws / "olivepipe.lock", "wf", {"a": {"key": "1" * 64}})
+    assert list(outside.iterdir()) == [] and not (ws / "olivepipe.lock").exists()
+
+    (ws / ".olivepipe").unlink()
+    (ws / ".olivepipe").mkdir()
+    (ws / ".olivepipe" / "olivepipe.lock.flock").symlink_to(outside / "planted")
+    with pytest.raises(UnsafePath):
+        lockfile.update(ws / "olivepipe.lock", "wf", {"a": {"key": "1" * 64}})
+    assert not (outside / "planted").exists()
+
+    (ws / ".olivepipe" / "olivepipe.lock.flock").unlink()
+    victim = write(outside / "victim", "format: 1\nworkflows: {}\n")
+    (ws / "olivepipe.lock").symlink_to(victim)  # replaced by the rename, never written through
+    lockfile.update(ws / "olivepipe.lock", "wf", {"a": {"key": "1" * 64}})
+    assert victim.read_text() == "format: 1\nworkflows: {}\n" and not (ws / "olivepipe.lock").is_symlink()
+    assert lockfile.nodes(ws / "olivepipe.lock", "wf") == {"a": {"key": "1" * 64}}
+    assert sorted(x.name for x in ws.iterdir()) == [".olivepipe", "olivepipe.lock"]  # no temp file left
+
+    # a rehearsal lock lives in the state folder itself: that folder is checked too
+    sub = tmp_path / "ws2"
+    sub.mkdir()
+    (sub / ".olivepipe").symlink_to(outside)
+    with pytest.raises(UnsafePath):
+        lockfile.update(sub / ".olivepipe" / "rehearsal.lock", "wf@rehearsal", {})
+    assert sorted(x.name for x in outside.iterdir()) == ["victim"]
+
+
 # -- textconv ------------------------------------------------------------------------------
 
 def test_textconv_is_normalized_and_stable(tmp_path):
@@ -332,6 +450,17 @@ def test_textconv_of_invalid_files_and_locks(tmp_path):
     assert review.textconv(lock) == t1  # durations are noise in review
     assert f"record.inputs.0.digest: {'a' * 12}…  (finetune)" in t1
     assert "record.params.r: 4" in t1 and "duration_s" not in t1 and "42" not in t1
+
+
+def test_textconv_ignores_where_nodes_sit_in_the_file(tmp_path):
+    """Nodes print in dependency order with ties by name: moving a block in the file is layout."""
+    text = MINIMAL + "  side: {pass: model-builder, input: finetune, params: {precision: fp32}}\n"
+    moved = text.replace("  side: {pass: model-builder, input: finetune, params: {precision: fp32}}\n", "").replace(
+        "  onnx: {", "  side: {pass: model-builder, input: finetune, params: {precision: fp32}}\n  onnx: {")
+    a, b = write(tmp_path / "a.yaml", text), write(tmp_path / "b.yaml", moved)
+    assert a.read_text() != b.read_text()
+    assert review.textconv(a) == review.textconv(b)
+    assert list(yaml.safe_load(review.textconv(a))["nodes"]) == ["finetune", "onnx", "adapters", "side"]
 
 
 # -- fmt ---------------------------------------------------------------------------------
@@ -471,11 +600,22 @@ def test_fmt_refuses_invalid_files(tmp_path):
     assert cli("fmt", "--check", tmp_path / "missing.yaml").returncode == 2
 
 
+def test_fmt_reports_every_file_and_never_hangs(tmp_path):
+    good = write(tmp_path / "workflow.yaml", MESSY)
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.yaml").mkdir()
+    p = cli("fmt", "--check", tmp_path / "dir.yaml", fifo, good, timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert "dir.yaml: is a directory" in p.stderr and "fifo.yaml: cannot read: not a regular file" in p.stderr
+    assert f"would reformat {good}" in p.stdout and "1 file would be reformatted, 0 already formatted, 2 invalid" in p.stderr
+
+
 # -- plan: JSON shape and markdown ------------------------------------------------------
 
 PLAN_KEYS = {"format": int, "workflow": str, "rehearse": bool, "substitutions": dict, "summary": dict,
              "estimate_s": (float, int, type(None)), "steps": list}
-STEP_KEYS = {"name": str, "kind": str, "label": str, "status": str, "reasons": list, "key": (str, type(None)),
+STEP_KEYS = {"name": str, "kind": str, "label": str, "status": str, "action": str, "reasons": list, "key": (str, type(None)),
              "inputs": list, "device": str, "needs": list, "missing": list,
              "estimate_s": (float, int, type(None)), "warnings": list}
 
@@ -500,6 +640,7 @@ def test_plan_json_shape_is_pinned(mini):
             for k, t in STEP_KEYS.items():
                 assert isinstance(s[k], t), (s["name"], k)
             assert s["status"] in {"cached", "run", "blocked", "skip"}
+            assert s["action"] in {"cached", "run", "forced", "blocked", "skip"}
             assert all(isinstance(x, str) for x in s["reasons"] + s["inputs"] + s["warnings"])
 
 

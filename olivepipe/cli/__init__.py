@@ -1,0 +1,11 @@
+"""Command line: parse arguments, call the library, render.
+
+app.py holds the click group and the one error wrapper; each command module imports it
+and registers its commands. The imports below are that registration, and the only
+place the package refers to its command modules.
+"""
+from .app import main
+
+from . import cache, review, run  # noqa: E402,F401  (registration: their commands land on `main`)
+
+__all__ = ["main"]

@@ -1,0 +1,84 @@
+"""`olivepipe cache ls|verify|gc`: inspect and clean the result store."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import OlivepipeError
+from .app import cache_opt, main
+
+
+@main.group()
+def cache():
+    """Inspect and clean the result store."""
+
+
+def _store_for(workflow, cache_dir):
+    """The store a cache command works on: --cache-dir, else the workflow's (as apply opens it)."""
+    from ..spec import load_workflow
+    from ..stores import open_store
+    from ..workspace import default_cache_dir
+
+    wf = load_workflow(workflow, check_files=False) if workflow else None
+    if wf is None and not cache_dir:
+        raise OlivepipeError("give a workflow file or --cache-dir", "")
+    return open_store(Path(os.path.abspath(cache_dir or default_cache_dir(wf)))), wf
+
+
+cache_wf = click.argument("workflow", required=False, type=click.Path(dir_okay=False, path_type=Path))
+
+
+@cache.command("ls")
+@cache_wf
+@cache_opt
+@click.option("--json", "as_json", is_flag=True)
+def cache_ls(workflow, cache_dir, as_json):
+    """List entries: key, kind, files, size."""
+    from ..report import cache_rows, cache_text
+
+    store, _ = _store_for(workflow, cache_dir)
+    rows, disk = cache_rows(store), store.disk_usage()
+    if as_json:
+        click.echo(json.dumps({"entries": rows, "disk_bytes": disk}, indent=2))
+    else:
+        for line in cache_text(rows, disk):
+            click.echo(line)
+
+
+@cache.command("verify")
+@cache_wf
+@cache_opt
+@click.option("--repair", is_flag=True, help="Delete corrupt entries (the next apply rebuilds them).")
+def cache_verify(workflow, cache_dir, repair):
+    """Re-hash every entry against its manifest (exit 1 if any is corrupt)."""
+    store, _ = _store_for(workflow, cache_dir)
+    keys, bad = store.keys(), 0
+    for k in keys:
+        e = store.get(k, check=False)
+        problems = store.verify(e) if e else ["unreadable manifest"]
+        if problems:
+            bad += 1
+            click.echo(f"CORRUPT {k[:16]}: {'; '.join(problems[:3])}")
+            if repair:
+                store.remove(k)
+    click.echo(f"{len(keys)} entries checked, {bad} corrupt" + (", removed" if repair and bad else ""))
+    return 1 if bad and not repair else 0
+
+
+@cache.command("gc")
+@cache_wf
+@cache_opt
+@click.option("--force", "force_all", is_flag=True, help="Also delete entries that lock files still reference.")
+@click.option("--dry-run", is_flag=True)
+def cache_gc(workflow, cache_dir, force_all, dry_run):
+    """Delete entries no lock file references, and unreferenced objects."""
+    from ..gc import collect
+
+    store, wf = _store_for(workflow, cache_dir)
+    res = collect(store, wf.file.parent if wf else Path.cwd(), force=force_all, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(res['entries_removed'])} entries, "
+               f"{res['bytes_freed'] / 1e6:.1f} MB; kept {res['kept']} referenced by lock files")

@@ -1,0 +1,212 @@
+"""Workflow commands: validate, graph, compile, plan, apply, status."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import click
+
+from ..errors import OlivepipeError, Problem, SpecError
+from .app import cache_opt, console, main, rehearse_opt, shown, workflow_arg
+
+
+def _not_a_workflow_file(name: str) -> Problem | None:
+    """Why ``name`` cannot be read as a workflow file, checked before the library reads it.
+
+    A FIFO would block a read forever and /dev/zero never ends; a NUL byte makes every
+    os call raise ValueError. Each becomes this file's problem, not the end of the run.
+    """
+    try:
+        st = os.stat(name)
+    except ValueError:
+        return Problem(shown(name), 0, 0, "file name contains a NUL byte", "check how the name was produced")
+    except FileNotFoundError:
+        return Problem(shown(name), 0, 0, "no such file", "check the path")
+    except OSError as e:
+        return Problem(shown(name), 0, 0, f"cannot read: {e.strerror}", "")
+    if stat.S_ISDIR(st.st_mode):
+        return Problem(shown(name), 0, 0, "is a directory, not a workflow file", "give the workflow's YAML file")
+    if not stat.S_ISREG(st.st_mode):
+        return Problem(shown(name), 0, 0, "is not a regular file (a FIFO, device or socket)", "give the workflow's YAML file")
+    return None
+
+
+@main.command()
+# plain strings, not click.Path: click would stop the whole run at the first folder or NUL byte
+@click.argument("workflows", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+def validate(workflows, as_json):
+    """Check workflow files: schema, references, cycles, passes and their params.
+
+    Every file is checked and reported; exit 2 if any is invalid."""
+    from ..spec import load_workflow
+
+    results, invalid, failed = [], False, 0
+    for name in workflows:
+        where = shown(name)
+        try:
+            problem = _not_a_workflow_file(name)
+            if problem is not None:
+                raise SpecError([problem])
+            w = load_workflow(name)
+        except SpecError as e:
+            invalid = True
+            results.append({"file": where, "ok": False, "problems": [p.to_json() for p in e.problems]})
+            if not as_json:
+                click.echo(e.format(), err=True)
+                click.echo(f"{where}: {e.message}", err=True)
+            continue
+        except OlivepipeError as e:  # not about the file's content (e.g. its state folder): still this file's only
+            failed = failed or e.exit_code
+            results.append({"file": where, "ok": False,
+                            "problems": [Problem(where, 0, 0, e.message, e.hint).to_json()]})
+            if not as_json:
+                click.echo(f"error: {e.format()}", err=True)
+            continue
+        results.append({"file": where, "ok": True, "nodes": list(w.nodes), "problems": []})
+        if not as_json:
+            click.echo(f"{where}: ok ({len(w.nodes)} nodes)")
+    code = 2 if invalid else failed
+    if as_json:
+        click.echo(json.dumps({"ok": code == 0, "files": results}, indent=2))
+    return code
+
+
+@main.command()
+@workflow_arg
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "png", "svg"]), default="mermaid")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file (required for png/svg).")
+def graph(workflow, fmt, output):
+    """Print the DAG as mermaid or DOT (png/svg through Graphviz)."""
+    from ..graph import build_graph
+    from ..render import render_graph
+    from ..spec import load_workflow
+
+    data = render_graph(build_graph(load_workflow(workflow)), fmt)
+    if output:
+        output.write_bytes(data if isinstance(data, bytes) else data.encode())
+    elif isinstance(data, bytes):
+        raise OlivepipeError(f"{fmt} is binary", "pass -o FILE")
+    else:
+        click.echo(data, nl=False)
+
+
+@main.command("compile")
+@workflow_arg
+@click.option("--node", "nodes", multiple=True, help="Node(s) to compile (default: every Olive node).")
+@click.option("--check", is_flag=True, help="Also validate with Olive's own RunConfig (imports Olive).")
+@cache_opt
+@rehearse_opt
+def compile_cmd(workflow, nodes, check, cache_dir, rehearse):
+    """Print the exact Olive workflow JSON each node runs."""
+    from ..preview import compile_preview
+    from ..workspace import open_workspace
+
+    ws = open_workspace(workflow, cache_dir=cache_dir, rehearse=rehearse)
+    out = compile_preview(ws, list(nodes), check=check)
+    click.echo(json.dumps(out if len(out) != 1 else next(iter(out.values())), indent=2))
+
+
+def _plan_for(workflow, cache_dir, rehearse, target=(), force=(), force_all=False, read_only=False):
+    from ..plan import make_plan
+    from ..workspace import open_workspace
+
+    ws = open_workspace(workflow, cache_dir=cache_dir, rehearse=rehearse, read_only=read_only)
+    return ws, make_plan(ws, targets=tuple(target), force=tuple(force), force_all=force_all)
+
+
+target_opt = click.option("--target", multiple=True, help="Only this node and what it needs (repeatable).")
+force_opt = click.option("--force", multiple=True, help="Re-run this node even if cached (repeatable).")
+
+
+def _terraform(params: dict, code: int, failed: bool) -> int:
+    """--detailed-exitcode: 0 nothing to do, 1 error (bad input too), 2 changes; 130 stays."""
+    if not params.get("detailed_exitcode"):
+        return code
+    if failed:
+        return 130 if code == 130 else 1
+    return code  # plan returned 0 or 2
+
+
+@main.command(exit_map=_terraform)
+@workflow_arg
+@target_opt
+@force_opt
+@cache_opt
+@rehearse_opt
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing to do, 2 when changes are pending, 1 on error.")
+def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_exitcode):
+    """Show what apply would do, and why: cached, will run (which input/param/version changed), blocked."""
+    ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, read_only=True)
+    f = "json" if as_json else fmt
+    if f == "json":
+        click.echo(json.dumps(p.to_json(), indent=2))
+    elif f == "markdown":
+        from ..report import plan_markdown
+
+        click.echo(plan_markdown(p, ws.graph.mermaid({s.name: s.status for s in p.steps})), nl=False)
+    else:
+        from ..report import plan_text
+
+        plan_text(p, console())
+    return 2 if detailed_exitcode and p.has_changes else 0
+
+
+@main.command()
+@workflow_arg
+@target_opt
+@force_opt
+@click.option("--force-all", is_flag=True, help="Re-run every step.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Steps to run at once (independent branches).")
+@click.option("--gpu-slots", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="GPU steps to run at once.")
+@cache_opt
+@rehearse_opt
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress display).")
+def apply(workflow, target, force, force_all, jobs, gpu_slots, cache_dir, rehearse, as_json):
+    """Run what the plan says, through Olive, caching every result."""
+    from ..executor import apply as do_apply
+
+    ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, force_all)
+    run = dict(jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target)
+    if as_json:
+        result = do_apply(ws, p, **run)
+        click.echo(json.dumps(result.to_json(), indent=2))
+    elif not (p.to_run or p.blocked):
+        # nothing to run: a one-line answer, without loading the progress renderer
+        from ..report import nothing_to_do
+
+        result = do_apply(ws, p, **run)
+        click.echo(nothing_to_do(result))
+    else:
+        from ..report import Progress, plan_text, result_text
+
+        out = console()
+        plan_text(p, out)
+        with Progress(p, out) as progress:
+            result = do_apply(ws, p, on_event=progress, **run)
+        result_text(result, out, str(workflow))
+    return 0 if result.ok else 1
+
+
+@main.command()
+@workflow_arg
+@cache_opt
+@rehearse_opt
+@click.option("--json", "as_json", is_flag=True)
+def status(workflow, cache_dir, rehearse, as_json):
+    """What is stale: one line per step (exit 0 when everything is up to date, 2 otherwise)."""
+    from ..report import status_lines
+
+    _, p = _plan_for(workflow, cache_dir, rehearse, read_only=True)
+    if as_json:
+        click.echo(json.dumps({s.name: s.status for s in p.steps}, indent=2))
+    else:
+        for line in status_lines(p):
+            click.echo(line)
+    return 2 if p.has_changes else 0
