@@ -53,6 +53,11 @@ nodes:
 """
 
 
+def _result(stdout: str) -> dict:
+    """`apply --json` prints events, one per line, then the result document."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def sh(args, cwd=None, env=None, timeout=1800):
     t0 = time.perf_counter()
     p = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -192,12 +197,13 @@ PASS_RE = re.compile(r"Pass (\S+) finished in ([0-9.]+) seconds")
 def bench_olive(tmp: Path) -> dict:
     wf = example_copy(tmp, "olive-side")
     p, apply_wall = olivepipe("apply", "--json", "--force-all", wf)
-    steps = {s["name"]: s for s in json.loads(p.stdout)["steps"]}
-    ws = open_workspace(wf)
-    entries = {n: ws.store.get(s["key"]) for n, s in steps.items()}
+    steps = {s["name"]: s for s in _result(p.stdout)["steps"]}
+    from olivepipe.preview import compile_preview
+
+    compiled = compile_preview(open_workspace(wf), ["finetune", "onnx", "adapters"])  # inputs all cached
     per_node, cached = {}, {}
     for n in ("finetune", "onnx", "adapters"):
-        cfg = ws.compile(n, entries, tmp / f"o-{n}", tmp / "unused")
+        cfg = compiled[n]
         cfg["cache_dir"] = str(tmp / f"olive-cache-{n}")
         runs = []
         for i in range(2):  # first fills Olive's cache, second is Olive's own "fully cached" run
@@ -231,15 +237,15 @@ def bench_incremental(tmp: Path) -> dict:
     out = {}
     wf.write_text(wf.read_text().replace("max_new_tokens: 16", "max_new_tokens: 8"))
     p, _ = olivepipe("apply", "--json", wf)
-    out["olivepipe_leaf_param"] = [s["name"] for s in json.loads(p.stdout)["steps"] if s["status"] == "ran"]
+    out["olivepipe_leaf_param"] = [s["name"] for s in _result(p.stdout)["steps"] if s["status"] == "ran"]
     data = wf.parent / "data" / "travel.jsonl"
     data.write_text(data.read_text().replace("Chicago", "Chicago, IL"))
     p, _ = olivepipe("apply", "--json", wf)
-    out["olivepipe_data_edit"] = [s["name"] for s in json.loads(p.stdout)["steps"] if s["status"] == "ran"]
+    out["olivepipe_data_edit"] = [s["name"] for s in _result(p.stdout)["steps"] if s["status"] == "ran"]
     # Olive's own cache, one chained workflow (LoRA -> ModelBuilder -> ExtractAdapters)
-    ws = open_workspace(wf)
-    tiny = ws.store.get(ws.lock_nodes()["phi3-tiny"]["key"])
-    cfg = ws.compile("finetune", {"phi3-tiny": tiny}, tmp / "chain-out", tmp / "unused")
+    from olivepipe.preview import compile_preview
+
+    cfg = compile_preview(open_workspace(wf), ["finetune"])["finetune"]
     cfg["passes"].update({"onnx": {"type": "ModelBuilder", "precision": "int4"}, "adapters": {"type": "ExtractAdapters"}})
     cfg["cache_dir"] = str(tmp / "chain-cache")
     ran = []
@@ -269,7 +275,7 @@ nodes:
     res = {}
     for j in (1, 2):
         p, wall = olivepipe("apply", "--json", "--force", "a", "--force", "b", "-j", str(j), d)
-        steps = {s["name"]: s["seconds"] for s in json.loads(p.stdout)["steps"]}
+        steps = {s["name"]: s["seconds"] for s in _result(p.stdout)["steps"]}
         res[f"jobs_{j}"] = {"wall_s": round(wall, 2), "branch_s": {k: round(v, 2) for k, v in steps.items() if k in "ab"}}
     res["cpus"] = os.cpu_count()
     return res

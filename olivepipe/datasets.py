@@ -2,20 +2,23 @@
 
 Olive's AWQ pass hands autoawq only a dataset name, a split and a text column, so a
 JSONL plus a template cannot reach it. olivepipe renders the rows through the
-template into a folder holding one JSONL with a `text` field, named by the content
-digest of what produced it (files, template, limit), and written atomically.
+template into a folder holding one JSONL with a `text` field. That folder is a store
+entry like any node result: keyed by what produced it (the dataset's record: files'
+digests, template, limit), built in a staging folder, published atomically, read-only.
 """
 from __future__ import annotations
 
 import csv
 import json
-import os
+import shutil
 import string
-import uuid
 from pathlib import Path
 
 from .errors import OlivepipeError
 from .hashing import digest_obj
+from .safefs import confined_dir, open_text
+
+RENDER = 1  # bump when render() changes what it writes
 
 
 def read_rows(path: Path, fmt: str | None):
@@ -57,29 +60,29 @@ def render(ds, rows):
             yield str(row[ds.text_field or "text"])
 
 
-def materialize_text_dataset(ws, name: str) -> Path:
-    """Folder with data.jsonl ({"text": ...} rows) for dataset ``name``; reused when unchanged."""
-    ds = ws.workflow.datasets[name]
-    if not ds.files:
-        raise OlivepipeError(f"dataset '{name}' comes from the hub; calibration sets must be local files here",
-                             "use `files:` for calibration data")
-    digest = digest_obj({"record": ws.dataset_record(name), "render": 1})
-    root = ws.store.root / "datasets"
-    final = root / digest
-    if (final / "data.jsonl").exists():
-        return final
-    tmp = root / f".{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    with open(tmp / "data.jsonl", "w", encoding="utf-8") as f:
-        for path in ds.files:
-            for text in render(ds, read_rows(path, ds.format)):
-                f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if not final.exists():
-            raise
-        import shutil
+def text_dataset_key(dataset_record: dict) -> str:
+    return digest_obj({"kind": "dataset-text", "record": dataset_record, "render": RENDER})
 
-        shutil.rmtree(tmp, ignore_errors=True)  # a concurrent apply made the same folder
-    return final
+
+def materialize_text_dataset(store, dataset_spec, dataset_record: dict) -> Path:
+    """A read-only folder with data.jsonl ({"text": ...} rows) for ``dataset_spec``, published in
+    ``store`` under a key of ``dataset_record``; reused while the record is unchanged."""
+    ds = dataset_spec
+    if not ds.files:
+        raise OlivepipeError(f"dataset '{ds.name}' comes from the hub; calibration sets must be local files here",
+                             "use `files:` for calibration data")
+    key = text_dataset_key(dataset_record)
+    entry = store.get(key)
+    if entry is None:
+        staging = store.staging(f"dataset-{ds.name}")
+        try:
+            out = confined_dir(staging, "out")
+            with open_text(out / "data.jsonl") as f:
+                for path in ds.files:
+                    for text in render(ds, read_rows(Path(path), ds.format)):
+                        f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+            # a concurrent apply publishing the same key first is fine: theirs is returned
+            entry = store.publish(key, out, {"kind": "dataset-text", "record": dataset_record})
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return store.fetch(entry)

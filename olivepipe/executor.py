@@ -76,6 +76,9 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
     emit = on_event or (lambda e: None)
     t0 = time.perf_counter()
     state = confined_dir(ws.workflow.file.parent, ".olivepipe")
+    # every folder apply writes, checked before anything runs: a committed link fails now, not an hour in
+    confined_dir(ws.workflow.file.parent, "outputs", ws.lock_name)
+    confined_dir(ws.workflow.file.parent, os.path.relpath(ws.logs, ws.workflow.file.parent))
     guard = FileMutex(state / f"apply-{ws.lock_name}.lock")
     try:
         guard.acquire(timeout=0)
@@ -120,7 +123,7 @@ class _nothing:
 def _register_root(ws: Workspace) -> None:
     """Tell the store which lock file references its entries, so gc anywhere spares them."""
     register = getattr(ws.store, "register_root", None)
-    if register:
+    if register and not ws.rehearse:  # rehearsal results are collectable by design
         register(Path(os.path.abspath(ws.lock_path)))
 
 

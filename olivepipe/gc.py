@@ -1,4 +1,11 @@
-"""What a garbage collection must keep: every key that a lock file in the workspace references."""
+"""What a garbage collection must keep, and the collection itself.
+
+Kept: every key that a lock file below the folder gc is run for references, and every key
+that a lock file registered with the store (``store.register_root``, done by apply)
+references, wherever it lives, while that file exists. The whole run holds the store's
+lease exclusively, so it never races an apply that has published a result but not yet
+written it into its lock; while an apply runs, gc refuses and deletes nothing.
+"""
 from __future__ import annotations
 
 import os
@@ -27,6 +34,37 @@ def referenced_keys(root: Path) -> set[str]:
         raise OlivepipeError(f"cannot read {', '.join(map(str, unreadable))}; nothing was deleted",
                              "restore the lock file (git checkout), or pass --force to delete regardless")
     return keys
+
+
+def registered_keys(store, *, prune: bool = False) -> set[str]:
+    """Keys referenced by the lock files registered with ``store``; ``prune`` forgets
+    registrations whose lock file is gone."""
+    keys, unreadable = set(), []
+    for path in store.roots():
+        if not path.exists():
+            if prune:
+                store.unregister_root(path)
+            continue
+        try:
+            keys |= _keys(lockfile.read(path))
+        except (OlivepipeError, OSError, AttributeError, TypeError):
+            unreadable.append(path)
+    if unreadable:
+        raise OlivepipeError(f"cannot read {', '.join(map(str, unreadable))} (a lock file that uses this cache); "
+                             "nothing was deleted",
+                             "restore the lock file (git checkout), or pass --force to delete regardless")
+    return keys
+
+
+def collect(store, folder: Path, *, force: bool = False, dry_run: bool = False) -> dict:
+    """Run gc on ``store``: the result of ``store.gc`` plus "kept" (how many keys lock files
+    protect). Raises StoreBusy while an apply holds the store's lease."""
+    if not Path(store.root).is_dir():
+        return {"entries_removed": [], "bytes_freed": 0, "staging_removed": 0, "objects_removed": 0, "kept": 0}
+    with store.lease(exclusive=True, wait=False):  # before reading locks: nothing publishes meanwhile
+        keep = set() if force else referenced_keys(folder) | registered_keys(store, prune=not dry_run)
+        res = store.gc(keep, dry_run=dry_run)
+    return {**res, "kept": len(keep)}
 
 
 def _keys(data: dict) -> set[str]:

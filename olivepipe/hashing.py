@@ -2,7 +2,13 @@
 
 A file's digest is sha256 of its bytes. The stat cache remembers (device, inode,
 size, mtime_ns, ctime_ns) -> digest in SQLite; any change to the file changes one
-of those and forces a re-read.
+of those and forces a re-read, whose result replaces the old row (a touched but
+unchanged file is read once, then remembered).
+
+The database lives in the workspace's `.olivepipe/`, which a repository could commit
+as a symlink: the folder is created with ``confined_dir`` and a symlinked database
+(or its -wal/-shm/-journal) is refused; then, or when ``read_only``, digests are
+remembered in memory only (an existing database is still read, never written).
 """
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from urllib.parse import quote
+
+from .safefs import UnsafePath, confined_dir, open_nofollow
 
 CHUNK = 1 << 20
 
@@ -42,18 +51,15 @@ def _stat_key(st: os.stat_result) -> tuple:
 class StatCache:
     """Path -> digest memo, invalidated by any stat change. Safe across processes."""
 
-    def __init__(self, db_path: Path | None):
+    def __init__(self, db_path: Path | None, *, read_only: bool = False, base: Path | None = None):
+        """``base``: the folder below which nothing may be a symlink (default: the parent of
+        the database's folder, i.e. the workspace for `.olivepipe/state.db`)."""
         self._lock = threading.Lock()
         self._mem: dict[str, tuple] = {}
         self._db = None
+        self.read_only = read_only
         if db_path is not None:
-            try:
-                db_path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(str(db_path), timeout=30, check_same_thread=False, isolation_level=None)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, st TEXT, digest TEXT)")
-            except sqlite3.Error:
-                self._db = None  # a read-only workspace still works, just slower
+            self._db, self.read_only = _open_db(Path(db_path), read_only, base)
 
     def digest(self, path: Path) -> str:
         path = Path(path)
@@ -65,7 +71,10 @@ class StatCache:
             if hit and hit[0] == key:
                 return hit[1]
             if self._db is not None:
-                row = self._db.execute("SELECT st, digest FROM stat WHERE path=?", (p,)).fetchone()
+                try:
+                    row = self._db.execute("SELECT st, digest FROM stat WHERE path=?", (p,)).fetchone()
+                except sqlite3.Error:
+                    row = None
                 if row and row[0] == key:
                     self._mem[p] = (key, row[1])
                     return row[1]
@@ -75,7 +84,7 @@ class StatCache:
             return self.digest(path)
         with self._lock:
             self._mem[p] = (key, d)
-            if self._db is not None:
+            if self._db is not None and not self.read_only:
                 try:
                     self._db.execute("INSERT OR REPLACE INTO stat VALUES (?,?,?)", (p, key, d))
                 except sqlite3.Error:
@@ -100,3 +109,43 @@ class StatCache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def _open_db(db_path: Path, read_only: bool, base: Path | None):
+    """(connection or None, read_only). Never writes through a symlink."""
+    folder = db_path.parent
+    base = Path(base) if base is not None else folder.parent
+    try:
+        rel = folder.relative_to(base)
+        if not read_only:
+            try:
+                confined_dir(base, *rel.parts)
+            except OSError:
+                read_only = True  # a read-only workspace: read what is there
+        for suffix in _SIDE_FILES:
+            p = Path(f"{db_path}{suffix}")
+            if p.is_symlink() or (p.exists() and not p.is_file()):
+                return None, True
+        cur = base
+        for part in rel.parts:  # a symlinked folder on the way, even when only reading
+            cur = cur / part
+            if cur.is_symlink():
+                return None, True
+        if read_only:
+            if not db_path.is_file():
+                return None, True
+            # immutable: not even -wal/-shm files appear; rows are checked against the file's stat anyway
+            db = sqlite3.connect(f"file:{quote(str(db_path))}?mode=ro&immutable=1", uri=True, timeout=30,
+                                 check_same_thread=False, isolation_level=None)
+            db.execute("SELECT 1 FROM stat LIMIT 1")
+            return db, True
+        os.close(open_nofollow(db_path, os.O_RDWR | os.O_CREAT))  # refuses a link planted just now
+        db = sqlite3.connect(str(db_path), timeout=30, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, st TEXT, digest TEXT)")
+        return db, False
+    except (sqlite3.Error, OSError, ValueError, UnsafePath):
+        return None, True  # still works, just slower

@@ -1,5 +1,10 @@
 """Inter-process locks on a file (flock): released by the kernel when a process dies,
-so a kill -9 never leaves a stale lock behind."""
+so a kill -9 never leaves a stale lock behind.
+
+The lock file's folder is created with ``confined_dir`` and the file opened with
+O_NOFOLLOW: a committed `.olivepipe -> /elsewhere` symlink (or a planted link at the
+lock file) is refused with UnsafePath instead of written through.
+"""
 from __future__ import annotations
 
 import fcntl
@@ -7,20 +12,28 @@ import os
 import time
 from pathlib import Path
 
+from .safefs import UnsafePath, confined_dir, open_nofollow
+
 
 class Busy(Exception):
     """The lock is held by another process."""
 
 
 class FileMutex:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, base: Path | None = None):
+        """``base``: the folder below which nothing may be a symlink (default: the lock
+        file's grandparent, e.g. the workspace for `.olivepipe/x.lock`)."""
         self.path = Path(path)
+        self.base = Path(base) if base is not None else self.path.parent.parent
         self.fd: int | None = None
+
+    def _open(self) -> int:
+        confined_dir(self.base, *self.path.parent.relative_to(self.base).parts)
+        return open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def acquire(self, timeout: float | None = None) -> "FileMutex":
         """timeout None waits forever; 0 fails at once with Busy."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -38,9 +51,11 @@ class FileMutex:
 
     def holder(self) -> str:
         try:
-            return self.path.read_text().strip()
-        except OSError:
+            fd = open_nofollow(self.path, os.O_RDONLY)
+        except (OSError, UnsafePath):
             return "?"
+        with os.fdopen(fd) as f:
+            return f.read().strip() or "?"
 
     def release(self) -> None:
         if self.fd is not None:

@@ -1,7 +1,9 @@
 """Renderers: plans, apply progress and results as text (rich), markdown and JSON. Nothing here decides anything."""
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -81,51 +83,118 @@ def plan_markdown(plan: Plan, mermaid: str) -> str:
 
 
 class Progress:
-    """Live table of steps during apply; falls back to plain lines when not a terminal."""
+    """Live table of steps during apply: a ticking timer per running step, its step progress
+    read from its log (`26/100`), and the log's path. Plain lines when not a terminal.
+    ``verbose`` also streams every running step's log, prefixed with the step's name."""
 
-    def __init__(self, plan: Plan, console: Console):
+    def __init__(self, plan: Plan, console: Console, *, verbose: bool = False):
         self.console = console
         self.state = {s.name: ("waiting" if s.status != SKIP else "skip", "") for s in plan.steps}
         self.started: dict[str, float] = {}
-        self.live = Live(self._table(), console=console, refresh_per_second=4, transient=False) \
+        self.logs: dict[str, str] = {}
+        self.offsets: dict[str, int] = {}
+        self.verbose = verbose
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        # get_renderable: redrawn on every refresh, so the timers tick between events
+        self.live = Live(get_renderable=self._table, console=console, refresh_per_second=4, transient=False) \
             if console.is_terminal else None
+        self.tail = threading.Thread(target=self._stream, daemon=True) if verbose else None
 
     def __enter__(self):
         if self.live:
             self.live.__enter__()
+        if self.tail:
+            self.tail.start()
         return self
 
     def __exit__(self, *exc):
+        self.stop.set()
+        if self.tail:
+            self.tail.join(2)
+        self._stream_once()
         if self.live:
-            self.live.update(self._table())
+            self.live.refresh()
             self.live.__exit__(*exc)
 
     def __call__(self, e: Event) -> None:
-        if e.kind == "start":
-            self.started[e.step] = time.monotonic()
-            self.state[e.step] = ("running", e.message)
-        else:
-            detail = e.message if e.kind in ("failed", "blocked", "skipped") else _fmt_s(e.seconds) if e.seconds else ""
-            self.state[e.step] = (e.kind, detail)
+        with self.lock:
+            if e.kind == "start":
+                self.started[e.step] = time.monotonic()
+                self.state[e.step] = ("running", e.message)
+                self.logs[e.step] = e.log
+                self.offsets[e.step] = 0
+            else:
+                detail = e.message if e.kind in ("failed", "blocked", "skipped") else _fmt_s(e.seconds) if e.seconds else ""
+                self.state[e.step] = (e.kind, detail)
         if self.live:
-            self.live.update(self._table())
+            self.live.refresh()
         elif e.kind != "start":
             self.console.print(f"{e.kind:>8}  {e.step}  {self.state[e.step][1]}")
         else:
-            self.console.print(f"{'running':>8}  {e.step}  {e.message}")
+            self.console.print(f"{'running':>8}  {e.step}  {e.message}  (log: {e.log})")
+
+    def _stream(self):
+        while not self.stop.wait(0.5):
+            self._stream_once()
+
+    def _stream_once(self):
+        if not self.verbose:
+            return
+        with self.lock:
+            running = [(n, self.logs[n]) for n, (st, _) in self.state.items() if n in self.logs]
+        for name, log in running:
+            try:
+                with open(log, "rb") as f:
+                    f.seek(self.offsets.get(name, 0))
+                    chunk = f.read()
+            except OSError:
+                continue
+            cut = chunk.rfind(b"\n") + 1  # whole lines only; the rest comes next time
+            if not cut:
+                continue
+            self.offsets[name] = self.offsets.get(name, 0) + cut
+            for line in chunk[:cut].decode("utf-8", "replace").splitlines():
+                self.console.print(Text(f"[{name}] ", style="cyan") + Text(line.split("\r")[-1]))
 
     def _table(self) -> Table:
+        from .progress import read_progress
+
         t = Table(show_header=False, box=None, pad_edge=False)
         styles = {"running": "yellow", "done": "green", "cached": "green", "failed": "red", "blocked": "red",
-                  "skipped": "dim", "skip": "dim", "waiting": "dim"}
-        for name, (st, detail) in self.state.items():
+                  "skipped": "dim", "skip": "dim", "waiting": "dim", "interrupted": "red"}
+        with self.lock:
+            rows = list(self.state.items())
+        for name, (st, detail) in rows:
             if st == "running":
-                detail = f"{detail}  {time.monotonic() - self.started[name]:.0f}s"
+                bits = [detail, _fmt_clock(time.monotonic() - self.started[name])]
+                prog = read_progress(Path(self.logs[name])) if self.logs.get(name) else None
+                if prog:
+                    bits.append(f"step {prog}")
+                bits.append(f"log {self.logs.get(name, '')}")
+                detail = "  ".join(b for b in bits if b)
             t.add_row(Text(st, style=styles.get(st, "")), Text(name, style="bold"), Text(detail or "", style="dim"))
         return t
 
 
-def result_text(result: ApplyResult, console: Console, workflow_file: str) -> None:
+def _fmt_clock(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def event_json(e: Event) -> dict:
+    """One `apply --json` line."""
+    out = {"event": e.kind, "step": e.step}
+    if e.message:
+        out["message"] = e.message
+    if e.seconds:
+        out["seconds"] = round(e.seconds, 3)
+    if e.log:
+        out["log"] = e.log
+    return out
+
+
+def result_text(result: ApplyResult, console: Console, resume: str) -> None:
     failed = [o for o in result.outcomes.values() if o.status in ("failed", "blocked")]
     ran = len(result.ran)
     cached = sum(1 for o in result.outcomes.values() if o.status == "cached")
@@ -138,8 +207,8 @@ def result_text(result: ApplyResult, console: Console, workflow_file: str) -> No
     console.print(Text(f"Apply {'complete' if result.ok else 'failed'}: {ran} ran, {cached} cached, "
                        f"{len(failed)} failed, {skipped} skipped in {result.seconds:.2f}s", style=style))
     if failed:
-        console.print(Text(f"Finished steps are cached: fix the cause and run `olivepipe apply {workflow_file}` "
-                           "again to resume.", style="dim"))
+        console.print(Text(f"Finished steps are cached: fix the cause and run `{resume}` again to resume.",
+                           style="dim"))
 
 
 def nothing_to_do(result: ApplyResult) -> str:
@@ -152,7 +221,7 @@ def cache_rows(store) -> list[dict]:
     """`olivepipe cache ls`: one row per readable entry (key, kind, files, bytes, duration_s)."""
     rows = []
     for k in store.keys():
-        e = store.get(k, check=False)
+        e = store.load(k)
         if e:
             rows.append({"key": k, "kind": e.manifest.get("kind"), "files": len(e.manifest["files"]),
                          "bytes": e.size, "duration_s": e.manifest.get("duration_s")})

@@ -221,8 +221,10 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
         wf, substitutions = rehearsal(wf, executor.can_run)
     d = wf.file.parent / ".olivepipe"
     # relative paths are resolved here: workers run in other folders
-    root = Path(cache_dir) if cache_dir else default_cache_dir(wf)
-    store = store or open_store(Path(os.path.abspath(root)))
+    root = Path(os.path.abspath(cache_dir or default_cache_dir(wf)))
+    # the default cache sits in the workspace: created confined, so a committed link is refused
+    inside = root.is_relative_to(wf.file.parent)
+    store = store or open_store(root, base=wf.file.parent if inside else None)
     writable = not read_only and os.access(wf.file.parent, os.W_OK)
     stats = StatCache(d / "state.db", read_only=not writable, base=wf.file.parent)
     return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions, executor, read_only)

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -39,13 +40,18 @@ def example(tmp_path) -> Path:
     return copy_example(tmp_path / "travel")
 
 
+def apply_result(stdout: str) -> dict:
+    """The result document of `apply --json` (its last line; the lines before are events)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
 
 
-def cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+def cli(*args, cwd=None, env=None, timeout=1800) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (exit codes, stderr and all)."""
     e = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "olivepipe.cli", *map(str, args)], cwd=cwd, env=e,

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from conftest import cli
+from conftest import cli, apply_result
 from olivepipe.executor import apply
 from olivepipe.plan import make_plan
 from olivepipe.workspace import open_workspace
@@ -52,9 +52,9 @@ def test_olive_cache_serves_stale_results_olivepipe_does_not(example, tmp_path):
     """Olive keys data by path: an in-place edit of the JSONL returns its cached model."""
     plan, res = run(example, targets=("finetune",))
     assert res.ok
-    ws = open_workspace(example)
-    entries = {"phi3-tiny": ws.store.get(plan.by_name()["phi3-tiny"].key)}
-    cfg = ws.compile("finetune", entries, tmp_path / "o1", tmp_path / "olive-cache-unused")
+    from olivepipe.preview import compile_preview
+
+    cfg = compile_preview(open_workspace(example), ["finetune"])["finetune"]  # its input is cached
     cfg["cache_dir"] = str(tmp_path / "shared-olive-cache")  # Olive's own cache, reused across runs
     runs = []
     for i in range(2):
@@ -105,10 +105,10 @@ def test_failure_keeps_independent_branches_and_is_detected(example):
 def test_cli_apply_json_and_second_run_fast(example):
     r = cli("apply", "--json", example)
     assert r.returncode == 0, r.stderr
-    first = json.loads(r.stdout)
+    first = apply_result(r.stdout)
     assert first["ok"] and {s["status"] for s in first["steps"]} == {"ran"}
     r = cli("apply", "--json", example)
-    second = json.loads(r.stdout)
+    second = apply_result(r.stdout)
     assert {s["status"] for s in second["steps"]} == {"cached"}
     assert second["seconds"] < 1.0  # orchestration only; the budget itself is tracked in bench/
     r = cli("plan", "--detailed-exitcode", example)

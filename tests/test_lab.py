@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, REPO, SHARED_TRAVEL, cli, copy_example, write
+from conftest import EXAMPLE, REPO, SHARED_TRAVEL, cli, copy_example, write, apply_result
 from olivepipe.datasets import materialize_text_dataset, read_rows
 from olivepipe.executor import apply
 from olivepipe.plan import make_plan
@@ -53,27 +53,31 @@ def test_lab_validates_and_plans_six_steps_with_devices(lab_verbatim):
 
 def test_calibration_dataset_is_rendered_content_addressed(lab):
     ws = open_workspace(lab)
-    folder = materialize_text_dataset(ws, "travel")
+
+    def materialize(ws):
+        return materialize_text_dataset(ws.store, ws.workflow.datasets["travel"], ws.dataset_record("travel"))
+
+    folder = materialize(ws)
     rows = [json.loads(line) for line in (folder / "data.jsonl").read_text().splitlines()]
     src = list(read_rows(lab.parent / "travel.jsonl", "json"))
     assert len(rows) == len(src) > 0
     assert rows[0]["text"] == TEMPLATE.format(**src[0])
     assert not rows[0]["text"].endswith("\r")  # CRLF input leaves no stray carriage returns
-    assert materialize_text_dataset(ws, "travel") == folder  # unchanged data: same folder
+    assert materialize(ws) == folder  # unchanged data: same entry
     with open(lab.parent / "travel.jsonl", "a") as f:  # the lab's file has no final newline
         f.write("\n" + json.dumps({"prompt": "p", "response": "r"}) + "\n")
-    assert materialize_text_dataset(open_workspace(lab), "travel") != folder
+    assert materialize(open_workspace(lab)) != folder
 
 
 def test_awq_node_compiles_with_materialized_calibration_data(lab):
-    from olivepipe.preview import validate_with_olive
+    from olivepipe.preview import compile_preview, validate_with_olive
 
     ws = open_workspace(lab)
-    cfg = ws.compile("quantize", {}, lab.parent / "out", lab.parent / "scratch")
+    cfg = compile_preview(ws, ["quantize"])["quantize"]
     dc = cfg["data_configs"][0]
     assert cfg["passes"]["quantize"]["type"] == "AutoAWQQuantizer"
     assert os.path.isdir(dc["load_dataset_config"]["data_name"])
-    assert dc["pre_process_data_config"] == {"input_cols": "text", "max_seq_len": 1024}
+    assert dc["pre_process_data_config"] == {"input_cols": "text"}  # all autoawq takes: name, split, column
     validate_with_olive(cfg)
 
 
@@ -123,7 +127,7 @@ def test_rehearsal_of_the_lab_end_to_end(lab):
     assert not (lab.parent / "olivepipe.lock").exists()
 
     again = cli("apply", "--rehearse", "--json", lab, env=env)
-    assert {s["status"] for s in json.loads(again.stdout)["steps"]} == {"cached"}
+    assert {s["status"] for s in apply_result(again.stdout)["steps"]} == {"cached"}
 
     # the lab's app.py runs against what olivepipe produced
     app = subprocess.run([sys.executable, str(REPO / "examples" / "phi35-travel" / "app.py"), str(onnx)],

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import MINIMAL, REPO, cli, write
+from conftest import MINIMAL, REPO, cli, write, apply_result
 from olivepipe import lock as lockfile
 from olivepipe.errors import OlivepipeError, SpecError, StoreError
 from olivepipe.spec import load_workflow, parse_workflow
@@ -237,7 +237,7 @@ def test_disk_full_during_apply_fails_the_node_cleanly(mini):
     r = python(SLEEP_JOBS, "apply", "--json", mini, timeout=120)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr + r.stdout
-    steps = {s["name"]: s for s in json.loads(r.stdout)["steps"]}
+    steps = {s["name"]: s for s in apply_result(r.stdout)["steps"]}
     assert steps["base"]["status"] == "ran"
     assert steps["finetune"]["status"] == "failed" and "No space left on device" in steps["finetune"]["error"]
     assert steps["onnx"]["status"] == "skipped"

@@ -208,6 +208,9 @@ def test_plan_writes_nothing_and_starts_no_process_or_connection(tmp_path, sleep
     wf = workflow(tmp_path)
     run(wf)
     write(tmp_path / "base" / "config.json", '{"changed": 1}')  # so the plan has reasons to give
+    import gc
+
+    gc.collect()  # the apply's own stat-cache connection checkpoints its WAL when it is collected
     before = _snapshot(tmp_path)
 
     def refuse(*a, **k):

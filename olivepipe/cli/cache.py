@@ -57,7 +57,7 @@ def cache_verify(workflow, cache_dir, repair):
     store, _ = _store_for(workflow, cache_dir)
     keys, bad = store.keys(), 0
     for k in keys:
-        e = store.get(k, check=False)
+        e = store.load(k)
         problems = store.verify(e) if e else ["unreadable manifest"]
         if problems:
             bad += 1

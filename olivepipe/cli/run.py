@@ -161,37 +161,142 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
 @target_opt
 @force_opt
 @click.option("--force-all", is_flag=True, help="Re-run every step.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Steps to run at once (independent branches).")
-@click.option("--gpu-slots", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="GPU steps to run at once.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Steps to run at once (independent branches). Default: 1, plus one per visible GPU "
+                   "when GPU steps run.")
+@click.option("--gpu-slots", type=click.IntRange(1, 64), default=None,
+              help="GPU steps to run at once. Default: one per visible GPU.")
+@click.option("--stop-on-failure", is_flag=True,
+              help="Start nothing new after a failure (default: skip its dependents, finish other branches).")
 @cache_opt
 @rehearse_opt
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress display).")
-def apply(workflow, target, force, force_all, jobs, gpu_slots, cache_dir, rehearse, as_json):
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON lines: one event per line as it happens, then the result document.")
+@click.option("-v", "--verbose", is_flag=True, help="Stream every running step's log.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display: only failures and the summary.")
+def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, cache_dir, rehearse, as_json,
+          verbose, quiet):
     """Run what the plan says, through Olive, caching every result."""
+    import sys
+
+    from ..executor import Interrupted
     from ..executor import apply as do_apply
 
     ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, force_all)
-    run = dict(jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target)
-    if as_json:
-        result = do_apply(ws, p, **run)
-        click.echo(json.dumps(result.to_json(), indent=2))
-    elif not (p.to_run or p.blocked):
-        # nothing to run: a one-line answer, without loading the progress renderer
-        from ..report import nothing_to_do
+    run = dict(jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target,
+               on_failure="stop" if stop_on_failure else "keep_going")
+    resume = _resume_command(sys.argv[1:])
+    try:
+        if as_json:
+            from ..report import event_json
 
-        result = do_apply(ws, p, **run)
-        click.echo(nothing_to_do(result))
-    else:
-        from ..report import Progress, plan_text, result_text
+            def emit(e):
+                click.echo(json.dumps(event_json(e)))
+                sys.stdout.flush()
 
-        out = console()
-        plan_text(p, out)
-        with Progress(p, out) as progress:
-            result = do_apply(ws, p, on_event=progress, **run)
-        result_text(result, out, str(workflow))
+            result = do_apply(ws, p, on_event=emit, **run)
+            click.echo(json.dumps({"event": "result", **result.to_json()}))
+        elif not (p.to_run or p.blocked):
+            # nothing to run: a one-line answer, without loading the progress renderer
+            from ..report import nothing_to_do
+
+            result = do_apply(ws, p, **run)
+            click.echo(nothing_to_do(result))
+        else:
+            from ..report import Progress, plan_text, result_text
+
+            out = console()
+            if quiet:
+                result = do_apply(ws, p, **run)
+            else:
+                plan_text(p, out)
+                with Progress(p, out, verbose=verbose) as progress:
+                    result = do_apply(ws, p, on_event=progress, **run)
+            result_text(result, out, resume)
+    except Interrupted as e:
+        if as_json:
+            click.echo(json.dumps({"event": "interrupted", "running": e.running, **e.result.to_json()}))
+        click.echo(f"{e.message}\n    resume: {resume}", err=True)
+        return e.exit_code
     return 0 if result.ok else 1
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command the user typed, minus what would redo finished work (--force*)."""
+    import shlex
+
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--force",):
+            skip = True
+            continue
+        if a == "--force-all" or a.startswith("--force="):
+            continue
+        out.append(a)
+    return shlex.join(["olivepipe", *out])
+
+
+@main.command()
+@workflow_arg
+@click.argument("node")
+@cache_opt
+@rehearse_opt
+@click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
+              help="Copy the node's result to this new folder (a plain, writable copy).")
+@click.option("--json", "as_json", is_flag=True)
+def show(workflow, node, cache_dir, rehearse, export_to, as_json):
+    """Where a node's result is, its key, what made it and its log."""
+    from ..show import export, node_info
+
+    ws, p = _plan_for(workflow, cache_dir, rehearse, read_only=export_to is None)
+    if export_to is not None:
+        dest = export(ws, p, node, export_to)
+        click.echo(f"exported {node} to {dest}")
+        return 0
+    info = node_info(ws, p, node)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return 0
+    for k in ("name", "kind", "label", "action", "key", "output", "stored_at", "files", "bytes", "duration_s",
+              "log", "reports", "source"):
+        if info.get(k) not in (None, [], ""):
+            click.echo(f"{k + ':':<11} {info[k]}")
+    for r in info.get("reasons") or []:
+        click.echo(f"{'why:':<11} {r}")
+    return 0
+
+
+@main.command()
+@workflow_arg
+@click.argument("node")
+@rehearse_opt
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the log grows (Ctrl-C to stop).")
+def logs(workflow, node, rehearse, follow):
+    """Print a node's log from its last run."""
+    import sys
+    import time
+
+    from ..plan import check_targets
+    from ..workspace import open_workspace
+
+    ws = open_workspace(workflow, rehearse=rehearse, read_only=True)
+    check_targets(ws, (node,))
+    path = ws.log_path(node)
+    if not path.exists():
+        raise OlivepipeError(f"node '{node}' has no log yet", f"it is written when the node runs: {path}")
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 16)
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            elif not follow:
+                return 0
+            else:
+                time.sleep(0.5)
 
 
 @main.command()
