@@ -73,3 +73,46 @@ class ExecutionError(OlivepipeError):
 
 class EnvironmentProblem(OlivepipeError):
     """The machine lacks something a node needs (CUDA, a package)."""
+
+
+class LockError(OlivepipeError):
+    """A lock file that cannot be read, or is not shaped like one."""
+
+
+class StoreBusy(StoreError):
+    """The store's lease is held by someone else (an apply, a gc)."""
+
+
+class ReviewError(OlivepipeError):
+    """A diff/fmt input that cannot be read (missing file, bad revision, wrong kind of file)."""
+
+    exit_code = 2
+
+
+class Interrupted(OlivepipeError):
+    """Ctrl-C during apply: running steps were stopped; finished ones are cached and locked."""
+
+    exit_code = 130
+
+    def __init__(self, result, running: list[str]):
+        self.result, self.running = result, running
+        done = [n for n, o in result.outcomes.items() if o.status in ("ran", "cached")]
+        what = f"stopped {', '.join(running)}" if running else "stopped between steps"
+        super().__init__(f"interrupted: {what}; {len(done)} finished step{'s' if len(done) != 1 else ''} "
+                         "are cached and in the lock", "run the same command again to resume")
+
+
+class InputChanged(OlivepipeError):
+    """An input changed between hashing and the end of the run: the result would lie."""
+
+
+class UnsafePath(OlivepipeError):
+    """A path olivepipe would write goes through a symlink or a non-directory."""
+
+
+class UnknownTarget(OlivepipeError):
+    """--target/--force names no node: nothing is planned."""
+
+
+class FmtError(OlivepipeError):
+    exit_code = 2

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import lock as lockfile
-from .errors import OlivepipeError
+from .errors import OlivepipeError, Interrupted
 from .executors.base import RunContext
 from .gpus import GpuAllocator, parse_gib
 from .keys import key_of
@@ -97,19 +97,6 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
         return result
     finally:
         guard.release()
-
-
-class Interrupted(OlivepipeError):
-    """Ctrl-C during apply: running steps were stopped; finished ones are cached and locked."""
-
-    exit_code = 130
-
-    def __init__(self, result: ApplyResult, running: list[str]):
-        self.result, self.running = result, running
-        done = [n for n, o in result.outcomes.items() if o.status in ("ran", "cached")]
-        what = f"stopped {', '.join(running)}" if running else "stopped between steps"
-        super().__init__(f"interrupted: {what}; {len(done)} finished step{'s' if len(done) != 1 else ''} "
-                         "are cached and in the lock", "run the same command again to resume")
 
 
 class _nothing:

@@ -18,16 +18,12 @@ from pathlib import Path
 
 import yaml
 
-from .errors import OlivepipeError
+from .errors import FmtError
 
 TOP_ORDER = ("olivepipe", "name", "description", "defaults", "models", "datasets", "nodes")
 # A merge key first: it reads as "based on"; explicit keys override it wherever they are.
 NODE_ORDER = ("<<", "pass", "kind", "input", "data", "device", "provider", "matrix", "params")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class FmtError(OlivepipeError):
-    exit_code = 2
 
 
 def format_text(text: str, shown: str, base: Path) -> str:

@@ -10,12 +10,11 @@ never a crash further on.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
-from .errors import OlivepipeError
+from .errors import LockError
 from .mutex import FileMutex
 from .safefs import confined_dir, read_regular, write_atomic
 
@@ -27,10 +26,6 @@ try:
     _Dumper, _Loader = yaml.CSafeDumper, yaml.CSafeLoader
 except AttributeError:  # pragma: no cover
     _Dumper, _Loader = yaml.SafeDumper, yaml.SafeLoader
-
-
-class LockError(OlivepipeError):
-    """A lock file that cannot be read, or is not shaped like one."""
 
 
 def empty() -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import OlivepipeError
+from .errors import UnknownTarget
 from .executors.base import Check
 from .keys import diff_records, key_of
 from .lock import prune
@@ -16,10 +16,6 @@ from .workspace import Workspace
 CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
 FORCED = "forced"  # an action: runs although a result is cached (status stays "run")
 ACTIONS = (CACHED, RUN, FORCED, BLOCKED, SKIP)
-
-
-class UnknownTarget(OlivepipeError):
-    """--target/--force names no node: nothing is planned."""
 
 
 @dataclass(frozen=True)

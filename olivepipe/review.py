@@ -22,17 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from .errors import OlivepipeError, SpecError
+from .errors import OlivepipeError, SpecError, ReviewError
 from .hashing import file_digest
 from .safefs import read_regular
 
 FORMAT = 1
-
-
-class ReviewError(OlivepipeError):
-    """A diff/fmt input that cannot be read (missing file, bad revision, wrong kind of file)."""
-
-    exit_code = 2
 
 
 # -- where a side comes from ------------------------------------------------------

@@ -14,14 +14,10 @@ import stat
 import uuid
 from pathlib import Path
 
-from .errors import OlivepipeError
+from .errors import UnsafePath
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-class UnsafePath(OlivepipeError):
-    """A path olivepipe would write goes through a symlink or a non-directory."""
 
 
 def _refuse(path: Path, what: str) -> UnsafePath:

@@ -16,15 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import OlivepipeError
+from ..errors import OlivepipeError, InputChanged
 from ..hashing import file_digest
 from ..olive.runtime import substitute, version, worker_env
 from ..pool import Pool, WorkerCrashed
 from .base import Check, JobResult, RunContext
-
-
-class InputChanged(OlivepipeError):
-    """An input changed between hashing and the end of the run: the result would lie."""
 
 
 @functools.lru_cache(maxsize=1)

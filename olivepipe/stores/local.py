@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreBusy
 from ..hashing import digest_obj, file_digest, tree_digest
 from ..safefs import UnsafePath, confined_dir, open_nofollow, open_text, write_atomic
 from .base import Entry
@@ -48,10 +48,6 @@ LINK_MIN = 64 * 1024  # below this a shared block costs about what a link saves
 FILE_MODE, DIR_MODE = 0o444, 0o555
 
 log = logging.getLogger("olivepipe.store")
-
-
-class StoreBusy(StoreError):
-    """The store's lease is held by someone else (an apply, a gc)."""
 
 
 @dataclass(frozen=True)
