@@ -10,5 +10,7 @@ olivepipe plan "$wf"
 olivepipe apply "$wf"
 echo "--- second apply: everything is cached"
 olivepipe apply "$wf"
-echo "--- chat report"
+echo "--- where the int4 model and its adapter are"
+olivepipe show "$wf" adapters
+echo "--- chat report (the tiny model has random weights: its answer is noise; the pipeline is the point)"
 cat examples/travel-tiny/outputs/travel-tiny/chat/report.md

@@ -710,7 +710,8 @@ def test_pre_commit_hooks_manifest():
     assert hooks["olivepipe-fmt"]["entry"] == "olivepipe fmt --check"
     for h in hooks.values():
         files = re.compile(h["files"])
-        for f in ("workflow.yaml", "examples/travel-tiny/workflow.yaml", "pipes/gpu.olivepipe.yml"):
+        for f in ("workflow.yaml", "examples/travel-tiny/workflow.yaml", "pipes/gpu.olivepipe.yml",
+                  "workflows/phi35-travel.yaml", "ml/workflows/lab.yml"):
             assert files.search(f), (h["id"], f)
         for f in (".github/workflows/ci.yml", "myworkflow.yaml", "olivepipe.lock", "a.olivepipe.yaml.bak"):
             assert not files.search(f), (h["id"], f)
