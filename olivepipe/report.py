@@ -11,6 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from .summary import cache_rows, nothing_to_do, status_lines  # noqa: F401  (re-exported for callers)
+
 from .plan import BLOCKED, CACHED, RUN, SKIP, Plan
 
 if TYPE_CHECKING:  # types only: `cache ls` and `status` render without importing the executor
@@ -52,16 +54,6 @@ def plan_text(plan: Plan, console: Console) -> None:
     if c[SKIP]:
         summary += f", {c[SKIP]} skipped"
     console.print(Text(summary, style="bold"))
-
-
-def status_lines(plan: Plan) -> list[str]:
-    """`olivepipe status`: one line per step, with the first reason of a stale one."""
-    word = {CACHED: "up to date", RUN: "stale"}
-    out = []
-    for s in plan.steps:
-        why = f"  ({s.reasons[0]})" if s.reasons and s.status != CACHED else ""
-        out.append(f"{word.get(s.status, s.status):>10}  {s.name}{why}")
-    return out
 
 
 def plan_markdown(plan: Plan, mermaid: str) -> str:
@@ -209,23 +201,6 @@ def result_text(result: ApplyResult, console: Console, resume: str) -> None:
     if failed:
         console.print(Text(f"Finished steps are cached: fix the cause and run `{resume}` again to resume.",
                            style="dim"))
-
-
-def nothing_to_do(result: ApplyResult) -> str:
-    """The one-line answer of an apply that found everything cached."""
-    c = sum(1 for o in result.outcomes.values() if o.status == "cached")
-    return f"Apply complete: nothing to do, {c} cached ({result.seconds:.2f}s)"
-
-
-def cache_rows(store) -> list[dict]:
-    """`olivepipe cache ls`: one row per readable entry (key, kind, files, bytes, duration_s)."""
-    rows = []
-    for k in store.keys():
-        e = store.load(k)
-        if e:
-            rows.append({"key": k, "kind": e.manifest.get("kind"), "files": len(e.manifest["files"]),
-                         "bytes": e.size, "duration_s": e.manifest.get("duration_s")})
-    return rows
 
 
 def cache_text(rows: list[dict], disk_bytes: int) -> list[str]:

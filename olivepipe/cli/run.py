@@ -198,7 +198,7 @@ def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, 
             click.echo(json.dumps({"event": "result", **result.to_json()}))
         elif not (p.to_run or p.blocked):
             # nothing to run: a one-line answer, without loading the progress renderer
-            from ..report import nothing_to_do
+            from ..summary import nothing_to_do
 
             result = do_apply(ws, p, **run)
             click.echo(nothing_to_do(result))
@@ -306,7 +306,7 @@ def logs(workflow, node, rehearse, follow):
 @click.option("--json", "as_json", is_flag=True)
 def status(workflow, cache_dir, rehearse, as_json):
     """What is stale: one line per step (exit 0 when everything is up to date, 2 otherwise)."""
-    from ..report import status_lines
+    from ..summary import status_lines
 
     _, p = _plan_for(workflow, cache_dir, rehearse, read_only=True)
     if as_json:

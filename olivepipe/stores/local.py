@@ -22,11 +22,9 @@ cache stays valid. A broken entry is moved aside to tmp/ (quarantined), never se
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import json
-import logging
 import os
 import shutil
 import stat
@@ -47,7 +45,6 @@ FORMAT = 1
 LINK_MIN = 64 * 1024  # below this a shared block costs about what a link saves
 FILE_MODE, DIR_MODE = 0o444, 0o555
 
-log = logging.getLogger("olivepipe.store")
 
 
 @dataclass(frozen=True)
@@ -293,7 +290,10 @@ class LocalStore:
         """Move a broken entry aside to tmp/quarantine-... with a note of what was wrong."""
         d = self.entry_dir(key)
         self.quarantined[key] = list(problems)
-        log.warning("cached result %s is broken and was set aside: %s", key[:12], "; ".join(problems[:5]))
+        import logging  # only on this rare path: a no-op apply should not pay for logging's import
+
+        logging.getLogger("olivepipe.store").warning("cached result %s is broken and was set aside: %s",
+                                                     key[:12], "; ".join(problems[:5]))
         q = None
         try:
             q = confined_dir(self.root, "tmp", f"quarantine-{key[:16]}-{uuid.uuid4().hex[:8]}")
@@ -943,6 +943,8 @@ def _exchange(a: Path, b: Path) -> bool:
     global _renameat2
     if _renameat2 is None:
         try:
+            import ctypes  # only for --force replacements
+
             fn = ctypes.CDLL(None, use_errno=True).renameat2
             fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
             fn.restype = ctypes.c_int
@@ -953,6 +955,8 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False  # kernel or filesystem without it: the caller renames in two steps
