@@ -949,7 +949,7 @@ def _exchange(a: Path, b: Path) -> bool:
             fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
             fn.restype = ctypes.c_int
             _renameat2 = fn
-        except (AttributeError, OSError):
+        except (AttributeError, OSError, ImportError):
             _renameat2 = False
     if not _renameat2:
         return False
