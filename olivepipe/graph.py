@@ -1,12 +1,12 @@
 """The DAG of a validated workflow, as a small frozen structure.
 
-Validation (spec.py) already used networkx to reject cycles and to order the
-nodes; what remains at run time is plain parent/child maps, so a fully cached
-apply never pays networkx's import.
+Validation (spec.py) builds the one networkx graph: it rejects cycles and stores
+the topological order on the Workflow (``Workflow.order``, kept in the validation
+memo). What remains at run time is plain parent/child maps and that order, so a
+fully cached apply never imports networkx.
 """
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 from .spec import Workflow
@@ -97,18 +97,43 @@ def build_graph(workflow: Workflow) -> Graph:
     for n, ps in parents.items():
         for p in ps:
             children[p].append(n)
-    # Kahn's algorithm, ready set ordered by file position: plans, logs and locks never reshuffle
+    topo = _stored_order(workflow, kinds, parents) or _kahn(kinds, parents, children)
+    return Graph(workflow, kinds, parents, {k: tuple(v) for k, v in children.items()}, topo)
+
+
+def _stored_order(workflow: Workflow, kinds, parents) -> tuple[str, ...] | None:
+    """Models in file order, then the order validation computed, if it still fits.
+
+    A linear check, not a sort: a rehearsal drops bypassed nodes (their consumers read
+    earlier names, so the order stays valid); a Workflow built by hand has none.
+    """
+    topo = [*workflow.models, *(n for n in workflow.order if n in workflow.nodes)]
+    if len(topo) != len(kinds):
+        return None
+    seen: set[str] = set()
+    for n in topo:
+        if n in seen or any(p not in seen for p in parents[n]):
+            return None
+        seen.add(n)
+    return tuple(topo)
+
+
+def _kahn(kinds, parents, children) -> tuple[str, ...]:
+    """Fallback for workflows without a stored order, in the order validation uses:
+    generation by generation, each sorted by file position."""
     index = {n: i for i, n in enumerate(kinds)}
     missing = {n: len(ps) for n, ps in parents.items()}
-    ready = [(index[n], n) for n, k in missing.items() if k == 0]
-    heapq.heapify(ready)
-    topo = []
-    while ready:
-        _, n = heapq.heappop(ready)
-        topo.append(n)
-        for c in children[n]:
-            missing[c] -= 1
-            if missing[c] == 0:
-                heapq.heappush(ready, (index[c], c))
-    assert len(topo) == len(kinds), "validated workflows are acyclic"
-    return Graph(workflow, kinds, parents, {k: tuple(v) for k, v in children.items()}, tuple(topo))
+    level = [n for n, k in missing.items() if k == 0]
+    topo: list[str] = []
+    while level:
+        topo.extend(level)
+        nxt = []
+        for n in level:
+            for c in children[n]:
+                missing[c] -= 1
+                if missing[c] == 0:
+                    nxt.append(c)
+        level = sorted(nxt, key=index.__getitem__)
+    if len(topo) != len(kinds):
+        raise ValueError("the workflow's nodes form a cycle")  # validated workflows never do
+    return tuple(topo)

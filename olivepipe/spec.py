@@ -5,24 +5,27 @@ Loading never executes or writes anything. Every problem carries file:line:col.
 from __future__ import annotations
 
 import difflib
+import errno
+import functools
 import itertools
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import yamlpos
+from . import kinds, specmemo, yamlpos
 from .errors import Problem, SpecError
 from .olive.catalog import EXECUTION_PROVIDERS, KNOWN_PROVIDERS, Catalog, load_catalog
 from .schema import SCHEMA
 
-KINDS_FIELDS = {
-    "olive": {"pass", "data", "params", "rehearse"},
-    "generate": {"prompts", "max_new_tokens", "adapters", "chat_template"},
-    "register": {"name", "version", "workspace", "tags"},
-}
-COMMON_FIELDS = {"kind", "input", "device", "provider", "matrix", "description"}
+COMMON_FIELDS = {"kind", "input", "device", "provider", "matrix", "description", "timeout", "gpu_memory_gb"}
 DATA_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 MAX_VARIANTS = 256  # per node: a matrix times its inputs' variants; beyond this it is a typo or a DoS
+MAX_EXPANDED = 20_000  # per workflow, after matrix expansion: bounds validation, plans and locks
+# schema.NAME, applied with fullmatch: jsonschema's re.search would let `$` accept a trailing newline
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+MAX_SUGGESTIONS = 50  # difflib hints for unknown references: each costs a scan of every name
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class ModelSpec:
     arch: str | None = None
     rehearse: dict | None = None
     trust_remote_code: bool = False
+    load_kwargs: dict | None = None  # e.g. {attn_implementation: eager}
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,10 @@ class DatasetSpec:
     split: str = "train"
     text_template: str | None = None
     text_field: str | None = None
-    limit: int | None = None
+    limit: int | None = None  # first N rows
     max_seq_len: int | None = None
+    add_special_tokens: bool | None = None
+    max_samples: int | None = None  # sequences after tokenization
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class NodeSpec:
     options: dict = field(default_factory=dict)  # kind-specific fields (prompts, workspace, ...)
     rehearse: dict | None = None
     description: str = ""
+    timeout_s: float | None = None  # scheduling, not identity: never in the key
+    gpu_memory_gb: float | None = None  # estimate for packing GPU nodes (gpus.py)
 
 
 @dataclass
@@ -83,6 +91,9 @@ class Workflow:
     positions: dict
     raw: dict
     catalog_source: str = ""
+    # expanded node names in topological order (generation by generation, each by file
+    # position), computed once at validation and kept in the memo; graph.build_graph uses it
+    order: tuple[str, ...] = ()
 
     def position(self, *path) -> tuple[int, int]:
         return yamlpos.locate(self.positions, path)
@@ -91,6 +102,10 @@ class Workflow:
     def workspace(self) -> Path:
         """Where olivepipe keeps its state for this workflow."""
         return self.file.parent / ".olivepipe"
+
+
+# the classes the validation memo rebuilds (specmemo gets them here and never imports spec)
+_MEMO_TYPES = {"Workflow": Workflow, "ModelSpec": ModelSpec, "DatasetSpec": DatasetSpec, "NodeSpec": NodeSpec}
 
 
 def find_root(start: Path) -> Path:
@@ -103,33 +118,148 @@ def find_root(start: Path) -> Path:
 def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_files: bool = True) -> Workflow:
     """Read, parse, schema-check and semantically check a workflow file.
 
+    Every failure, the file's own (missing, a FIFO, a device, a symlink loop) included,
+    is a SpecError, so a multi-file validate goes on with the next file.
+
     A file that validated before, byte for byte, is read back from the validation
     memo (.olivepipe/validated/) instead: the hot path of a no-op apply then never
-    imports jsonschema or networkx.
+    imports jsonschema or networkx. What the bytes do not pin (the data files and model
+    paths on disk) is re-checked on every hit exactly as validation checks it; on any
+    doubt the file is validated again, which reports the located problem.
     """
-    file = Path(path)
     shown = str(path)
+    file, raw_bytes = _read_workflow_file(path, shown)
     if catalog is None:
-        from . import specmemo
-
-        hit = specmemo.recall(file, check_files)
-        if hit is not None:
+        hit = specmemo.recall(file, raw_bytes, check_files, find_root(file.parent), _MEMO_TYPES)
+        if hit is not None and _memo_still_valid(hit, check_files):
             return hit
-    try:
-        raw_bytes = file.read_bytes()
-    except FileNotFoundError:
-        raise SpecError([Problem(shown, 0, 0, "no such file", "check the path")]) from None
-    except IsADirectoryError:
-        raise SpecError([Problem(shown, 0, 0, "is a directory, not a workflow file", "")]) from None
-    except OSError as e:
-        raise SpecError([Problem(shown, 0, 0, f"cannot read: {e.strerror}", "")]) from None
-    wf = parse_workflow(raw_bytes, shown, base=file.resolve().parent, catalog=catalog, check_files=check_files,
-                        file=file.resolve())
+    wf = parse_workflow(raw_bytes, shown, base=file.parent, catalog=catalog, check_files=check_files, file=file)
     if catalog is None:
-        from . import specmemo
-
         specmemo.remember(wf, raw_bytes, check_files)
     return wf
+
+
+_OPEN_ERRORS = {  # errno -> (message, hint) for a workflow path that cannot be opened
+    errno.ENOENT: ("no such file", "check the path"),
+    errno.ENOTDIR: ("no such file: a folder in the path is a file", "check the path"),
+    errno.ELOOP: ("is a symlink loop (or too many links to follow)", "point at the workflow file itself"),
+    errno.EACCES: ("cannot read: permission denied", ""),
+    errno.ENAMETOOLONG: ("cannot read: the path is too long", ""),
+}
+
+
+def _file_type(mode: int) -> str:
+    return {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _read_workflow_file(path, shown: str) -> tuple[Path, bytes]:
+    """(resolved path, bytes), reading no more than the size limit. Only a regular file is
+    opened at all: a FIFO would block, /dev/zero never ends, and opening some devices acts."""
+    def fail(message, hint=""):
+        return SpecError([Problem(shown, 0, 0, message, hint)])
+
+    text = os.fspath(path)
+    text = os.fsdecode(text) if isinstance(text, bytes) else text
+    if "\0" in text:
+        raise fail("the path contains a NUL character", "check the file name")
+    try:
+        st = os.stat(text)
+        if stat.S_ISDIR(st.st_mode):
+            raise fail("is a directory, not a workflow file", "name the workflow file, e.g. workflow.yaml")
+        if not stat.S_ISREG(st.st_mode):
+            raise fail(f"is {_file_type(st.st_mode)}, not a regular file",
+                       "olivepipe reads workflow files only, never pipes or devices")
+        # O_NONBLOCK: if a FIFO replaced the file since stat, open returns at once and fstat refuses it
+        fd = os.open(text, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise fail(f"is {_file_type(st.st_mode)}, not a regular file",
+                           "olivepipe reads workflow files only, never pipes or devices")
+            if st.st_size > yamlpos.MAX_BYTES:
+                raise SpecError([yamlpos.too_big(st.st_size, shown)])
+            os.set_blocking(fd, True)
+            chunks, n = [], 0
+            while n <= yamlpos.MAX_BYTES:  # the size may lie (/proc) or grow: never read past the limit
+                chunk = os.read(fd, yamlpos.MAX_BYTES + 1 - n)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                n += len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise fail(*_OPEN_ERRORS.get(e.errno, (f"cannot read: {e.strerror or e}", ""))) from None
+    return Path(os.path.realpath(text)), b"".join(chunks)
+
+
+def check_local_path(base: Path, root: Path, raw, *, want: str, check_files: bool) -> tuple[Path | None, str, str]:
+    """The one check of a model path (``want="model"``) or data file (``want="data"``):
+    validation and the memo's re-check both use it. Returns (resolved path or None,
+    problem message or "", hint)."""
+    label = "model path" if want == "model" else "data file"
+    text = str(raw)
+    if "\0" in text:
+        return None, f"{label} {text!r} contains a NUL character", "remove it"
+    p = Path(os.path.realpath(base / text))  # non-strict: loops and long names surface at stat below
+    try:
+        p.relative_to(root)
+    except ValueError:
+        return None, f"path '{text}' escapes the workspace ({root})", \
+            "keep models and data inside the repository that holds the workflow"
+    if not check_files:
+        return p, "", ""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return p, f"{label} '{text}' does not exist", \
+                "check the path (relative to the workflow file)" if want == "model" else "paths are relative to the workflow file"
+        if e.errno == errno.ELOOP:
+            return p, f"{label} '{text}' is a symlink loop", "point it at a real file or folder"
+        return p, f"{label} '{text}' cannot be read: {e.strerror or e}", ""
+    if want == "data" and not stat.S_ISREG(mode):
+        return p, f"data file '{text}' is {_file_type(mode)}, not a regular file", \
+            "point `files:` at JSON, JSONL, CSV or parquet files"
+    if want == "model" and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return p, f"model path '{text}' is {_file_type(mode)}, not a folder or a file", "point `path:` at a model folder"
+    return p, "", ""
+
+
+def _memo_still_valid(wf: Workflow, check_files: bool) -> bool:
+    """A memo hit stands only if what validation checked on disk still holds, and its
+    names and order are sane (the memo is a file a repository could carry)."""
+    base, raw = wf.file.parent, wf.raw
+    try:
+        for name, spec in wf.models.items():
+            m = raw["models"][name]
+            want = None
+            if "path" in m:
+                want, problem, _ = check_local_path(base, wf.root, m["path"], want="model", check_files=check_files)
+                if problem:
+                    return False
+            if spec.path != want:
+                return False
+        for name, spec in wf.datasets.items():
+            s = raw["datasets"][name]
+            files = [s["files"]] if isinstance(s.get("files"), str) else list(s.get("files") or [])
+            got = []
+            for f in files:
+                p, problem, _ = check_local_path(base, wf.root, f, want="data", check_files=check_files)
+                if problem:
+                    return False
+                got.append(p)
+            if tuple(got) != spec.files:
+                return False
+        if not all(isinstance(n, str) and NAME_RE.fullmatch(n) for n in (wf.name, *wf.models, *wf.datasets, *wf.nodes)):
+            return False
+        known = wf.models.keys() | wf.nodes.keys()
+        if any(i not in known for n in wf.nodes.values() for i in n.inputs):
+            return False
+        return len(wf.order) == len(wf.nodes) and set(wf.order) == wf.nodes.keys()
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return False
 
 
 def parse_workflow(raw: bytes | str, shown: str, *, base: Path, catalog: Catalog | None = None,
@@ -165,16 +295,64 @@ def parse_workflow(raw: bytes | str, shown: str, *, base: Path, catalog: Catalog
         raise
 
 
+def _schema():
+    """The schema for the kinds registered now (a test or plugin may add one)."""
+    from . import schema
+
+    names = tuple(kinds.node_kinds())
+    if names != tuple(schema.SCHEMA["properties"]["nodes"]["additionalProperties"]["properties"]["kind"]["enum"]):
+        return schema.build_schema()
+    return schema.SCHEMA
+
+
 def _schema_problems(data, pos, shown) -> list[Problem]:
     import jsonschema  # only when validating for real (see load_workflow's memo)
 
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = _validator(jsonschema, _schema())
     out = []
     for err in validator.iter_errors(data):
         out.extend(_explain(err, pos, shown))
     # one message per location and text
     uniq = {(p.line, p.col, p.message): p for p in out}
     return list(uniq.values())
+
+
+_LAST_VALIDATOR: list = [None, None]  # (schema, validator): the schema changes only when kinds do
+
+
+def _validator(jsonschema, schema):
+    """Draft 2020-12, with `pattern` applied as ECMA-262 (the schema's dialect, what editors
+    use): jsonschema's re.search lets `$` match before a trailing newline, so names like
+    "x\\n" passed."""
+    if _LAST_VALIDATOR[0] is not schema:
+        def pattern(validator, patrn, instance, _schema):
+            if validator.is_type(instance, "string") and not _ecma_regex(patrn).search(instance):
+                yield jsonschema.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+        cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": pattern})
+        _LAST_VALIDATOR[:] = [schema, cls(schema)]
+    return _LAST_VALIDATOR[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _ecma_regex(pattern: str) -> re.Pattern:
+    """ECMA-262 `$` (no multiline flag) is the end of input: Python's `\\Z`."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "$":
+            c = r"\Z"
+        out.append(c)
+        i += 1
+    return re.compile("".join(out))
 
 
 def _explain(err, pos, shown) -> list[Problem]:
@@ -267,14 +445,11 @@ class _Builder:
         line, col = yamlpos.locate(self.pos, path, value=value)
         self.problems.append(Problem(self.shown, line, col, message, hint, yamlpos.dotted(path)))
 
-    def inside_root(self, path: Path, where) -> Path | None:
-        p = (self.base / path).resolve()
-        try:
-            p.relative_to(self.root)
-        except ValueError:
-            self.problem(where, f"path '{path}' escapes the workspace ({self.root})",
-                         "keep models and data inside the repository that holds the workflow", value=True)
-            return None
+    def local_path(self, raw, where, want: str) -> Path | None:
+        """Resolved model path or data file (None if it leaves the workspace); see check_local_path."""
+        p, message, hint = check_local_path(self.base, self.root, raw, want=want, check_files=self.check_files)
+        if message:
+            self.problem(where, message, hint, value=True)
         return p
 
     def build(self, extra=()) -> Workflow:
@@ -288,37 +463,56 @@ class _Builder:
         for n in set(models) & set(d["nodes"]):
             self.problem(("nodes", n), f"name '{n}' is used by both a model and a node", "rename one of them")
         order = self.raw_order(models)
-        nodes: dict[str, NodeSpec] = {}
-        if order is not None:
-            expanded: dict[str, list[tuple[dict, str]]] = {m: [({}, m)] for m in models}
-            for base in order:
-                specs = self.expand(base, d["nodes"][base], expanded, models, datasets, defaults)
-                if not specs:  # its problem is reported; dependents would only echo it
-                    self.broken.add(base)
-                    expanded[base] = []
-                for spec in specs:
-                    if spec.name in nodes or spec.name in models:
-                        self.problem(("nodes", base, "matrix"), f"matrix variant name '{spec.name}' collides with another node",
-                                     "rename the node or change the matrix values")
-                    nodes[spec.name] = spec
-            # keep file order for display, expansion order inside each base
-            file_order = {n: i for i, n in enumerate(d["nodes"])}
-            nodes = dict(sorted(nodes.items(), key=lambda kv: (file_order[kv[1].base], list(nodes).index(kv[0]))))
+        per_base: dict[str, list[NodeSpec]] = {}
+        seen: set[str] = set(models)
+        total = 0
+        expanded: dict[str, list[tuple[dict, str]]] = {m: [({}, m)] for m in models}
+        self.models_built, self.built = models, {}  # for arch_of (kinds' checks)
+        for base in order:
+            specs = self.expand(base, d["nodes"][base], expanded, models, datasets, defaults)
+            if not specs:  # its problem is reported; dependents would only echo it
+                self.broken.add(base)
+                expanded[base] = []
+            for spec in specs:
+                if spec.name in seen:
+                    self.problem(("nodes", base, "matrix"), f"matrix variant name '{spec.name}' collides with another node",
+                                 "rename the node or change the matrix values")
+                seen.add(spec.name)
+                self.built[spec.name] = spec
+            per_base[base] = specs
+            total += len(specs)
+            if total > MAX_EXPANDED:  # stop here: the rest would only cost time
+                self.problem(("nodes", base), f"the workflow expands to more than {MAX_EXPANDED:,} nodes "
+                             f"(node '{base}' brings it to {total:,})",
+                             "split it into several workflows, or use fewer matrix values")
+                break
         if self.problems:
             raise SpecError(self.problems)
+        # file order for display (expansion order inside each base); topological order for running
+        nodes = {s.name: s for b in d["nodes"] for s in per_base.get(b, ())}
+        topo = tuple(s.name for b in order for s in per_base[b])
         return Workflow(file=self.file or self.base / "workflow.yaml", root=self.root, name=d["name"],
                         description=d.get("description", ""), models=models, datasets=datasets, nodes=nodes,
-                        positions=self.pos, raw=d, catalog_source=self.catalog.source)
+                        positions=self.pos, raw=d, catalog_source=self.catalog.source, order=topo)
+
+    def arch_of(self, name: str) -> str | None:
+        """The architecture of the model a node ultimately reads (first inputs up to a model)."""
+        for _ in range(len(self.built) + 1):
+            if name in self.models_built:
+                return self.models_built[name].arch
+            node = self.built.get(name)
+            if node is None or not node.inputs:
+                return None
+            name = node.inputs[0]
+        return None
 
     # -- models and datasets -------------------------------------------------
     def model(self, name, m) -> ModelSpec:
         where = ("models", name)
         if "path" in m:
-            p = self.inside_root(Path(m["path"]), where + ("path",))
-            if p is not None and self.check_files and not p.exists():
-                self.problem(where + ("path",), f"model path '{m['path']}' does not exist", "check the path (relative to the workflow file)", value=True)
+            p = self.local_path(m["path"], where + ("path",), "model")
             return ModelSpec(name, "path", path=p, arch=m.get("arch"), rehearse=m.get("rehearse"),
-                             trust_remote_code=m.get("trust_remote_code", False))
+                             trust_remote_code=m.get("trust_remote_code", False), load_kwargs=m.get("load_kwargs"))
         if "tiny" in m:
             t = m["tiny"]
             hidden, heads = t.get("hidden", 64), t.get("heads", 4)
@@ -329,7 +523,8 @@ class _Builder:
         if "revision" not in m:
             pass  # allowed, but plan warns: an unpinned hub model can change under the cache
         return ModelSpec(name, "hf", hf=m["hf"], revision=m.get("revision"), arch=m.get("arch") or _guess_arch(m["hf"]),
-                         rehearse=m.get("rehearse"), trust_remote_code=m.get("trust_remote_code", False))
+                         rehearse=m.get("rehearse"), trust_remote_code=m.get("trust_remote_code", False),
+                         load_kwargs=m.get("load_kwargs"))
 
     def dataset(self, name, s) -> DatasetSpec:
         where = ("datasets", name)
@@ -347,11 +542,9 @@ class _Builder:
             raw_files = [s["files"]] if isinstance(s["files"], str) else s["files"]
             for i, f in enumerate(raw_files):
                 at = where + ("files",) if isinstance(s["files"], str) else where + ("files", i)
-                p = self.inside_root(Path(f), at)
+                p = self.local_path(f, at, "data")
                 if p is None:
                     continue
-                if self.check_files and not p.is_file():
-                    self.problem(at, f"data file '{f}' does not exist", "paths are relative to the workflow file", value=True)
                 files.append(p)
                 suffix_fmt = DATA_FORMATS.get(p.suffix.lower())
                 if fmt is None and suffix_fmt is None:
@@ -360,28 +553,37 @@ class _Builder:
         return DatasetSpec(name, files=tuple(files), format={"jsonl": "json"}.get(fmt, fmt), hf=s.get("hf"),
                            subset=s.get("subset"), revision=s.get("revision"), split=s.get("split", "train"),
                            text_template=s.get("text_template"), text_field=s.get("text_field"),
-                           limit=s.get("limit"), max_seq_len=s.get("max_seq_len"))
+                           limit=s.get("limit"), max_seq_len=s.get("max_seq_len"),
+                           add_special_tokens=s.get("add_special_tokens"), max_samples=s.get("max_samples"))
 
     # -- graph of names as written --------------------------------------------
-    def raw_order(self, models) -> list[str] | None:
+    def raw_order(self, models) -> list[str]:
+        """The one graph of the workflow (node names as written, edge input -> reader):
+        references, cycles and the order nodes expand and run in. Linear in its size."""
         import networkx as nx
 
         nodes = self.data["nodes"]
+        index = {n: i for i, n in enumerate(nodes)}
         g = nx.DiGraph()
         g.add_nodes_from(nodes)
         bad = set()
+        suggestions = 0
         for name, n in nodes.items():
             if not isinstance(n, dict) or not isinstance(n.get("input"), (str, list)):
                 continue
             refs = [n["input"]] if isinstance(n["input"], str) else n["input"]
             for i, ref in enumerate(refs):
+                if not isinstance(ref, str):
+                    continue  # the schema reported it
                 at = ("nodes", name, "input") if isinstance(n["input"], str) else ("nodes", name, "input", i)
                 target = self.ref_base(ref, models)
                 if target is None:
-                    pool = list(models) + list(nodes)
-                    close = difflib.get_close_matches(ref, pool, n=1, cutoff=0.6)
+                    pool = [*models, *nodes]
+                    suggestions += 1  # each suggestion scans every name: cap them, or a big bad file is quadratic
+                    close = difflib.get_close_matches(ref, pool, n=1, cutoff=0.6) if suggestions <= MAX_SUGGESTIONS else []
+                    known = ", ".join(pool[:10]) + (f", ... ({len(pool)} in all)" if len(pool) > 10 else "")
                     self.problem(at, f"node '{name}' reads unknown input '{ref}'",
-                                 f"did you mean '{close[0]}'?" if close else f"known models and nodes: {', '.join(pool) or 'none'}",
+                                 f"did you mean '{close[0]}'?" if close else f"known models and nodes: {known or 'none'}",
                                  value=True)
                     bad.add(name)
                 elif target == name:
@@ -389,46 +591,82 @@ class _Builder:
                     bad.add(name)
                 elif target in nodes:
                     g.add_edge(target, name)
-        cycles = list(nx.simple_cycles(g))
-        for cyc in cycles[:5]:
-            first = min(cyc, key=lambda c: list(nodes).index(c))
-            i = cyc.index(first)
+        # One cycle per strongly connected component, never all of them: n mutually reading
+        # nodes have more simple cycles than n!; every member of such a component is broken.
+        for comp in nx.strongly_connected_components(g):
+            if len(comp) < 2:
+                continue  # self-reads never become edges
+            first = min(comp, key=index.__getitem__)
+            cyc = [u for u, _ in nx.find_cycle(g.subgraph(comp), source=first)]
+            i = cyc.index(min(cyc, key=index.__getitem__))
             cyc = cyc[i:] + cyc[:i]
-            path = " -> ".join(cyc + [cyc[0]])
-            self.problem(("nodes", cyc[1 % len(cyc)], "input"), f"cycle: {path}", "break the cycle: a node cannot depend on its own output", value=True)
-            bad.update(cyc)
+            self.problem(self._input_at(cyc[1], cyc[0], models), f"cycle: {' -> '.join(cyc + [cyc[0]])}",
+                         "break the cycle: a node cannot depend on its own output", value=True)
+            bad.update(comp)
         # nodes downstream of a problem are left out: their checks would only echo it
-        for b in list(bad):
-            bad.update(nx.descendants(g, b))
+        todo = list(bad)
+        while todo:
+            for c in g.succ[todo.pop()]:
+                if c not in bad:
+                    bad.add(c)
+                    todo.append(c)
         self.broken.update(bad)
         g.remove_nodes_from(bad)
-        # stable order: ready layer sorted by file position
-        index = {n: i for i, n in enumerate(nodes)}
-        return list(nx.lexicographical_topological_sort(g, key=lambda n: index[n]))
+        # generation by generation (each node after all it reads), each by file position
+        return [n for gen in nx.topological_generations(g) for n in sorted(gen, key=index.__getitem__)]
+
+    def _input_at(self, reader: str, source: str, models) -> tuple:
+        """Where ``reader`` names ``source`` (or a variant of it) in its input."""
+        inp = self.data["nodes"][reader]["input"]
+        if isinstance(inp, list):
+            for i, ref in enumerate(inp):
+                if isinstance(ref, str) and self.ref_base(ref, models) == source:
+                    return ("nodes", reader, "input", i)
+        return ("nodes", reader, "input")
 
     def ref_base(self, ref, models) -> str | None:
         nodes = self.data["nodes"]
+        if not isinstance(ref, str):
+            return None
         if ref in models or ref in nodes:
             return ref
-        # an explicit variant (onnx-int4 -> onnx); the longest matching base wins
-        for base in sorted(nodes, key=len, reverse=True):
-            if ref.startswith(base + "-"):
-                return base
+        # an explicit variant (onnx-int4 -> onnx): the longest base that is a prefix ending
+        # before a '-'; names are at most 64 characters, so this is a few dict lookups
+        if len(ref) <= 128:
+            i = len(ref)
+            while (i := ref.rfind("-", 0, i)) > 0:
+                if ref[:i] in nodes:
+                    return ref[:i]
         return None
 
     # -- nodes ------------------------------------------------------------------
+    def variant_name_ok(self, base, name, mine: dict, matrix: dict) -> bool:
+        """Variant names become path components and lock keys: the node-name rules hold for them too."""
+        if NAME_RE.fullmatch(name):
+            return True
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        if mine:  # point at this node's longest matrix value in the combination
+            k = max(mine, key=lambda k: len(variant_suffix([mine[k]])))
+            at, value = ("nodes", base, "matrix", k, matrix[k].index(mine[k])), True
+        else:  # the length came with the input's variant
+            at, value = ("nodes", base, "input"), True
+        self.problem(at, f"matrix variant name '{shown}' is {len(name)} characters; names have at most 64",
+                     "use shorter matrix values (or a shorter node name)", value=value)
+        return False
+
     def expand(self, base, n, expanded, models, datasets, defaults) -> list[NodeSpec]:
         where = ("nodes", base)
         refs = [n["input"]] if isinstance(n.get("input"), str) else list(n.get("input") or [])
-        inputs_broken = any(self.ref_base(r, models) in self.broken - set(models) for r in refs)
+        inputs_broken = any((b := self.ref_base(r, models)) in self.broken and b not in models for r in refs)
         if base in self.broken:
             expanded[base] = []
             return []
         kind = n.get("kind", "olive")
-        allowed = COMMON_FIELDS | KINDS_FIELDS[kind]
+        k_impl = kinds.get(kind)
+        allowed = COMMON_FIELDS | set(k_impl.fields)
         for k in n:
             if k not in allowed:
-                owner = next((kk for kk, f in KINDS_FIELDS.items() if k in f), None)
+                owner = next((kk.name for kk in kinds.all_kinds() if k in kk.fields), None)
                 self.problem(where + (k,), f"'{k}' does not apply to a node of kind '{kind}'",
                              f"'{k}' belongs to kind '{owner}' nodes" if owner else "")
         device = n.get("device", defaults.get("device", "cpu"))
@@ -437,47 +675,15 @@ class _Builder:
             close = difflib.get_close_matches(provider, sorted(KNOWN_PROVIDERS), n=1)
             self.problem(where + ("provider",), f"unknown execution provider '{provider}'",
                          f"did you mean '{close[0]}'?" if close else "", value=True)
-        pass_type = alias = None
-        if kind == "olive":
-            alias = n.get("pass")
-            if alias is None:
-                self.problem(where, f"node '{base}' has no `pass`", "e.g. `pass: lora` (or set `kind: generate|register`)")
-                return []
-            pass_type = self.catalog.resolve(alias)
-            if pass_type is None:
-                sugg = self.catalog.suggest(alias)
-                self.problem(where + ("pass",), f"unknown pass '{alias}' (Olive {self.catalog.olive_version})",
-                             f"did you mean {' or '.join(repr(s) for s in sugg)}?" if sugg else
-                             "use an alias (lora, awq, gptq, rtn, model-builder, ...) or an Olive pass type", value=True)
-                return []
-            if isinstance(n.get("input"), list) and len(n["input"]) > 1:
-                self.problem(where + ("input",), f"an Olive pass reads one model; '{base}' lists {len(n['input'])}",
-                             "fan in with a `generate` or `register` node, or split into one node per input", value=True)
-            data = n.get("data")
-            if data is not None and data not in datasets:
-                close = difflib.get_close_matches(data, list(datasets), n=1, cutoff=0.6)
-                self.problem(where + ("data",), f"unknown dataset '{data}'",
-                             f"did you mean '{close[0]}'?" if close else f"known datasets: {', '.join(datasets) or 'none'}", value=True)
-            if data is not None and self.catalog.data_param(pass_type) is None:
-                self.problem(where + ("data",), f"{pass_type} takes no data", "remove `data:`", value=True)
-            if data is None and self.catalog.requires_data(pass_type):
-                self.problem(where, f"{pass_type} needs data", "add `data: <dataset>`")
-        elif kind == "generate" and "prompts" not in n:
-            self.problem(where, "a generate node needs `prompts`", "e.g. `prompts: [\"what is the best thing to see in chicago\"]`")
-        elif kind == "register":
-            for k in ("name", "version"):
-                if k not in n:
-                    self.problem(where, f"a register node needs `{k}`", "e.g. `name: ft-for-travel` and `version: 1`")
-        if kind == "generate" and isinstance(n.get("adapters"), list):
-            for i, a in enumerate(n["adapters"]):  # read from the input model's folder: never outside it
-                if isinstance(a, str) and (Path(a).is_absolute() or ".." in Path(a).parts):
-                    self.problem(where + ("adapters", i), f"adapter '{a}' is outside the input model's folder",
-                                 "name adapter files relative to that folder, e.g. adapter_weights.onnx_adapter", value=True)
+        self.datasets = datasets
+        own_fields = k_impl.check(self, base, n, where)
+        if own_fields is None:
+            return []
+        pass_type, alias = own_fields.get("pass_type"), own_fields.get("alias")
         if inputs_broken:
             # upstream problems are reported already; still check this node's own params
-            if pass_type:
-                self.finish(NodeSpec(name=base, base=base, kind=kind, inputs=(), pass_type=pass_type, alias=alias,
-                                     params={**(n.get("params") or {})}), where)
+            k_impl.finish(self, NodeSpec(name=base, base=base, kind=kind, inputs=(), pass_type=pass_type, alias=alias,
+                                         params={**(n.get("params") or {})}), where)
             return []
         # each input contributes its expanded variants; a node fans out along them
         choices = []
@@ -502,13 +708,7 @@ class _Builder:
                          "use fewer matrix values, or read one input variant by name")
             return []
         own = [dict(zip(matrix, combo)) for combo in itertools.product(*matrix.values())] if matrix else [{}]
-        if kind == "olive" and pass_type and matrix:
-            spec = self.catalog.params(pass_type)
-            for k in matrix:
-                if k in (n.get("params") or {}):
-                    self.problem(where + ("matrix", k), f"'{k}' is set in both matrix and params", "keep it in one place")
-                if k not in spec and not (k in self.catalog.training_args):
-                    self.problem(where + ("matrix", k), f"matrix key '{k}' is not a parameter of {pass_type}", "matrix keys are pass parameters")
+        k_impl.check_matrix(self, own_fields, n, where)
         out = []
         for combo in itertools.product(*choices):
             inherited: dict = {}
@@ -524,31 +724,27 @@ class _Builder:
                 variant = {**inherited, **mine}
                 suffix = variant_suffix(list(variant.values()))
                 name = f"{base}-{suffix}" if variant else base
+                if variant and not self.variant_name_ok(base, name, mine, matrix):
+                    continue
                 params = dict(n.get("params") or {})
                 params.update(mine)
                 spec = NodeSpec(name=name, base=base, kind=kind, inputs=tuple(nm for _, nm in combo), pass_type=pass_type,
                                 alias=alias, data=n.get("data"), params=params, device=device, provider=provider,
-                                variant=variant, options={k: n[k] for k in KINDS_FIELDS[kind] - {"pass", "data", "params", "rehearse"} if k in n},
-                                rehearse=n.get("rehearse"), description=n.get("description", ""))
-                out.append(self.finish(spec, where))
+                                variant=variant, options=k_impl.options(n, n.get("description", "")),
+                                rehearse=n.get("rehearse"), description=n.get("description", ""),
+                                timeout_s=parse_duration(n.get("timeout")), gpu_memory_gb=n.get("gpu_memory_gb"))
+                out.append(k_impl.finish(self, spec, where))
         expanded[base] = [(s.variant, s.name) for s in out]
         return out
 
-    def finish(self, spec: NodeSpec, where) -> NodeSpec:
-        if spec.kind != "olive" or spec.pass_type is None:
-            return spec
-        params = self.catalog.normalize(spec.alias, spec.pass_type, spec.params)
-        for issue in self.catalog.check(spec.pass_type, params):
-            at = where + ("params",) + issue.path
-            if issue.path and issue.path[0] in (spec.variant or {}):
-                at = where + ("matrix", issue.path[0])
-            elif issue.path and issue.path[0] == "training_args" and issue.path[1:] and issue.path[1] in self.data["nodes"][spec.base].get("params", {}):
-                at = where + ("params", issue.path[1])
-            self.problem(at, issue.message, issue.hint)
-        if spec.rehearse and spec.rehearse.get("pass"):
-            if self.catalog.resolve(spec.rehearse["pass"]) is None:
-                self.problem(where + ("rehearse", "pass"), f"unknown pass '{spec.rehearse['pass']}'", "", value=True)
-        return NodeSpec(**{**spec.__dict__, "params": params})
+
+def parse_duration(value) -> float | None:
+    """`timeout: 90` (seconds) or `"90s" | "30m" | "2h"` -> seconds (the schema checked the shape)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]]
 
 
 def _guess_arch(hf_id: str) -> str | None:

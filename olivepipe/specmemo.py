@@ -2,68 +2,118 @@
 
 The memo is JSON (never pickle: a checked-out repository could carry a crafted
 .olivepipe folder), keyed by the file's bytes and everything else validation
-depends on (olivepipe's own validation code, the Olive catalog, the workspace
-root). Referenced data and model paths are re-checked for existence on every read.
+depends on (olivepipe's own code, the Olive catalog, the workspace root, and the
+memo folder's inode, which a committed folder cannot predict). One memo file per
+workflow file and mode, overwritten on each new validation, so the folder never
+grows with edits. The caller (spec.load_workflow) re-checks referenced paths on
+every hit; this module only stores and reads, and never imports spec (the
+dataclasses come in as arguments), so there is no import cycle.
+
+Everything here is an optimisation: any doubt reads as a miss, any failure to
+write is silent.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import uuid
+import re
+import stat
 from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
-from .spec import DatasetSpec, ModelSpec, NodeSpec, Workflow, find_root
+from .safefs import UnsafePath, check_confined, confined_dir, open_nofollow, write_atomic
 
-FORMAT = 1
-_CODE = ("spec.py", "schema.py", "yamlpos.py", "olive/catalog.py")
+FORMAT = 2
+MAX_MEMO_BYTES = 64 << 20  # a 20,000-node workflow is ~20 MB of JSON; beyond that the file is not ours
+_HERE = Path(__file__).resolve().parent
+_LEGACY = re.compile(r"[0-9a-f]{64}\.json")  # FORMAT 1 wrote one file per validated version
 
 
-def _key(file: Path, raw: bytes, check_files: bool) -> str:
+def _code_stamp() -> list:
+    """mtimes of every module and catalog in the package: whichever of them validation
+    uses (node-kind modules included), an edit invalidates every memo."""
+    out = []
+    todo = [_HERE]
+    while todo:
+        d = todo.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False) and e.name != "__pycache__":
+                todo.append(e.path)
+            elif e.name.endswith((".py", ".json")):
+                try:
+                    out.append([os.path.relpath(e.path, _HERE), e.stat().st_mtime_ns])
+                except OSError:
+                    pass
+    return out
+
+
+def _key(file: Path, root: Path, raw: bytes, check_files: bool, folder_id) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    here = Path(__file__).parent
     try:
         olive = version("olive-ai")
     except PackageNotFoundError:
         olive = None
-    code = [os.stat(here / c).st_mtime_ns for c in _CODE]
-    parts = [FORMAT, __version__, olive, code, str(find_root(file.parent)), str(file), check_files,
+    parts = [FORMAT, __version__, olive, _code_stamp(), str(root), str(file), check_files, folder_id,
              hashlib.sha256(raw).hexdigest()]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _memo_path(file: Path, key: str) -> Path:
-    return file.parent / ".olivepipe" / "validated" / f"{key}.json"
+def _name(file: Path, check_files: bool) -> str:
+    # by workflow path (and mode), not by content: a new version overwrites the old memo
+    return f"w-{hashlib.sha256(str(file).encode()).hexdigest()[:32]}-{'f' if check_files else 'n'}.json"
 
 
-def recall(file: Path, check_files: bool) -> Workflow | None:
+def _folder_id(folder: Path):
+    st = os.lstat(folder)
+    return [st.st_dev, st.st_ino]
+
+
+def recall(file: Path, raw: bytes, check_files: bool, root: Path, types: dict):
+    """The memoised Workflow for exactly these bytes, or None. ``file`` is resolved.
+
+    ``types`` maps "Workflow", "ModelSpec", "DatasetSpec", "NodeSpec" to the classes.
+    """
+    folder = file.parent / ".olivepipe" / "validated"
     try:
-        file = file.resolve()
-        raw = file.read_bytes()
-        data = json.loads(_memo_path(file, _key(file, raw, check_files)).read_text())
-        wf = _decode(data)
-    except (OSError, ValueError, KeyError, TypeError):
+        check_confined(file.parent, folder)  # a symlinked .olivepipe is not read through
+        fd = open_nofollow(folder / _name(file, check_files), os.O_RDONLY, 0)  # refuses FIFOs and links
+        with os.fdopen(fd, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_MEMO_BYTES:
+                return None
+            data = json.loads(f.read(MAX_MEMO_BYTES + 1))
+        if data.get("key") != _key(file, root, raw, check_files, _folder_id(folder)):
+            return None
+        wf = _decode(data["workflow"], types)
+    except (OSError, UnsafePath, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
-    if check_files:
-        paths = [m.path for m in wf.models.values() if m.path] + [f for d in wf.datasets.values() for f in d.files]
-        if not all(p.exists() for p in paths):
-            return None  # let full validation say what is missing, with its position
+    if wf.file != file or wf.root != root:
+        return None
     return wf
 
 
-def remember(wf: Workflow, raw: bytes, check_files: bool) -> None:
+def remember(wf, raw: bytes, check_files: bool) -> None:
     try:
-        path = _memo_path(wf.file, _key(wf.file, raw, check_files))
-        text = json.dumps(_encode(wf))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except (OSError, TypeError, ValueError):
-        pass  # a memo is an optimisation: read-only folders and exotic YAML values just skip it
+        folder = confined_dir(wf.file.parent, ".olivepipe", "validated")
+        text = json.dumps({"key": _key(wf.file, wf.root, raw, check_files, _folder_id(folder)),
+                           "workflow": _encode(wf)})
+        write_atomic(folder / _name(wf.file, check_files), text, durable=False)  # a lost memo costs one validation
+        _drop_legacy(folder)
+    except (OSError, UnsafePath, TypeError, ValueError, RecursionError):
+        pass  # read-only workspace, symlinked .olivepipe, exotic YAML values: just no memo
+
+
+def _drop_legacy(folder: Path) -> None:
+    with os.scandir(folder) as it:
+        for e in it:
+            if _LEGACY.fullmatch(e.name) and stat.S_ISREG(e.stat(follow_symlinks=False).st_mode):
+                os.unlink(e.path)
 
 
 def _spec_enc(obj) -> dict:
@@ -90,19 +140,20 @@ def _spec_dec(cls, d: dict):
     return cls(**kw)
 
 
-def _encode(wf: Workflow) -> dict:
+def _encode(wf) -> dict:
     return {"file": str(wf.file), "root": str(wf.root), "name": wf.name, "description": wf.description,
             "models": {k: _spec_enc(v) for k, v in wf.models.items()},
             "datasets": {k: _spec_enc(v) for k, v in wf.datasets.items()},
             "nodes": {k: _spec_enc(v) for k, v in wf.nodes.items()},
             "positions": [[list(p), lc[0], lc[1]] for p, lc in wf.positions.items()],
-            "raw": wf.raw, "catalog_source": wf.catalog_source}
+            "raw": wf.raw, "catalog_source": wf.catalog_source, "order": list(wf.order)}
 
 
-def _decode(d: dict) -> Workflow:
-    return Workflow(file=Path(d["file"]), root=Path(d["root"]), name=d["name"], description=d["description"],
-                    models={k: _spec_dec(ModelSpec, v) for k, v in d["models"].items()},
-                    datasets={k: _spec_dec(DatasetSpec, v) for k, v in d["datasets"].items()},
-                    nodes={k: _spec_dec(NodeSpec, v) for k, v in d["nodes"].items()},
-                    positions={tuple(p): (line, col) for p, line, col in d["positions"]},
-                    raw=d["raw"], catalog_source=d["catalog_source"])
+def _decode(d: dict, types: dict):
+    return types["Workflow"](
+        file=Path(d["file"]), root=Path(d["root"]), name=d["name"], description=d["description"],
+        models={k: _spec_dec(types["ModelSpec"], v) for k, v in d["models"].items()},
+        datasets={k: _spec_dec(types["DatasetSpec"], v) for k, v in d["datasets"].items()},
+        nodes={k: _spec_dec(types["NodeSpec"], v) for k, v in d["nodes"].items()},
+        positions={tuple(p): (line, col) for p, line, col in d["positions"]},
+        raw=d["raw"], catalog_source=d["catalog_source"], order=tuple(d["order"]))

@@ -29,10 +29,15 @@ _PLAIN_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool",
 _MERGE = "tag:yaml.org,2002:merge"
 
 
+def too_big(size: int, file: str) -> Problem:
+    """Also used before reading: spec.py checks the size first and never reads past the limit."""
+    return Problem(file, 1, 1, f"file is {size:,} bytes; workflow files are limited to {MAX_BYTES:,}",
+                   "split data out of the workflow; reference data files from `datasets:` instead")
+
+
 def decode(raw: bytes, file: str) -> tuple[str | None, list[Problem]]:
     if len(raw) > MAX_BYTES:
-        return None, [Problem(file, 1, 1, f"file is {len(raw):,} bytes; workflow files are limited to {MAX_BYTES:,}",
-                              "split data out of the workflow; reference data files from `datasets:` instead")]
+        return None, [too_big(len(raw), file)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -21,6 +21,10 @@ GENERATED = {  # name -> (content, expected fragment, LINE:COL)
     "bom-only.yaml": (b"\xef\xbb\xbf", "file is empty", "1:1"),
     "many-values.yaml": (b"olivepipe: 1\nname: many\nnodes: {}\nx: [" + b"1," * 150_000 + b"1]\n",
                          "holds more than 100,000 YAML values", "4:4"),
+    # 79 nodes of 256 variants: the 79th takes the workflow past 20,000 expanded nodes
+    "too-many-nodes.yaml": (b"olivepipe: 1\nname: many\nmodels:\n  m: {tiny: {arch: phi3}}\nnodes:\n" + b"".join(
+        b"  x%d: {pass: rtn, input: m, matrix: {group_size: [%s]}}\n" % (i, b", ".join(b"%d" % v for v in range(1, 257)))
+        for i in range(79)), "the workflow expands to more than 20,000 nodes (node 'x78' brings it to 20,224)", "84:3"),
 }
 
 

@@ -41,7 +41,10 @@ YAML_BITS = [":", " ", "\n", "  ", "\t", "{", "}", "[", "]", ",", "-", "&a", "*a
 HOSTILE = ["9" * 5000, "2001-02-30", "!!int 12x", "!!float x", "!!bool maybe", "!!timestamp x", "&r [*r]",
            "&m {k: *m}", "[" * 300 + "]" * 300, "!!python/object/apply:os.system [true]", "!!binary aGk=",
            "[&a [x,x,x,x,x,x,x,x,x,x], " + ", ".join(f"&{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in
-                                                      zip("abcdefg", "bcdefgh")) + "]"]
+                                                      zip("abcdefg", "bcdefgh")) + "]",
+           # a name with a trailing newline (jsonschema's `$`), a NUL in a path, a value too long for a
+           # variant name or a file name
+           '"onnx\\n"', '"data/\\0x.jsonl"', "[int4, " + "v" * 300 + "]", "x" * 5000 + ".jsonl"]
 
 
 @contextmanager

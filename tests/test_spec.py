@@ -1,4 +1,6 @@
 """Spec loading: valid files load, every kind of bad input gets a located message."""
+import re
+
 import pytest
 
 from conftest import EXAMPLE, MINIMAL, cli, write
@@ -178,3 +180,293 @@ def test_validation_memo_is_exact_and_rechecks_files(mini, monkeypatch):
 def test_olive_pass_takes_one_input(tmp_path):
     ps = problems(MINIMAL.replace("input: onnx}", "input: [onnx, finetune]}"), tmp_path)
     assert any("an Olive pass reads one model" in p.message for p in ps)
+
+
+# -- cycles: one located cycle per tangle, never every simple cycle -------------------------------
+
+def _watchdog(seconds):
+    """A hang guard (fails instead of stalling CI), not a speed assertion."""
+    import signal
+
+    def expired(*_):
+        raise AssertionError(f"still running after {seconds} s: hung")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+@pytest.fixture
+def watchdog():
+    import signal
+
+    yield _watchdog
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def _cycle_problems(ps):
+    return [p for p in ps if p.message.startswith("cycle: ")]
+
+
+def _assert_real_cycle(message, reads):
+    names = message.removeprefix("cycle: ").split(" -> ")
+    assert names[0] == names[-1] and len(set(names[:-1])) == len(names) - 1, message
+    for a, b in zip(names, names[1:]):  # "a -> b": b reads a
+        assert a in reads[b], (message, a, b)
+
+
+def test_mutually_reading_nodes_report_one_real_cycle(tmp_path, watchdog):
+    # 12 nodes that all read each other hold ~10^8 simple cycles: listing them hung validation
+    names = [f"n{i}" for i in range(12)]
+    reads = {a: [b for b in names if b != a] for a in names}
+    text = "olivepipe: 1\nname: tangle\nmodels:\n  m: {tiny: {arch: phi3}}\nnodes:\n" + "".join(
+        f"  {a}: {{kind: generate, prompts: [hi], input: [{', '.join(reads[a])}]}}\n" for a in names) + \
+        "  after: {pass: rtn, input: n3, params: {not_a_param: 1}}\n"  # downstream of the tangle: not checked
+    watchdog(120)
+    with pytest.raises(SpecError) as e:
+        parse_workflow(text, "w.yaml", base=tmp_path, check_files=False)
+    ps = e.value.problems
+    (p,) = _cycle_problems(ps)
+    _assert_real_cycle(p.message, reads)
+    assert p.message.startswith("cycle: n0 -> ")  # starts at the first node in the file
+    second = p.message.split(" -> ")[1]  # located at the input item where that node reads n0
+    assert (p.line, p.path) == (6 + names.index(second), f"nodes.{second}.input.0")
+    assert ps == [p], [q.message for q in ps]  # members and dependents add nothing
+
+
+def test_each_tangle_reports_its_own_cycle(tmp_path):
+    text = MINIMAL + "  x: {pass: rtn, input: y}\n  y: {pass: rtn, input: x}\n"
+    text = text.replace("input: base, data", "input: adapters, data")
+    ps = _cycle_problems(problems(text, tmp_path))
+    assert sorted(p.message for p in ps) == ["cycle: finetune -> onnx -> adapters -> finetune", "cycle: x -> y -> x"]
+
+
+# -- the workflow file itself: located, never a traceback, never a hang --------------------------
+
+def _file_problem(path) -> str:
+    with pytest.raises(SpecError) as e:
+        load_workflow(path)
+    (p,) = e.value.problems
+    assert p.file == str(path)
+    return p.message + " | " + p.hint
+
+
+def test_odd_workflow_paths_are_spec_errors(tmp_path, watchdog):
+    import os
+
+    watchdog(60)  # a FIFO or /dev/zero used to block or read forever
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    assert "is a FIFO (named pipe), not a regular file" in _file_problem(tmp_path / "fifo.yaml")
+    assert "is a character device, not a regular file" in _file_problem("/dev/zero")
+    assert "symlink loop" in _file_problem(tmp_path / "loop.yaml")
+    assert "is a directory" in _file_problem(tmp_path / "dir.yaml")
+    assert "NUL character" in _file_problem(str(tmp_path / "a\0b.yaml"))
+    assert "no such file" in _file_problem(tmp_path / "missing.yaml")
+    assert "the path is too long" in _file_problem(tmp_path / ("x" * 300))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.yaml", "fifo.yaml", "loop.yaml"]  # nothing written
+
+
+def test_odd_data_and_model_paths_are_located(tmp_path, watchdog):
+    import os
+
+    watchdog(60)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    os.mkfifo(ws / "fifo.jsonl")
+    (ws / "loop.jsonl").symlink_to("loop.jsonl")
+    (ws / "dir.jsonl").mkdir()
+    text = MINIMAL.replace("travel: {files: travel.jsonl,", 'travel: {files: [fifo.jsonl, loop.jsonl, dir.jsonl, "n\\0.jsonl", '
+                           + "x" * 300 + ".jsonl],") \
+        .replace("base: {tiny: {arch: phi3}}", "base: {path: fifo.jsonl}")
+    msgs = {(p.path, p.message) for p in problems(text, ws, files=())}
+    assert ("datasets.travel.files.0", "data file 'fifo.jsonl' is a FIFO (named pipe), not a regular file") in msgs
+    assert ("datasets.travel.files.1", "data file 'loop.jsonl' is a symlink loop") in msgs
+    assert ("datasets.travel.files.2", "data file 'dir.jsonl' is a directory, not a regular file") in msgs
+    assert ("datasets.travel.files.3", "data file 'n\\x00.jsonl' contains a NUL character") in msgs
+    assert any(path == "datasets.travel.files.4" and "File name too long" in m for path, m in msgs)
+    assert ("models.base.path", "model path 'fifo.jsonl' is a FIFO (named pipe), not a folder or a file") in msgs
+
+
+def test_cli_validate_goes_on_after_a_file_it_cannot_read(tmp_path, mini):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    r = cli("validate", tmp_path / "fifo.yaml", "/dev/zero", mini, timeout=60)  # the timeout is the hang guard
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    for bad in (tmp_path / "fifo.yaml", "/dev/zero"):
+        assert re.search(rf"^{re.escape(str(bad))}: .*not a regular file", r.stderr, re.M), r.stderr
+    assert f"{mini}: ok (3 nodes)" in r.stdout
+
+
+def test_names_with_a_trailing_newline_are_invalid(tmp_path):
+    # jsonschema applies `pattern` with re.search, where `$` also matches before a final newline
+    ps = problems(MINIMAL.replace("name: mini", 'name: "mini\\n"').replace("  onnx:", '  "onnx\\n":'), tmp_path)
+    assert {p.message for p in ps} >= {"invalid name 'mini\\n' in name", "invalid name 'onnx\\n' in nodes"}
+
+
+def test_matrix_value_making_a_long_variant_name_is_located_at_the_value(tmp_path):
+    long = "int4-" + "x" * 300
+    ps = problems(MINIMAL.replace("params: {precision: int4}", f"matrix: {{precision: [int4, {long}]}}"), tmp_path)
+    (p,) = [p for p in ps if p.message.startswith("matrix variant name")]
+    assert p.path == "nodes.onnx.matrix.precision.1" and "is 310 characters; names have at most 64" in p.message
+    assert (p.line, p.col) == (9, 75)
+
+
+def test_variant_references_resolve_to_the_longest_base(tmp_path):
+    text = MINIMAL.replace("  adapters: {pass: extract-adapters, input: onnx}\n",
+                           "  onnx-b: {pass: model-builder, input: finetune, matrix: {precision: [int4, fp32]}}\n"
+                           "  adapters: {pass: extract-adapters, input: onnx-b-fp32}\n")
+    wf = parse_workflow(text, "w.yaml", base=tmp_path, check_files=False)
+    assert wf.nodes["adapters"].inputs == ("onnx-b-fp32",)
+    (p,) = problems(text.replace("input: onnx-b-fp32", "input: onnx-b-fp16"), tmp_path)
+    assert p.message == "no matrix variant named 'onnx-b-fp16'" and "onnx-b-int4, onnx-b-fp32" in p.hint
+
+
+# -- read-only workspace: validation reads, the memo just does not happen ------------------------
+
+def test_read_only_workspace_validates_and_writes_nothing(tmp_path):
+    import os
+    import subprocess
+
+    ws = tmp_path / "ro"
+    ws.mkdir()
+    mounted = False
+    if os.geteuid() == 0:  # root ignores modes: a tmpfs remounted read-only, where allowed
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ws)], capture_output=True).returncode:
+            pytest.skip("running as root and cannot mount a tmpfs")
+        mounted = True
+    try:
+        write(ws / "workflow.yaml", MINIMAL)
+        write(ws / "travel.jsonl", '{"prompt": "a", "response": "b"}\n')
+        if mounted:
+            assert subprocess.run(["mount", "-o", "remount,ro", str(ws)], capture_output=True).returncode == 0
+        else:
+            ws.chmod(0o555)
+        r = cli("validate", ws / "workflow.yaml", timeout=120)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert sorted(p.name for p in ws.iterdir()) == ["travel.jsonl", "workflow.yaml"]
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(ws)], capture_output=True)
+        else:
+            ws.chmod(0o755)
+
+
+def test_unwritable_memo_folder_is_skipped_silently(mini, monkeypatch):
+    import errno
+    import os
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    real_open = os.open
+    monkeypatch.setattr(os, "mkdir", read_only)
+    monkeypatch.setattr(os, "open", lambda p, flags, *a: read_only() if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+                        else real_open(p, flags, *a))
+    assert list(load_workflow(mini).nodes) == ["finetune", "onnx", "adapters"]
+    assert not (mini.parent / ".olivepipe").exists()
+
+
+# -- the validation memo: exactly as strict as validation -----------------------------------------
+
+def _memo_files(wf_path):
+    d = wf_path.parent / ".olivepipe" / "validated"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_memo_rechecks_data_files_like_validation(mini, tmp_path, watchdog):
+    import os
+
+    load_workflow(mini)
+    assert len(_memo_files(mini)) == 1
+    data = mini.parent / "travel.jsonl"
+    outside = write(tmp_path / "secret.jsonl", data.read_text())
+    (mini.parent / ".git").mkdir()  # the workspace root is the workflow's folder either way; make it explicit
+
+    data.unlink()
+    data.symlink_to(outside)  # a file replaced by a link out of the workspace
+    with pytest.raises(SpecError) as e:
+        load_workflow(mini)
+    assert "path 'travel.jsonl' escapes the workspace" in e.value.problems[0].message
+
+    data.unlink()
+    os.mkfifo(data)  # used to make plan block reading it
+    watchdog(60)
+    with pytest.raises(SpecError) as e:
+        load_workflow(mini)
+    assert e.value.problems[0].message == "data file 'travel.jsonl' is a FIFO (named pipe), not a regular file"
+    assert (e.value.problems[0].line, e.value.problems[0].path) == (6, "datasets.travel.files")
+
+    data.unlink()
+    data.mkdir()  # used to be exit 3 at plan time
+    r = cli("plan", mini, timeout=120)
+    assert r.returncode == 2 and "data file 'travel.jsonl' is a directory, not a regular file" in r.stderr, r.stderr
+
+
+def test_memo_rechecks_model_paths(tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "model").mkdir(parents=True)
+    write(ws / "travel.jsonl", "{}\n")
+    wf = write(ws / "workflow.yaml", MINIMAL.replace("base: {tiny: {arch: phi3}}", "base: {path: model}"))
+    load_workflow(wf)
+    (ws / "model").rmdir()
+    (ws / "model").symlink_to(tmp_path)
+    with pytest.raises(SpecError, match="1 problem") as e:
+        load_workflow(wf)
+    assert "path 'model' escapes the workspace" in e.value.problems[0].message
+
+
+def test_memo_never_writes_through_a_symlinked_state_folder(tmp_path):
+    ws = tmp_path / "ws"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (ws / ".olivepipe").parent.mkdir(parents=True)
+    (ws / ".olivepipe").symlink_to(elsewhere)  # as a repository could commit it
+    write(ws / "travel.jsonl", "{}\n")
+    wf = write(ws / "workflow.yaml", MINIMAL)
+    for _ in range(2):
+        r = cli("validate", wf, timeout=120)
+        assert r.returncode == 0, r.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_memo_folder_holds_one_entry_per_workflow_and_mode(mini):
+    import hashlib
+
+    legacy = mini.parent / ".olivepipe" / "validated" / f"{hashlib.sha256(b'old').hexdigest()}.json"
+    write(legacy, "{}")  # what the first memo format left, one per version
+    for r in range(2, 8):
+        mini.write_text(MINIMAL.replace("r: 4", f"r: {r}"))
+        assert load_workflow(mini).nodes["finetune"].params["r"] == r
+    load_workflow(mini, check_files=False)
+    files = _memo_files(mini)
+    assert len(files) == 2 and not legacy.exists(), files
+
+
+def test_crafted_memo_is_not_trusted(mini):
+    import json
+
+    load_workflow(mini)
+    (memo,) = (mini.parent / ".olivepipe" / "validated").iterdir()
+    data = json.loads(memo.read_text())
+    wf = data["workflow"]
+    wf["nodes"]["../../evil"] = wf["nodes"].pop("adapters")  # a name that would leave outputs/
+    wf["order"] = [n if n != "adapters" else "../../evil" for n in wf["order"]]
+    memo.write_text(json.dumps(data))
+    assert list(load_workflow(mini).nodes) == ["finetune", "onnx", "adapters"]
+
+
+def test_cached_load_imports_neither_networkx_nor_jsonschema_and_no_cycle(mini):
+    import sys as _sys
+    import subprocess
+
+    load_workflow(mini)
+    code = ("import sys; import olivepipe.specmemo; assert 'olivepipe.spec' not in sys.modules, 'import cycle'; "
+            "from olivepipe.spec import load_workflow; from olivepipe.graph import build_graph; "
+            f"g = build_graph(load_workflow({str(mini)!r})); assert g.order == ['finetune', 'onnx', 'adapters']; "
+            "print(sorted(m for m in ('networkx', 'jsonschema') if m in sys.modules))")
+    r = subprocess.run([_sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
