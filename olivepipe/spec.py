@@ -115,7 +115,8 @@ def find_root(start: Path) -> Path:
     return start
 
 
-def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_files: bool = True) -> Workflow:
+def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_files: bool = True,
+                  remember: bool = False) -> Workflow:
     """Read, parse, schema-check and semantically check a workflow file.
 
     Every failure, the file's own (missing, a FIFO, a device, a symlink loop) included,
@@ -126,6 +127,9 @@ def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_fil
     imports jsonschema or networkx. What the bytes do not pin (the data files and model
     paths on disk) is re-checked on every hit exactly as validation checks it; on any
     doubt the file is validated again, which reports the located problem.
+
+    Only ``remember=True`` (apply) writes the memo: validate, plan and the other read-only
+    commands leave the tree exactly as they found it.
     """
     shown = str(path)
     file, raw_bytes = _read_workflow_file(path, shown)
@@ -134,7 +138,7 @@ def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_fil
         if hit is not None and _memo_still_valid(hit, check_files):
             return hit
     wf = parse_workflow(raw_bytes, shown, base=file.parent, catalog=catalog, check_files=check_files, file=file)
-    if catalog is None:
+    if catalog is None and remember:
         specmemo.remember(wf, raw_bytes, check_files)
     return wf
 
@@ -496,15 +500,16 @@ class _Builder:
                         positions=self.pos, raw=d, catalog_source=self.catalog.source, order=topo)
 
     def arch_of(self, name: str) -> str | None:
-        """The architecture of the model a node ultimately reads (first inputs up to a model)."""
-        for _ in range(len(self.built) + 1):
+        """The architecture of the model a node ultimately reads (first inputs up to a model);
+        remembered per node, so long chains stay linear."""
+        memo = self.__dict__.setdefault("_arch", {})
+        if name not in memo:
             if name in self.models_built:
-                return self.models_built[name].arch
-            node = self.built.get(name)
-            if node is None or not node.inputs:
-                return None
-            name = node.inputs[0]
-        return None
+                memo[name] = self.models_built[name].arch
+            else:
+                node = self.built.get(name)
+                memo[name] = self.arch_of(node.inputs[0]) if node is not None and node.inputs else None
+        return memo[name]
 
     # -- models and datasets -------------------------------------------------
     def model(self, name, m) -> ModelSpec:

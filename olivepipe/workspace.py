@@ -212,7 +212,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     from .executors.local import LocalExecutor
     from .stores import open_store
 
-    wf = workflow or load_workflow(path)
+    wf = workflow or load_workflow(path, remember=not read_only)
     executor = executor or LocalExecutor()
     substitutions = {}
     if rehearse:

@@ -162,18 +162,18 @@ def test_cli_validate_json(tmp_path):
 def test_validation_memo_is_exact_and_rechecks_files(mini, monkeypatch):
     import olivepipe.spec as spec
 
-    first = load_workflow(mini)
+    first = load_workflow(mini, remember=True)
     calls = []
     real = spec._schema_problems
     monkeypatch.setattr(spec, "_schema_problems", lambda *a: calls.append(1) or real(*a))
-    again = load_workflow(mini)
+    again = load_workflow(mini, remember=True)
     assert calls == [] and again.nodes == first.nodes and again.positions == first.positions
     assert again.datasets["travel"].files == first.datasets["travel"].files
     mini.write_text(mini.read_text().replace("r: 4", "r: 8"))  # any byte change: validated again
-    assert load_workflow(mini).nodes["finetune"].params["r"] == 8 and calls == [1]
+    assert load_workflow(mini, remember=True).nodes["finetune"].params["r"] == 8 and calls == [1]
     (mini.parent / "travel.jsonl").unlink()  # a memo never hides a missing data file
     with pytest.raises(SpecError, match="1 problem"):
-        load_workflow(mini)
+        load_workflow(mini, remember=True)
     assert not list((mini.parent / ".olivepipe" / "validated").glob("*.pickle"))
 
 
@@ -379,7 +379,7 @@ def _memo_files(wf_path):
 def test_memo_rechecks_data_files_like_validation(mini, tmp_path, watchdog):
     import os
 
-    load_workflow(mini)
+    load_workflow(mini, remember=True)
     assert len(_memo_files(mini)) == 1
     data = mini.parent / "travel.jsonl"
     outside = write(tmp_path / "secret.jsonl", data.read_text())
@@ -388,14 +388,14 @@ def test_memo_rechecks_data_files_like_validation(mini, tmp_path, watchdog):
     data.unlink()
     data.symlink_to(outside)  # a file replaced by a link out of the workspace
     with pytest.raises(SpecError) as e:
-        load_workflow(mini)
+        load_workflow(mini, remember=True)
     assert "path 'travel.jsonl' escapes the workspace" in e.value.problems[0].message
 
     data.unlink()
     os.mkfifo(data)  # used to make plan block reading it
     watchdog(60)
     with pytest.raises(SpecError) as e:
-        load_workflow(mini)
+        load_workflow(mini, remember=True)
     assert e.value.problems[0].message == "data file 'travel.jsonl' is a FIFO (named pipe), not a regular file"
     assert (e.value.problems[0].line, e.value.problems[0].path) == (6, "datasets.travel.files")
 
@@ -439,8 +439,8 @@ def test_memo_folder_holds_one_entry_per_workflow_and_mode(mini):
     write(legacy, "{}")  # what the first memo format left, one per version
     for r in range(2, 8):
         mini.write_text(MINIMAL.replace("r: 4", f"r: {r}"))
-        assert load_workflow(mini).nodes["finetune"].params["r"] == r
-    load_workflow(mini, check_files=False)
+        assert load_workflow(mini, remember=True).nodes["finetune"].params["r"] == r
+    load_workflow(mini, check_files=False, remember=True)
     files = _memo_files(mini)
     assert len(files) == 2 and not legacy.exists(), files
 
@@ -448,21 +448,21 @@ def test_memo_folder_holds_one_entry_per_workflow_and_mode(mini):
 def test_crafted_memo_is_not_trusted(mini):
     import json
 
-    load_workflow(mini)
+    load_workflow(mini, remember=True)
     (memo,) = (mini.parent / ".olivepipe" / "validated").iterdir()
     data = json.loads(memo.read_text())
     wf = data["workflow"]
     wf["nodes"]["../../evil"] = wf["nodes"].pop("adapters")  # a name that would leave outputs/
     wf["order"] = [n if n != "adapters" else "../../evil" for n in wf["order"]]
     memo.write_text(json.dumps(data))
-    assert list(load_workflow(mini).nodes) == ["finetune", "onnx", "adapters"]
+    assert list(load_workflow(mini, remember=True).nodes) == ["finetune", "onnx", "adapters"]
 
 
 def test_cached_load_imports_neither_networkx_nor_jsonschema_and_no_cycle(mini):
     import sys as _sys
     import subprocess
 
-    load_workflow(mini)
+    load_workflow(mini, remember=True)
     code = ("import sys; import olivepipe.specmemo; assert 'olivepipe.spec' not in sys.modules, 'import cycle'; "
             "from olivepipe.spec import load_workflow; from olivepipe.graph import build_graph; "
             f"g = build_graph(load_workflow({str(mini)!r})); assert g.order == ['finetune', 'onnx', 'adapters']; "

@@ -56,10 +56,11 @@ class OlivePass(NodeKind):
         data = n.get("data")
         datasets = ctx.datasets
         if data is not None and data not in datasets:
-            close = difflib.get_close_matches(data, list(datasets), n=1, cutoff=0.6)
+            # capped: a file of thousands of bad references must not make validation quadratic
+            close = difflib.get_close_matches(data, list(datasets), n=1, cutoff=0.6) if len(datasets) <= 200 else []
             ctx.problem(where + ("data",), f"unknown dataset '{data}'",
-                        f"did you mean '{close[0]}'?" if close else f"known datasets: {', '.join(datasets) or 'none'}",
-                        value=True)
+                        f"did you mean '{close[0]}'?" if close else
+                        f"known datasets: {', '.join(list(datasets)[:10]) or 'none'}", value=True)
         if data is not None and catalog.data_param(pass_type) is None:
             ctx.problem(where + ("data",), f"{pass_type} takes no data", "remove `data:`", value=True)
         if data is None and catalog.requires_data(pass_type):

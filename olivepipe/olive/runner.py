@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from .runtime import normalize_model_config
@@ -19,6 +20,7 @@ def run_olive(config: dict, log_path: Path | None = None) -> dict:
     from olive.workflows import run as olive_run  # heavy: paid once per worker
 
     out = Path(config["output_dir"])
+    _prepare_input(config)
     result = olive_run(config)
     produced = out / "model_config.json"
     has_output = result is not None and getattr(result, "has_output_model", lambda: True)()
@@ -27,6 +29,26 @@ def run_olive(config: dict, log_path: Path | None = None) -> dict:
     model = json.loads(produced.read_text())
     produced.unlink()  # holds absolute staging paths; the normalized copy lives in the manifest
     return {"model": normalize_model_config(model, out)}
+
+
+def input_model_path(config: dict) -> str | None:
+    """The local folder of a compiled config's input model (flat `model_path` or `config.model_path`)."""
+    model = config.get("input_model") or {}
+    path = model.get("model_path") or (model.get("config") or {}).get("model_path")
+    return path if isinstance(path, str) else None
+
+
+def _pass_types(config: dict) -> list[str]:
+    return [p.get("type") for p in (config.get("passes") or {}).values() if isinstance(p, dict)]
+
+
+def _prepare_input(config: dict) -> None:
+    """Stack fixes an input needs before Olive loads it (LoRA on an AWQ checkpoint: gptq_shim).
+    Notes go to stderr, which is the node log during a job."""
+    from .gptq_shim import prepare_for
+
+    for note in prepare_for(input_model_path(config), pass_types=_pass_types(config)):
+        print(f"olivepipe: {note}", file=sys.stderr, flush=True)
 
 
 _ERR = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception)):? (.*)$")
