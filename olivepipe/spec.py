@@ -503,12 +503,19 @@ class _Builder:
         """The architecture of the model a node ultimately reads (first inputs up to a model);
         remembered per node, so long chains stay linear."""
         memo = self.__dict__.setdefault("_arch", {})
-        if name not in memo:
+        walked = []
+        while name not in memo:  # iterative: a 20,000-node chain must not hit the recursion limit
             if name in self.models_built:
                 memo[name] = self.models_built[name].arch
-            else:
-                node = self.built.get(name)
-                memo[name] = self.arch_of(node.inputs[0]) if node is not None and node.inputs else None
+                break
+            node = self.built.get(name)
+            if node is None or not node.inputs:
+                memo[name] = None
+                break
+            walked.append(name)
+            name = node.inputs[0]
+        for n in walked:
+            memo[n] = memo[name]
         return memo[name]
 
     # -- models and datasets -------------------------------------------------
