@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .errors import UnknownTarget
 from .executors.base import Check
+from .executors.router import placement_key
 from .keys import diff_records, key_of
 from .lock import prune
 from .workspace import Workspace
@@ -34,6 +35,7 @@ class Step:
     warnings: tuple[str, ...] = ()
     output_digest: str | None = None  # known when cached
     action: str = ""  # cached | run | forced | blocked | skip: what apply will do
+    where: str = "local"  # the executor it runs on: local, azureml:<compute>
 
     def __post_init__(self):
         if not self.action:
@@ -41,7 +43,7 @@ class Step:
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "label": self.label, "status": self.status,
-                "action": self.action,
+                "action": self.action, "where": self.where,
                 "reasons": list(self.reasons), "key": self.key, "inputs": list(self.inputs), "device": self.device,
                 "needs": list(self.check.needs) if self.check else [],
                 "missing": list(self.check.missing) if self.check else [],
@@ -136,14 +138,14 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         spec = ws.spec_of(name)
         device = ws.device(name)
         common = dict(name=name, kind=kind.name, label=ws.label(name), inputs=ws.step_inputs(name), device=device,
-                      warnings=_warnings(ws, name))
+                      warnings=_warnings(ws, name), where=placement_key(ws.placement(name)))
         if name not in selected:
             digests[name] = None
             actions[name] = SKIP
             out.append(Step(status=SKIP, reasons=("not needed by the target",), **common))
             continue
         record, complete = ws.record(name, digests)
-        check = ws.executor.preflight(kind.needs(spec), device)
+        check = ws.preflight(name)
         prev = locked.get(name)
         estimate = prev.get("duration_s") if prev else None
         key = key_of(record) if complete else None

@@ -44,6 +44,9 @@ def rehearsal(wf: Workflow, can) -> tuple[Workflow, dict[str, str]]:
 
     for name, n in wf.nodes.items():
         n = replace(n, inputs=tuple(i for inp in n.inputs for i in bypass.get(inp, (inp,))))
+        if n.executor:  # a rehearsal is this machine's: nothing is sent to a remote compute
+            notes[f"{name} placement"] = f"runs here instead of {next(iter(n.executor))}"
+            n = replace(n, executor=None)
         r = kinds.get(n.kind).rehearse(n, catalog, can_run)
         if r.bypass:
             bypass[name] = n.inputs

@@ -85,7 +85,24 @@ _dataset = {
 
 _inputs = {"oneOf": [_ref, {"type": "array", "items": _ref, "minItems": 1, "uniqueItems": True}]}
 
+_executor = {
+    "description": "Where the node runs: `local` (default) or an Azure ML compute target.",
+    "oneOf": [
+        {"enum": ["local"]},
+        {"type": "object", "additionalProperties": False, "required": ["azureml"],
+         "properties": {"azureml": {
+             "type": "object", "additionalProperties": False, "required": ["compute"],
+             "properties": {
+                 "compute": {**_str, "description": "Azure ML compute target, e.g. gpu-cluster."},
+                 "environment": {**_str, "description": "Named Azure ML environment `name:version` (default: "
+                                                        "one olivepipe generates with the pinned Olive stack)."},
+                 "instance_type": _str,
+             }}}},
+    ],
+}
+
 _COMMON_NODE = {
+    "executor": _executor,
     "kind": {"default": "olive"},  # enum filled from the kind registry
     "input": _inputs,
     "device": {"enum": ["cpu", "gpu", "npu"], "default": "cpu"},
@@ -136,7 +153,8 @@ _TOP = {
         "name": {"type": "string", "pattern": NAME},
         "description": {"type": "string"},
         "defaults": {"type": "object", "additionalProperties": False,
-                     "properties": {"device": {"enum": ["cpu", "gpu", "npu"]}, "provider": _str}},
+                     "properties": {"device": {"enum": ["cpu", "gpu", "npu"]}, "provider": _str,
+                                    "executor": _executor}},
         "models": {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": _model},
         "datasets": {"type": "object", "propertyNames": {"pattern": NAME}, "additionalProperties": _dataset},
     },

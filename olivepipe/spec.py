@@ -19,7 +19,8 @@ from .errors import Problem, SpecError
 from .olive.catalog import EXECUTION_PROVIDERS, KNOWN_PROVIDERS, Catalog, load_catalog
 from .schema import SCHEMA
 
-COMMON_FIELDS = {"kind", "input", "device", "provider", "matrix", "description", "timeout", "gpu_memory_gb"}
+COMMON_FIELDS = {"kind", "input", "device", "provider", "matrix", "description", "timeout", "gpu_memory_gb",
+                 "executor"}
 DATA_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 MAX_VARIANTS = 256  # per node: a matrix times its inputs' variants; beyond this it is a typo or a DoS
 MAX_EXPANDED = 20_000  # per workflow, after matrix expansion: bounds validation, plans and locks
@@ -77,6 +78,7 @@ class NodeSpec:
     description: str = ""
     timeout_s: float | None = None  # scheduling, not identity: never in the key
     gpu_memory_gb: float | None = None  # estimate for packing GPU nodes (gpus.py)
+    executor: dict | None = None  # where it runs: None (local) or {"azureml": {"compute": ...}}
 
 
 @dataclass
@@ -744,10 +746,16 @@ class _Builder:
                                 alias=alias, data=n.get("data"), params=params, device=device, provider=provider,
                                 variant=variant, options=k_impl.options(n, n.get("description", "")),
                                 rehearse=n.get("rehearse"), description=n.get("description", ""),
-                                timeout_s=parse_duration(n.get("timeout")), gpu_memory_gb=n.get("gpu_memory_gb"))
+                                timeout_s=parse_duration(n.get("timeout")), gpu_memory_gb=n.get("gpu_memory_gb"),
+                                executor=_placement(n.get("executor", defaults.get("executor"))))
                 out.append(k_impl.finish(self, spec, where))
         expanded[base] = [(s.variant, s.name) for s in out]
         return out
+
+
+def _placement(value) -> dict | None:
+    """`executor:` as data: None for the local machine (the default), else e.g. {"azureml": {...}}."""
+    return None if value in (None, "local") else dict(value)
 
 
 def parse_duration(value) -> float | None:

@@ -131,10 +131,22 @@ class Workspace:
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.workflow.root).as_posix()
 
+    def placement(self, name: str) -> dict | None:
+        """Where a step runs: None for this machine, else its `executor:` mapping."""
+        return getattr(self.spec_of(name), "executor", None)
+
     def environment(self, name: str) -> dict:
-        """The environment identity that goes into a step's key (package versions here)."""
-        kind = self.kind_of(name)
-        return self.executor.environment(kind.package_names(self.spec_of(name)))
+        """The environment identity that goes into a step's key: package versions where it runs
+        (local and remote results never share a key by accident)."""
+        kind, where = self.kind_of(name), self.placement(name)
+        packages = kind.package_names(self.spec_of(name))
+        return self.executor.environment(packages, where) if where else self.executor.environment(packages)
+
+    def preflight(self, name: str):
+        """Can this step run where it is placed? (executor's check of the kind's needs)"""
+        kind, where, spec = self.kind_of(name), self.placement(name), self.spec_of(name)
+        needs, device = kind.needs(spec), self.device(name)
+        return self.executor.preflight(needs, device, where) if where else self.executor.preflight(needs, device)
 
     def record(self, name: str, input_digests: dict[str, str | None]) -> tuple[dict, bool]:
         """(record, complete). Incomplete when an upstream result is not known yet."""
@@ -193,10 +205,20 @@ class Workspace:
         spec = kind.job(self, self.spec_of(name), inputs)
         refs.update(spec.pop("refs", {}))
         return {"step": name, "kind": kind.name, "module": kinds.module_of(kind.name), "device": self.device(name),
-                "spec": spec, "refs": refs, "timeout_s": getattr(self.spec_of(name), "timeout_s", None)}
+                "spec": spec, "refs": refs, "timeout_s": getattr(self.spec_of(name), "timeout_s", None),
+                "placement": self.placement(name)}
 
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)
+
+
+def _azureml_executor():
+    """The Azure ML executor, when its module and azure-ai-ml are installed (the `azure` extra)."""
+    try:
+        from .executors.azureml import AzureMLExecutor
+    except ImportError:
+        return None
+    return AzureMLExecutor()
 
 
 def default_cache_dir(workflow: Workflow) -> Path:
@@ -210,10 +232,11 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     """Open a workflow for plan/apply. ``read_only`` (plan, status, graph): nothing is written,
     not even the stat cache. ``executor``/``store`` default to the local ones."""
     from .executors.local import LocalExecutor
+    from .executors.router import Router
     from .stores import open_store
 
     wf = workflow or load_workflow(path, remember=not read_only)
-    executor = executor or LocalExecutor()
+    executor = executor or Router(LocalExecutor(), {"azureml": _azureml_executor})
     substitutions = {}
     if rehearse:
         from .rehearse import rehearsal

@@ -57,7 +57,9 @@ class FakeExecutor:
         self.max_running = max(self.max_running, len(self.running))
         self.max_gpu = max(self.max_gpu, sum(1 for _, j, _ in self.running if j["device"] == "gpu"))
 
-    def wait(self):
+    def wait(self, timeout=None):
+        if not self.running:
+            return []
         self.running.sort(key=lambda r: (r[0], r[1]["step"]))
         finish, job, ctx = self.running.pop(0)
         self.clock = max(self.clock, finish)

@@ -615,7 +615,8 @@ def test_fmt_reports_every_file_and_never_hangs(tmp_path):
 
 PLAN_KEYS = {"format": int, "workflow": str, "rehearse": bool, "substitutions": dict, "summary": dict,
              "estimate_s": (float, int, type(None)), "steps": list}
-STEP_KEYS = {"name": str, "kind": str, "label": str, "status": str, "action": str, "reasons": list, "key": (str, type(None)),
+STEP_KEYS = {"name": str, "kind": str, "label": str, "status": str, "action": str, "where": str, "reasons": list,
+             "key": (str, type(None)),
              "inputs": list, "device": str, "needs": list, "missing": list,
              "estimate_s": (float, int, type(None)), "warnings": list}
 

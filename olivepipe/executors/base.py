@@ -56,7 +56,8 @@ class Executor(Protocol):
     name: str
 
     def preflight(self, needs, device: str) -> Check:
-        """Can a node with these needs run here? No network, no subprocess: plan calls it."""
+        """Can a node with these needs run here? No network, no subprocess: plan calls it.
+        A remote executor also takes ``placement`` (the node's `executor:` mapping)."""
 
     def can_run(self, needs, device: str) -> bool: ...
 
@@ -72,8 +73,9 @@ class Executor(Protocol):
     def start(self, job: dict, ctx: RunContext) -> None:
         """Start a job (returns at once)."""
 
-    def wait(self) -> list[JobResult]:
-        """Block until at least one started job finished; return every finished one."""
+    def wait(self, timeout: float | None = None) -> list[JobResult]:
+        """Block until at least one started job finished (or ``timeout`` passed: then []);
+        return every finished one."""
 
     def close(self, *, kill: bool = False) -> None:
         """Stop workers (kill: at once, for Ctrl-C and errors)."""

@@ -106,8 +106,11 @@ class LocalExecutor:
         self.threads.append(t)
         t.start()
 
-    def wait(self) -> list[JobResult]:
-        out = [self.done.get()]
+    def wait(self, timeout: float | None = None) -> list[JobResult]:
+        try:
+            out = [self.done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
         while True:
             try:
                 out.append(self.done.get_nowait())

@@ -1,0 +1,98 @@
+"""Several executors behind one: each node runs where its `executor:` says.
+
+The scheduler talks to one executor; the router hands each call to the executor of the
+node's placement (None: this machine; {"azureml": {...}}: an Azure ML compute target)
+and waits on all of them at once."""
+from __future__ import annotations
+
+import time
+
+from .base import Check
+
+
+def placement_key(placement: dict | None) -> str:
+    """A short, stable name for a placement: 'local' or 'azureml:gpu-cluster'."""
+    if not placement:
+        return "local"
+    (kind, opts), = placement.items()
+    return f"{kind}:{opts.get('compute', '')}" if isinstance(opts, dict) else kind
+
+
+class Router:
+    name = "router"
+
+    def __init__(self, local, remote_factories: dict | None = None):
+        self.local = local
+        self.factories = dict(remote_factories or {})
+        self.remotes: dict[str, object] = {}
+        self.active: dict[str, object] = {}  # step -> executor running it
+        self.opened: dict | None = None
+
+    def executor_for(self, placement: dict | None):
+        """The executor for a placement, or None when none can serve it here."""
+        if not placement:
+            return self.local
+        (kind, opts), = placement.items()
+        if kind not in self.remotes:
+            factory = self.factories.get(kind)
+            self.remotes[kind] = factory() if factory else None
+        return self.remotes[kind]
+
+    # -- the executor protocol, by placement -------------------------------------------
+    def preflight(self, needs, device: str, placement: dict | None = None) -> Check:
+        ex = self.executor_for(placement)
+        if ex is None:
+            return Check(False, (placement_key(placement),), (f"an executor for {placement_key(placement)} "
+                                                              "(none is configured here)",))
+        if placement:
+            return ex.preflight(needs, device, placement)
+        return ex.preflight(needs, device)
+
+    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
+        return self.preflight(needs, device, placement).ok
+
+    def environment(self, packages, placement: dict | None = None) -> dict:
+        ex = self.executor_for(placement)
+        if ex is None:
+            return {"executor": placement_key(placement)}
+        return ex.environment(packages, placement) if placement else ex.environment(packages)
+
+    def gpus(self) -> list:
+        return self.local.gpus()
+
+    def open(self, *, slots: int, offline: bool, log_dir) -> None:
+        self.opened = dict(slots=slots, offline=offline, log_dir=log_dir)
+        self.local.open(**self.opened)
+
+    def start(self, job: dict, ctx) -> None:
+        ex = self.executor_for(job.get("placement"))
+        if ex is not self.local and not getattr(ex, "_router_opened", False):
+            ex.open(**self.opened)
+            ex._router_opened = True
+        self.active[job["step"]] = ex
+        ex.start(job, ctx)
+
+    def wait(self, timeout: float | None = None) -> list:
+        running = {id(ex): ex for ex in self.active.values()}
+        if len(running) == 1:  # the common case: block on the one executor with work
+            (ex,) = running.values()
+            return self._done(ex.wait(timeout) if timeout is not None else ex.wait())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for ex in running.values():
+                got = ex.wait(0.2)
+                if got:
+                    return self._done(got)
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
+
+    def _done(self, results: list) -> list:
+        for r in results:
+            self.active.pop(r.step, None)
+        return results
+
+    def close(self, *, kill: bool = False) -> None:
+        self.local.close(kill=kill)
+        for ex in self.remotes.values():
+            if ex is not None:
+                ex.close(kill=kill)
