@@ -13,11 +13,14 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import kinds, specmemo, yamlpos
 from .errors import Problem, SpecError
-from .olive.catalog import EXECUTION_PROVIDERS, KNOWN_PROVIDERS, Catalog, load_catalog
-from .schema import SCHEMA
+from .olive.passes import EXECUTION_PROVIDERS, KNOWN_PROVIDERS
+
+if TYPE_CHECKING:  # the catalog is loaded only when a file is validated for real, not on a memo hit
+    from .olive.catalog import Catalog
 
 COMMON_FIELDS = {"kind", "input", "device", "provider", "matrix", "description", "timeout", "gpu_memory_gb",
                  "executor"}
@@ -290,7 +293,11 @@ def parse_workflow(raw: bytes | str, shown: str, *, base: Path, catalog: Catalog
     # the user sees every problem in one pass.
     broken = {p.path.split(".")[:2][1] for p in problems
               if p.path.split(".")[0] in ("models", "datasets", "nodes") and len(p.path.split(".")) > 1}
-    builder = _Builder(data, pos, shown, base, catalog or load_catalog(), check_files, file, broken)
+    if catalog is None:
+        from .olive.catalog import load_catalog
+
+        catalog = load_catalog()
+    builder = _Builder(data, pos, shown, base, catalog, check_files, file, broken)
     try:
         return builder.build(extra=problems)
     except SpecError:

@@ -15,8 +15,6 @@ from . import lock as lockfile
 from .graph import Graph, build_graph
 from .hashing import StatCache, tree_digest
 from .keys import RECORD_FORMAT
-from .olive import compile as olive_compile
-from .olive.catalog import Catalog, load_catalog
 from .olive.runtime import rebase_model_config
 from .spec import ModelSpec, Workflow, load_workflow
 
@@ -36,8 +34,10 @@ class Workspace:
     read_only: bool = False  # plan/status/graph: nothing may be written
 
     @property
-    def catalog(self) -> Catalog:
-        return load_catalog()  # lazily: a cached no-op never compiles, so never needs it
+    def catalog(self):
+        from .olive.catalog import load_catalog  # lazily: a cached no-op never compiles, so never needs it
+
+        return load_catalog()
 
     @property
     def lock_path(self) -> Path:
@@ -175,6 +175,8 @@ class Workspace:
 
         Paths are placeholders ($IN0 for a stored result, $SRC0 for a local model folder),
         resolved where the job runs."""
+        from .olive.compile import model_source_config
+
         wf = self.workflow
         inputs, refs = [], {}
         for i, inp in enumerate(self.step_inputs(name)):
@@ -183,9 +185,9 @@ class Workspace:
                 if m.source == "path":
                     ph = f"$SRC{i}"
                     refs[ph] = {"tree": self._rel(m.path), "digest": tree_digest(self.stats.tree(m.path))}
-                    model = olive_compile.model_source_config(m, placeholder=ph)
+                    model = model_source_config(m, placeholder=ph)
                 else:
-                    ph, model = None, olive_compile.model_source_config(m)
+                    ph, model = None, model_source_config(m)
                 inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
                 continue
             entry = results[inp]

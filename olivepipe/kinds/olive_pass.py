@@ -9,7 +9,6 @@ import difflib
 from dataclasses import replace
 
 from ..olive import passes
-from ..olive.catalog import TRAINING_PASSES
 from .base import Needs, NodeKind, Rehearsal
 
 _str = {"type": "string", "minLength": 1}
@@ -121,7 +120,7 @@ class OlivePass(NodeKind):
         if node.data:
             rec["data"] = {**ws.dataset_record(node.data),
                            "preprocess": preprocess_options(ws.workflow.datasets[node.data])}
-        if node.pass_type in TRAINING_PASSES:
+        if node.pass_type in passes.TRAINING_PASSES:
             rec["load_kwargs"] = self._load_kwargs(ws, node)
         return rec
 
@@ -152,7 +151,7 @@ class OlivePass(NodeKind):
 
     def rehearse(self, node, catalog, can_run):
         r = self._stand_in(node, catalog, can_run)
-        if r.node is None or r.node.pass_type not in TRAINING_PASSES or r.node.device != "cpu":
+        if r.node is None or r.node.pass_type not in passes.TRAINING_PASSES or r.node.device != "cpu":
             return r
         # a rehearsal checks the pipeline, not the model: train a few float32 steps
         # (bfloat16 on a CPU without bf16 instructions is 10-30x slower)
@@ -205,7 +204,7 @@ class OlivePass(NodeKind):
         config = compile_node(node, inputs[0]["model"] if inputs else None, ws.catalog, dataset=dataset,
                               output_dir="$OUT", cache_dir="$SCRATCH/olive-cache", data_files=data_files,
                               calibration_folder=calib,
-                              load_kwargs=self._load_kwargs(ws, node) if node.pass_type in TRAINING_PASSES else None)
+                              load_kwargs=self._load_kwargs(ws, node) if node.pass_type in passes.TRAINING_PASSES else None)
         return {"config": config, "refs": refs}
 
     def run(self, spec, io):

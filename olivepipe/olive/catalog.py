@@ -43,20 +43,10 @@ ALIAS_DEFAULTS = {
     "onnx-int4": {"nodes_to_exclude": ["/lm_head/MatMul"]},
 }
 
-# Passes whose training hyper-parameters may be written flat in params (max_steps: 100)
-TRAINING_PASSES = {"LoRA", "QLoRA", "DoRA", "LoftQ", "LoHa", "LoKr"}
+from .passes import TRAINING_PASSES  # noqa: E402  (re-exported)
 
 
-EXECUTION_PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "gpu": "CUDAExecutionProvider",
-    "npu": "QNNExecutionProvider",
-}
-KNOWN_PROVIDERS = {
-    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "DmlExecutionProvider",
-    "ROCMExecutionProvider", "MIGraphXExecutionProvider", "OpenVINOExecutionProvider", "QNNExecutionProvider",
-    "VitisAIExecutionProvider", "WebGpuExecutionProvider", "NvTensorRTRTXExecutionProvider", "JsExecutionProvider",
-}
+from .passes import EXECUTION_PROVIDERS, KNOWN_PROVIDERS  # noqa: E402,F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+EXECUTION_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "npu": "QNNExecutionProvider",
+}
+KNOWN_PROVIDERS = {
+    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "DmlExecutionProvider",
+    "ROCMExecutionProvider", "MIGraphXExecutionProvider", "OpenVINOExecutionProvider", "QNNExecutionProvider",
+    "VitisAIExecutionProvider", "WebGpuExecutionProvider", "NvTensorRTRTXExecutionProvider", "JsExecutionProvider",
+}
+
+# Passes whose training hyper-parameters may be written flat in params (max_steps: 100)
+TRAINING_PASSES = {"LoRA", "QLoRA", "DoRA", "LoftQ", "LoHa", "LoKr"}
+
 # Packages whose version can change any Olive pass's result.
 BASE_PACKAGES = ("olive-ai", "torch", "transformers", "onnxruntime", "onnx")
 
@@ -40,16 +54,68 @@ NONE = PassInfo()
 _ONNX_OUTPUT = {"ModelBuilder", "ExtractAdapters", "OrtTransformersOptimization"}
 
 # Known breakages of this stack (olive-ai 0.13, transformers 5): (upstream pass, pass) -> why.
+_AWQ_LORA = ("LoRA on an AWQ checkpoint needs gptqmodel: transformers 5 loads AWQ only through it "
+             "(ImportError: Loading an AWQ quantized model requires gptqmodel). gptqmodel is source-only on PyPI; "
+             "7.x needs torch>=2.14.1 and transformers>=5.20.2, 6.0.3 works with torch 2.11 / transformers 5.17 "
+             "(pure-Python build) through olivepipe's runtime fixes (olivepipe/olive/gptq_shim.py). Install it, or "
+             "take a working route: LoRA on the base model then model-builder int4 (docs/gpu.md)")
 INCOMPATIBLE = {
-    ("AutoAWQQuantizer", "LoRA"): "LoRA cannot load an AWQ checkpoint under transformers 5 without gptqmodel "
-    "(source-only on PyPI; 7.7.0 needs torch>=2.14.1 and transformers>=5.20.2). Working routes: LoRA on the "
-    "base model then model-builder int4, or AWQ then model-builder int4 (docs/gpu.md)",
+    ("AutoAWQQuantizer", "LoRA"): _AWQ_LORA,
+    ("AutoAWQQuantizer", "DoRA"): "peft's AWQ layer has no DoRA (AwqLoraLinear: 'does not support DoRA yet'); "
+    "use LoRA on the AWQ checkpoint (needs gptqmodel), or DoRA on the base model",
+    ("AutoAWQQuantizer", "QLoRA"): "QLoRA quantizes its input with bitsandbytes and refuses an already quantized "
+    "model; use LoRA on the AWQ checkpoint (needs gptqmodel)",
     ("Rtn", "LoRA"): "Olive's Rtn output has QuantLinear layers, which peft cannot wrap with LoRA",
     ("Gptq", "LoRA"): "Olive's Gptq output has QuantLinear layers, which peft cannot wrap with LoRA",
 }
-for _q in ("AutoAWQQuantizer", "Rtn", "Gptq"):
+for _t in ("LoHa", "LoKr"):
+    INCOMPATIBLE[("AutoAWQQuantizer", _t)] = (f"peft has no {_t} layer for gptqmodel's AWQ linears (TypeError: Target "
+                                              "module of type AwqTorchQuantLinear not supported); use LoRA on the AWQ checkpoint (needs gptqmodel)")
+for _q in ("Rtn", "Gptq"):
     for _t in ("DoRA", "QLoRA", "LoHa", "LoKr"):
         INCOMPATIBLE.setdefault((_q, _t), INCOMPATIBLE[(_q, "LoRA")])
+
+# Pairs above that work once these packages are installed where the pass runs: then the
+# pass needs them (its `needs` on such an input) and the pair is no longer a warning.
+RESOLVED_BY = {("AutoAWQQuantizer", "LoRA"): ("gptqmodel",)}
+
+# Breakages two hops long: (pass two up, upstream pass, pass) -> why. LoRA on an AWQ
+# checkpoint trains (with gptqmodel), but onnxruntime-genai cannot build it with its adapter.
+INCOMPATIBLE_CHAIN = {
+    ("AutoAWQQuantizer", "LoRA", "ModelBuilder"):
+        "onnxruntime-genai 0.14.1's builder loads an AWQ folder into its own AWQModel (not a torch module) and "
+        "then wraps it in peft's PeftModel for the adapter: AttributeError: 'AWQModel' object has no attribute "
+        "'named_modules'. Nearest working route: dequantize the AWQ checkpoint to fp16 (bench/awq_dequant.py: "
+        "the same effective weights) and build that with extra_options {adapter_path: <the LoRA adapter>, "
+        "int4_block_size: 128, int4_is_symmetric: false}, then extract-adapters (docs/gpu.md)",
+}
+
+
+def incompatibility(upstream: str | None, pass_type: str | None, installed=None) -> str | None:
+    """Why ``upstream -> pass_type`` is known to break here, or None. A pair that
+    RESOLVED_BY packages fix is no breakage where ``installed(pkg)`` holds for all of them
+    (``installed``: a predicate; default: olivepipe.olive.runtime.version(pkg) is not None)."""
+    why = INCOMPATIBLE.get((upstream, pass_type))
+    fix = RESOLVED_BY.get((upstream, pass_type))
+    if why and fix:
+        if installed is None:
+            from .runtime import version
+
+            def installed(pkg):
+                return version(pkg) is not None
+        if all(installed(p) for p in fix):
+            return None
+    return why
+
+
+def input_needs(upstream: str | None, pass_type: str | None) -> tuple[str, ...]:
+    """Packages a pass needs because of what its input is (LoRA on AWQ: gptqmodel)."""
+    return RESOLVED_BY.get((upstream, pass_type), ())
+
+
+def chain_incompatibility(grand: str | None, upstream: str | None, pass_type: str | None) -> str | None:
+    return INCOMPATIBLE_CHAIN.get((grand, upstream, pass_type))
+
 
 # What a CPU-incapable pass becomes under --rehearse. "bypass": its consumers read
 # its input. Olive's CPU quantizers (rtn, gptq) produce QuantLinear layers that LoRA
