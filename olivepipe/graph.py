@@ -58,6 +58,11 @@ class Graph:
             lines.append(f'  {ids[n]}[("{label}")]' if self.kinds[n] == "model" else f'  {ids[n]}["{label}"]')
         for a, b in sorted(self.edges, key=lambda e: (ids[e[0]], ids[e[1]])):
             lines.append(f"  {ids[a]} --> {ids[b]}")
+        for i, (d, readers) in enumerate(self.data_edges().items()):  # datasets: what each node trains on
+            files = ", ".join(p.name for p in self.workflow.datasets[d].files) or self.workflow.datasets[d].hf or ""
+            lines.append(f'  d{i}[/"{d}<br/>{files}"/]')
+            for r in readers:
+                lines.append(f"  d{i} -.-> {ids[r]}")
         styles = {"run": "fill:#ffe9a8,stroke:#c90", "cached": "fill:#d8f5d0,stroke:#393",
                   "blocked": "fill:#f8d0d0,stroke:#c33", "skip": "fill:#eee,stroke:#999"}
         for cls in sorted(set(marks.values()) & set(styles)):
@@ -75,8 +80,21 @@ class Graph:
             lines.append(f'  "{n}" [shape={shape}, label="{label}"];')
         for a, b in sorted(self.edges):
             lines.append(f'  "{a}" -> "{b}";')
+        for d, readers in self.data_edges().items():
+            lines.append(f'  "dataset:{d}" [shape=parallelogram, label="{d}"];')
+            for r in readers:
+                lines.append(f'  "dataset:{d}" -> "{r}" [style=dashed];')
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+    def data_edges(self) -> dict[str, list[str]]:
+        """{dataset: nodes that read it}, in order."""
+        out: dict[str, list[str]] = {}
+        for n in self.topo:
+            node = self.workflow.nodes.get(n)
+            if node is not None and node.data:
+                out.setdefault(node.data, []).append(n)
+        return out
 
     def _label(self, n: str) -> str:
         wf = self.workflow

@@ -204,6 +204,8 @@ def result_text(result: ApplyResult, console: Console, resume: str) -> None:
 
 
 def cache_text(rows: list[dict], disk_bytes: int) -> list[str]:
-    lines = [f"{r['key'][:16]}  {r['kind'] or '?':<12} {r['files']:>5} files  {r['bytes'] / 1e6:>10.1f} MB"
-             for r in rows]
-    return lines + [f"{len(rows)} entries, {disk_bytes / 1e6:.1f} MB on disk (deduplicated)"]
+    lines = [f"{r['key'][:16]}  {r['kind'] or '?':<12} {r['files']:>5} files  {r['bytes'] / 1e6:>10.1f} MB  "
+             f"{', '.join(r.get('used_by') or ['(no lock file uses it)'])}" for r in rows]
+    total = sum(r["bytes"] for r in rows)
+    return lines + [f"{len(rows)} entries, {total / 1e6:.1f} MB of results in {disk_bytes / 1e6:.1f} MB on disk "
+                    "(identical files are stored once)"]

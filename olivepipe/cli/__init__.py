@@ -9,3 +9,4 @@ from .app import main
 from . import cache, review, run  # noqa: E402,F401  (registration: their commands land on `main`)
 
 __all__ = ["main"]
+from . import cache_remote  # noqa: E402,F401  (registration: `cache push|pull` on the `cache` group)

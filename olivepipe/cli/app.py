@@ -146,8 +146,20 @@ class Group(click.Group):
     group_class = type  # subgroups are Groups too
 
 
+def _print_version(ctx, _param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from .. import __version__
+    from ..olive.runtime import version
+
+    stack = ("olive-ai", "onnxruntime-genai", "onnxruntime", "transformers", "peft", "torch", "azure-ai-ml")
+    click.echo(f"olivepipe {__version__} (" + ", ".join(f"{p} {version(p) or 'not installed'}" for p in stack) + ")")
+    ctx.exit()
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="olivepipe")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show olivepipe's version and the Olive stack it runs.")
 def main():
     """Declarative, cached Microsoft Olive workflows: validate, plan, apply."""
 

@@ -39,8 +39,9 @@ def cache_ls(workflow, cache_dir, as_json):
     """List entries: key, kind, files, size."""
     from ..report import cache_rows, cache_text
 
-    store, _ = _store_for(workflow, cache_dir)
-    rows, disk = cache_rows(store), store.disk_usage()
+    store, wf = _store_for(workflow, cache_dir)
+    locks = [wf.file.parent / "olivepipe.lock", wf.file.parent / ".olivepipe" / "rehearsal.lock"] if wf else []
+    rows, disk = cache_rows(store, locks), store.disk_usage()
     if as_json:
         click.echo(json.dumps({"entries": rows, "disk_bytes": disk}, indent=2))
     else:

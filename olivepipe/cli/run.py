@@ -78,13 +78,18 @@ def validate(workflows, as_json):
 @workflow_arg
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "png", "svg"]), default="mermaid")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file (required for png/svg).")
-def graph(workflow, fmt, output):
-    """Print the DAG as mermaid or DOT (png/svg through Graphviz)."""
+@click.option("--status", "with_status", is_flag=True, help="Color each node by what apply would do (mermaid).")
+def graph(workflow, fmt, output, with_status):
+    """Print the DAG as mermaid or DOT (png/svg through Graphviz), datasets included."""
     from ..graph import build_graph
     from ..render import render_graph
     from ..spec import load_workflow
 
-    data = render_graph(build_graph(load_workflow(workflow)), fmt)
+    marks = None
+    if with_status:
+        _, p = _plan_for(workflow, None, False, read_only=True)
+        marks = {s.name: s.status for s in p.steps}
+    data = render_graph(build_graph(load_workflow(workflow)), fmt, marks)
     if output:
         output.write_bytes(data if isinstance(data, bytes) else data.encode())
     elif isinstance(data, bytes):
