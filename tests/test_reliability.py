@@ -108,10 +108,11 @@ def test_lock_write_killed_midway_keeps_the_old_lock(tmp_path):
             import os, sys
             from pathlib import Path
             import olivepipe.lock as lk
+            import olivepipe.safefs as fs  # lock.update writes through safefs.write_atomic
             if sys.argv[2] == "before the rename":
-                lk.os.replace = lambda a, b: os._exit(137)
+                fs.os.replace = lambda a, b: os._exit(137)
             else:
-                lk.os.fsync = lambda fd: os._exit(137)  # the text is written but never made it to disk whole
+                fs.os.fsync = lambda fd: os._exit(137)  # the text is written but never made it to disk whole
             lk.update(Path(sys.argv[1]), "wf", {"b": {"key": "2" * 64}})
         """
         r = python(code, lock, how)
