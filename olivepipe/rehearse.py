@@ -34,7 +34,8 @@ def rehearsal(wf: Workflow, can) -> tuple[Workflow, dict[str, str]]:
                                  f"add `arch: phi3` (or llama) to models.{name}")
         tiny = {**TINY_FOR_HUB, **(m.rehearse or {}), "arch": arch}
         models[name] = ModelSpec(name, "tiny", tiny=tiny, arch=arch)
-        notes[name] = f"{m.hf or m.path} replaced by a tiny random {arch} model"
+        notes[name] = f"{m.hf or m.path} replaced by a tiny random {arch} model" + \
+            (f"; its adapter {m.adapter.name} does not fit it and is left out" if m.adapter else "")
     catalog = load_catalog()
     nodes: dict[str, NodeSpec] = {}
     bypass: dict[str, tuple[str, ...]] = {}

@@ -43,6 +43,8 @@ _model = {
         "revision": {**_str, "description": "Commit, tag or branch; pin a commit for reproducible caching."},
         "path": {**_str, "description": "Local model folder (or .onnx file), relative to the workflow file."},
         "tiny": _tiny,
+        "adapter": {**_str, "description": "A PEFT adapter folder the model carries (as `olive ... --adapter_path`), "
+                                           "relative to the workflow file."},
         "arch": {"enum": ["phi3", "llama"], "description": "Architecture, used by --rehearse to pick the tiny stand-in."},
         "rehearse": {**_tiny, "description": "Tiny model used for this model under --rehearse."},
         "trust_remote_code": {"type": "boolean", "default": False,

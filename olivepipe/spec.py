@@ -44,6 +44,7 @@ class ModelSpec:
     rehearse: dict | None = None
     trust_remote_code: bool = False
     load_kwargs: dict | None = None  # e.g. {attn_implementation: eager}
+    adapter: Path | None = None  # an existing PEFT adapter folder the model carries (olive's --adapter_path)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,10 @@ def _memo_still_valid(wf: Workflow, check_files: bool) -> bool:
                     return False
             if spec.path != want:
                 return False
+            if "adapter" in m:
+                got, problem, _ = check_local_path(base, wf.root, m["adapter"], want="model", check_files=check_files)
+                if problem or got != spec.adapter:
+                    return False
         for name, spec in wf.datasets.items():
             s = raw["datasets"][name]
             files = [s["files"]] if isinstance(s.get("files"), str) else list(s.get("files") or [])
@@ -530,6 +535,20 @@ class _Builder:
     # -- models and datasets -------------------------------------------------
     def model(self, name, m) -> ModelSpec:
         where = ("models", name)
+        spec = self._model(name, m, where)
+        if "adapter" in m:
+            adapter = self.local_path(m["adapter"], where + ("adapter",), "model")
+            if adapter is not None and self.check_files and adapter.is_dir() \
+                    and not (adapter / "adapter_config.json").is_file():
+                self.problem(where + ("adapter",), f"'{m['adapter']}' is not a PEFT adapter folder (no adapter_config.json)",
+                             "point at the folder a LoRA run saved (adapter_config.json + adapter_model.safetensors)",
+                             value=True)
+            from dataclasses import replace
+
+            spec = replace(spec, adapter=adapter)
+        return spec
+
+    def _model(self, name, m, where) -> ModelSpec:
         if "path" in m:
             p = self.local_path(m["path"], where + ("path",), "model")
             return ModelSpec(name, "path", path=p, arch=m.get("arch"), rehearse=m.get("rehearse"),

@@ -106,10 +106,14 @@ class Workspace:
     def source_input(self, model: ModelSpec) -> dict:
         if model.source == "hf":
             rec = {"hf": model.hf, "revision": model.revision, "trust_remote_code": model.trust_remote_code}
-            return {**rec, "load_kwargs": model.load_kwargs} if model.load_kwargs else rec
-        files = self.stats.tree(model.path)
-        rec = {"local": True, "digest": tree_digest(files), "trust_remote_code": model.trust_remote_code}
-        return {**rec, "load_kwargs": model.load_kwargs} if model.load_kwargs else rec
+        else:
+            files = self.stats.tree(model.path)
+            rec = {"local": True, "digest": tree_digest(files), "trust_remote_code": model.trust_remote_code}
+        if model.load_kwargs:
+            rec["load_kwargs"] = model.load_kwargs
+        if model.adapter is not None:  # the adapter's content, like the model's
+            rec["adapter"] = tree_digest(self.stats.tree(model.adapter))
+        return rec
 
     def dataset_record(self, name: str) -> dict:
         ds = self.workflow.datasets[name]
@@ -182,12 +186,16 @@ class Workspace:
         for i, inp in enumerate(self.step_inputs(name)):
             if inp in wf.models and wf.models[inp].source != "tiny":
                 m = wf.models[inp]
+                adapter = None
+                if m.adapter is not None:
+                    adapter = f"$ADP{i}"
+                    refs[adapter] = {"tree": self._rel(m.adapter), "digest": tree_digest(self.stats.tree(m.adapter))}
                 if m.source == "path":
                     ph = f"$SRC{i}"
                     refs[ph] = {"tree": self._rel(m.path), "digest": tree_digest(self.stats.tree(m.path))}
-                    model = model_source_config(m, placeholder=ph)
+                    model = model_source_config(m, placeholder=ph, adapter=adapter)
                 else:
-                    ph, model = None, model_source_config(m)
+                    ph, model = None, model_source_config(m, adapter=adapter)
                 inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
                 continue
             entry = results[inp]

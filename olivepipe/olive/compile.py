@@ -42,9 +42,17 @@ def with_load_kwargs(model_cfg: dict, extra: dict) -> dict:
     return cfg
 
 
-def model_source_config(model: ModelSpec, tiny_tree: Path | None = None, *, placeholder: str | None = None) -> dict:
-    """Olive input-model config for a model named in `models:` (a local one at ``placeholder``
-    when given: jobs carry no paths)."""
+def model_source_config(model: ModelSpec, tiny_tree: Path | None = None, *, placeholder: str | None = None,
+                        adapter: str | None = None) -> dict:
+    """Olive input-model config for a model named in `models:` (a local one at ``placeholder``,
+    its PEFT adapter at ``adapter``, when given: jobs carry no paths)."""
+    cfg = _source_config(model, tiny_tree, placeholder)
+    if model.adapter is not None and cfg["type"] == "HfModel":
+        cfg["adapter_path"] = adapter or str(model.adapter)
+    return cfg
+
+
+def _source_config(model: ModelSpec, tiny_tree: Path | None, placeholder: str | None) -> dict:
     if model.source == "hf":
         load_kwargs = {"trust_remote_code": model.trust_remote_code, **(model.load_kwargs or {})}
         if model.revision:
