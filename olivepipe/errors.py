@@ -111,7 +111,9 @@ class UnsafePath(OlivepipeError):
 
 
 class UnknownTarget(OlivepipeError):
-    """--target/--force names no node: nothing is planned."""
+    """--target/--force names no node: nothing is planned (a usage error, as click's)."""
+
+    exit_code = 2
 
 
 class FmtError(OlivepipeError):

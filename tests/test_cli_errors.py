@@ -221,7 +221,7 @@ def test_entry_points():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"olivepipe": "olivepipe.cli:main"}
     p = subprocess.run([sys.executable, "-m", "olivepipe.cli", "--version"], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and "version" in p.stdout
+    assert p.returncode == 0 and p.stdout.startswith("olivepipe 0.1.0 (olive-ai ")
     p = subprocess.run([sys.executable, "-c", "from olivepipe.cli import main; main()", "--help"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and all(c in p.stdout for c in ("validate", "diff", "fmt", "cache"))

@@ -127,8 +127,9 @@ force_opt = click.option("--force", multiple=True, help="Re-run this node even i
 
 
 def _terraform(params: dict, code: int, failed: bool) -> int:
-    """--detailed-exitcode: 0 nothing to do, 1 error (bad input too), 2 changes; 130 stays."""
-    if not params.get("detailed_exitcode"):
+    """--detailed-exitcode (and `status`, always): 0 nothing to do, 2 changes pending, 1 error or a
+    blocked step (bad input too: in this mode 2 only ever means "changes"); 130 stays."""
+    if not params.get("detailed_exitcode", True):
         return code
     if failed:
         return 130 if code == 130 else 1
@@ -158,7 +159,12 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
         from ..report import plan_text
 
         plan_text(p, console())
-    return 2 if detailed_exitcode and p.has_changes else 0
+    return _pending_code(p) if detailed_exitcode else 0
+
+
+def _pending_code(p) -> int:
+    """0 nothing to do, 2 something will run, 1 something cannot run here (apply would fail)."""
+    return 1 if p.blocked else 2 if p.to_run else 0
 
 
 @main.command()
@@ -304,13 +310,14 @@ def logs(workflow, node, rehearse, follow):
                 time.sleep(0.5)
 
 
-@main.command()
+@main.command(exit_map=_terraform)
 @workflow_arg
 @cache_opt
 @rehearse_opt
 @click.option("--json", "as_json", is_flag=True)
 def status(workflow, cache_dir, rehearse, as_json):
-    """What is stale: one line per step (exit 0 when everything is up to date, 2 otherwise)."""
+    """What is stale: one line per step. Exit 0 up to date, 2 stale, 1 blocked or error (as plan
+    --detailed-exitcode)."""
     from ..summary import status_lines
 
     _, p = _plan_for(workflow, cache_dir, rehearse, read_only=True)
@@ -319,4 +326,4 @@ def status(workflow, cache_dir, rehearse, as_json):
     else:
         for line in status_lines(p):
             click.echo(line)
-    return 2 if p.has_changes else 0
+    return _pending_code(p)
