@@ -257,7 +257,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     root = Path(os.path.abspath(cache_dir or default_cache_dir(wf)))
     # the default cache sits in the workspace: created confined, so a committed link is refused
     inside = root.is_relative_to(wf.file.parent)
-    store = store or open_store(root, base=wf.file.parent if inside else None)
+    store = store or open_store(root, base=wf.file.parent if inside else None, workspace=wf.file.parent)
     writable = not read_only and os.access(wf.file.parent, os.W_OK)
     stats = StatCache(d / "state.db", read_only=not writable, base=wf.file.parent)
     return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions, executor, read_only)

@@ -12,6 +12,11 @@ EXAMPLE = REPO / "examples" / "travel-tiny"
 SHARED_TRAVEL = REPO.parent / "shared" / "data" / "data_sample_travel.jsonl"
 TESTS = Path(__file__).resolve().parent
 
+# A developer's shell must not turn the whole suite into a tiered (remote) cache.
+for _v in ("OLIVEPIPE_REMOTE_CACHE", "OLIVEPIPE_BLOB_ACCOUNT_URL", "OLIVEPIPE_BLOB_CONTAINER",
+           "OLIVEPIPE_BLOB_PREFIX", "OLIVEPIPE_BLOB_SAS", "OLIVEPIPE_REMOTE_PUSH", "OLIVEPIPE_CACHE_DIR"):
+    os.environ.pop(_v, None)
+
 # Worker processes import test-only node kinds (fakekinds.py) by module name.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
 

@@ -25,7 +25,8 @@ def _store_for(workflow, cache_dir):
     wf = load_workflow(workflow, check_files=False) if workflow else None
     if wf is None and not cache_dir:
         raise OlivepipeError("give a workflow file or --cache-dir", "")
-    return open_store(Path(os.path.abspath(cache_dir or default_cache_dir(wf)))), wf
+    return open_store(Path(os.path.abspath(cache_dir or default_cache_dir(wf))),
+                      workspace=wf.file.parent if wf else None), wf
 
 
 cache_wf = click.argument("workflow", required=False, type=click.Path(dir_okay=False, path_type=Path))

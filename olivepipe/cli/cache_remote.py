@@ -10,8 +10,12 @@ from pathlib import Path
 import click
 
 from ..errors import OlivepipeError, StoreError
-from .app import cache_opt
-from .cache import cache, cache_wf
+from .app import cache_opt, main
+
+# the `cache` group of cache.py, found through the app: command modules import no other command
+# module (olivepipe/cli/__init__.py registers cache.py before this one)
+cache = main.commands["cache"]
+cache_wf = click.argument("workflow", required=False, type=click.Path(dir_okay=False, path_type=Path))
 
 
 def _open(workflow, cache_dir):
@@ -47,7 +51,7 @@ def _lock_keys(wf, lock_path) -> list[str]:
     return sorted({rec["key"] for rec in nodes.values() if rec.get("key")})
 
 
-def _report(command: str, remote, res: dict, as_json: bool) -> int:
+def _report(command: str, res: dict, as_json: bool) -> int:
     from ..azure.redact import redact
 
     res["failed"] = [{"key": f["key"], "error": redact(f["error"])} for f in res["failed"]]
@@ -102,7 +106,7 @@ def cache_push(workflow, cache_dir, push_all, as_json):
                 continue
             res["transferred"] += 1
     res["files"], res["bytes"] = remote.stats["objects_uploaded"], remote.stats["bytes_uploaded"]
-    return _report("push", remote, res, as_json)
+    return _report("push", res, as_json)
 
 
 @cache.command("pull")
@@ -133,4 +137,4 @@ def cache_pull(workflow, cache_dir, as_json):
                 continue
             res["transferred"] += 1
     res["files"], res["bytes"] = remote.stats["objects_downloaded"], remote.stats["bytes_downloaded"]
-    return _report("pull", remote, res, as_json)
+    return _report("pull", res, as_json)
