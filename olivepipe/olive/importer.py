@@ -1,0 +1,720 @@
+"""Olive workflow config (JSON) -> olivepipe workflow file: the inverse of compile.py.
+
+One node per pass, chained in the order Olive runs them; the input model becomes a
+`models:` entry, each data config a pass reads becomes a `datasets:` entry, the target
+system's accelerator gives `device`/`provider`. What olivepipe cannot express is never
+dropped silently: every such item is an ``Untranslated`` in the report, which the CLI
+prints and writes as comments at the top of the file.
+
+Reads the shapes Olive 0.13 itself accepts (flat, or nested under `config` / `params` /
+`engine`). Knows Olive's defaults where they differ from olivepipe's (a dataset's split,
+add_special_tokens, max_samples), so the imported workflow runs what the config ran.
+Imports no Olive: the pass catalog and the tables below are enough.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import OlivepipeError, Problem, SpecError
+from .catalog import (
+    ALIAS_DEFAULTS,
+    ALIASES,
+    EXECUTION_PROVIDERS,
+    TRAINING_PASSES,
+    Catalog,
+    load_catalog,
+)
+
+# RunConfig's own fields (olive/workflows/run/config.py); every other top-level key is an
+# engine option (RunConfig gathers them into `engine`, as NestedConfig does)
+RUN_CONFIG_KEYS = ("workflow_id", "input_model", "systems", "data_configs", "evaluators", "engine", "passes")
+
+# Engine options that cannot change the model a pass produces, whatever their value
+ENGINE_IGNORED = {
+    "no_artifacts",  # Olive's run history and footprints only; olivepipe sets it itself
+    "evaluate_input_model",  # acts only through an evaluator, which is reported
+    "clean_cache", "clean_evaluation_cache",  # olivepipe gives every Olive run a fresh cache anyway
+}
+# Engine options that do nothing at these values (Olive's defaults)
+ENGINE_NOOP_VALUES = {"search_strategy": (None, False), "log_severity_level": (1,),  # compile.py runs Olive at 1 "evaluator": (None,), "packaging_config": (None, []),
+                      "enable_shared_cache": (False,), "plot_pareto_frontier": (False,), "log_to_file": (False,)}
+_LOGS = "olivepipe runs Olive at INFO level into each node's log (`olivepipe logs FILE NODE`)"
+ENGINE_WHY = {
+    "output_dir": "olivepipe writes each node's result to outputs/<workflow>/<node>, a link into its store",
+    "cache_dir": "olivepipe caches results by content and gives every Olive run a fresh cache of its own",
+    "cache_config": "olivepipe's store replaces Olive's (shared) cache (`olivepipe cache`, --cache-dir)",
+    "enable_shared_cache": "olivepipe's store replaces Olive's shared cache (--cache-dir can be shared)",
+    "packaging_config": "olivepipe does not package outputs; `olivepipe show FILE NODE --export DIR` copies a result",
+    "search_strategy": "olivepipe runs each pass once with the params written: no search",
+    "evaluator": "olivepipe runs no Olive evaluator (a `kind: generate` node is its smoke test)",
+    "log_severity_level": _LOGS, "ort_log_severity_level": _LOGS, "ort_py_log_severity_level": _LOGS,
+    "log_to_file": _LOGS,
+    "plot_pareto_frontier": "there is no search, so no pareto frontier",
+}
+
+# Olive's TextGenParams defaults (olive/data/component/text_generation.py, olive-ai 0.13;
+# tests/test_import.py checks them against the installed Olive). olivepipe's own defaults
+# follow the Olive CLI instead (compile.CLI_PREPROCESS), so the importer writes Olive's.
+TEXT_GEN_DEFAULTS = {
+    "user_script": None, "script_dir": None, "max_samples": None, "max_seq_len": 1024, "pad_to_max_len": True,
+    "padding_side": "right", "drop_short_sequences": False, "use_attention_mask": True, "chat_template": None,
+    "message_col": "messages", "add_special_tokens": True, "text_formatting_func": None, "text_template": None,
+    "text_cols": ["text"], "strategy": "join", "stride": None, "joiner": "\n\n", "processing_batch_size": 1024,
+    "random_seed": None, "random_retries": 10,
+}
+# Filled in by Olive from the input model when absent (RunConfig.validate_data_configs_with_hf_model)
+FROM_INPUT_MODEL = ("model_name", "task", "trust_remote_code")
+DEFAULT_HF_TASK = "text-generation-with-past"  # olive/common/constants.py
+TEXT_GEN_TASKS = ("text-generation", "text-generation-with-past")
+# Olive's load_dataset default split (olive/data/component/load_dataset.py huggingface_dataset)
+OLIVE_DEFAULT_SPLIT = "validation"
+# Component types Olive picks for a HuggingfaceContainer of a text-generation model
+DEFAULT_COMPONENTS = {
+    "load_dataset_config": (None, "huggingface_dataset"),
+    "pre_process_data_config": (None, "text_generation_huggingface_pre_process", "huggingface_pre_process"),
+    "post_process_data_config": (None, "text_generation_post_process", "default_post_process_data"),
+    "dataloader_config": (None, "default_dataloader"),
+}
+DATALOADER_DEFAULTS = {"batch_size": 1}  # olive/data/component/dataloader.py default_dataloader
+FILE_FORMATS = ("json", "jsonl", "csv", "parquet")  # olivepipe's `files:` formats (spec.DATA_FORMATS)
+
+# An execution provider -> the one device Olive infers for it when an accelerator names
+# none (olive/hardware/accelerator.py infer_single_device_from_execution_providers); Dml
+# and OpenVINO map to several devices, where Olive refuses and asks for the device.
+EP_DEVICE = {
+    "CPUExecutionProvider": "cpu", "QNNExecutionProvider": "npu", "VitisAIExecutionProvider": "npu",
+    "CUDAExecutionProvider": "gpu", "ROCMExecutionProvider": "gpu", "MIGraphXExecutionProvider": "gpu",
+    "TensorrtExecutionProvider": "gpu", "NvTensorRTRTXExecutionProvider": "gpu", "JsExecutionProvider": "gpu",
+    "WebGpuExecutionProvider": "gpu",
+}
+DEVICES = ("cpu", "gpu", "npu")  # what a node's `device:` takes
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")  # as schema._model.hf
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+_SPLIT_HEAD = re.compile(r"train\[:(\d+)\]")
+
+
+class ImportConfigError(OlivepipeError):
+    """The file is not an Olive workflow config olivepipe can import at all."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Untranslated:
+    """One thing in the Olive config the olivepipe workflow does not carry as written."""
+
+    path: str  # where in the Olive config, e.g. passes.f.training_args.output_dir
+    message: str  # what happens instead, and why
+
+    def format(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Translation:
+    doc: dict  # the workflow document (plain data, keys in fmt's canonical order)
+    report: list[Untranslated] = field(default_factory=list)
+
+
+@dataclass
+class ImportResult:
+    text: str  # the workflow file: header comments + YAML (canonical layout when it validates)
+    translation: Translation
+    problems: list[Problem]  # validation problems of the written file; [] when it validates
+
+    @property
+    def report(self) -> list[Untranslated]:
+        return self.translation.report
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+# -- reading ---------------------------------------------------------------------------
+
+def read_config(path: Path) -> dict:
+    """An Olive workflow config from a JSON (or YAML, which `olive run` also reads) file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ImportConfigError(f"{path}: no such file", "give the Olive workflow config (JSON)") from None
+    except IsADirectoryError:
+        raise ImportConfigError(f"{path}: is a directory", "give the Olive workflow config (JSON)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImportConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ImportConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {e}",
+                                "an Olive workflow config is a JSON object") from None
+    if not isinstance(data, dict) or not isinstance(data.get("passes"), dict) or "input_model" not in data:
+        raise ImportConfigError(f"{path}: not an Olive workflow config (it needs `input_model` and `passes`)",
+                                "olivepipe imports the JSON that `olive run --config` runs")
+    return data
+
+
+def _nested(obj, key: str) -> dict:
+    """Olive's NestedConfig: {type, config: {...}} and the flat form mean the same; the outer keys win."""
+    if not isinstance(obj, dict):
+        return {}
+    inner = obj.get(key)
+    out = dict(inner) if isinstance(inner, dict) else {}
+    out.update({k: v for k, v in obj.items() if k != key})
+    return out
+
+
+def engine_options(cfg: dict) -> dict:
+    """Engine options, written under `engine` or (Olive 0.13's usual form) at the top level."""
+    return {**(cfg.get("engine") if isinstance(cfg.get("engine"), dict) else {}),
+            **{k: v for k, v in cfg.items() if k not in RUN_CONFIG_KEYS}}
+
+
+def name_of(raw: str, fallback: str) -> str:
+    """An olivepipe name (letters, digits, - and _, a letter first, at most 64) from an Olive name."""
+    n = _NAME_BAD.sub("-", str(raw)).strip("-")
+    if not n:
+        return fallback
+    if not n[0].isalpha():
+        n = f"{fallback}-{n}"
+    return n[:64].rstrip("-_") or fallback
+
+
+# -- translation -------------------------------------------------------------------------
+
+def translate(cfg: dict, *, source_dir: Path, out_dir: Path, name: str | None = None,
+              default_name: str = "imported", catalog: Catalog | None = None) -> Translation:
+    """An Olive workflow config -> an olivepipe workflow document and what it leaves out.
+
+    Relative paths in the config are read against ``source_dir`` (where `olive run` would
+    be started) and written relative to ``out_dir`` (the workflow file's folder)."""
+    return _Importer(cfg, Path(source_dir), Path(out_dir), catalog or load_catalog()).run(name, default_name)
+
+
+class _Importer:
+    def __init__(self, cfg: dict, source_dir: Path, out_dir: Path, catalog: Catalog):
+        self.cfg, self.src, self.out, self.catalog = cfg, source_dir, out_dir, catalog
+        self.report: list[Untranslated] = []
+        self.data_configs: dict[str, dict] = {}
+        self.datasets: dict[str, dict] = {}  # olivepipe name -> entry
+        self.dataset_of: dict[str, str | None] = {}  # Olive data config name -> olivepipe name (None: not importable)
+        self.used_data: set[str] = set()
+
+    def skip(self, path: str, message: str) -> None:
+        self.report.append(Untranslated(path, message))
+
+    def rel(self, p: str) -> str:
+        """A path as Olive reads it (against the folder `olive run` starts in) -> relative to the workflow."""
+        full = Path(p) if os.path.isabs(p) else self.src / p
+        return Path(os.path.relpath(os.path.abspath(full), os.path.abspath(self.out))).as_posix()
+
+    def run(self, name: str | None, default_name: str) -> Translation:
+        cfg = self.cfg
+        if name and name_of(name, "imported") != name:
+            raise ImportConfigError(f"--name {name!r} is not a workflow name",
+                                    "letters, digits, - and _, starting with a letter (at most 64)")
+        engine = engine_options(cfg)
+        model_name, model = self.model(cfg["input_model"])
+        device, provider = self.system(cfg.get("systems") or {}, engine)
+        for i, dc in enumerate(cfg.get("data_configs") or []):
+            if isinstance(dc, dict) and isinstance(dc.get("name"), str):
+                self.data_configs[dc["name"]] = dc
+            else:
+                self.skip(f"data_configs[{i}]", "a data config without a name: nothing can use it")
+        nodes = self.passes(cfg["passes"], model_name)
+        if model_name in nodes:  # a pass named like the model: the model gets another name
+            model_name = next(n for n in (f"{model_name[:58]}-model", *(f"base-{i}" for i in range(len(nodes) + 1)))
+                              if n not in nodes)
+            first = next(iter(nodes.values()), None)
+            if first is not None:
+                first["input"] = model_name
+        for dc in self.data_configs:
+            if dc not in self.used_data:
+                self.skip(f"data_configs[{dc}]", "no imported pass reads it (only passes' data configs become datasets)")
+        for ev in (cfg.get("evaluators") or {}):
+            self.skip(f"evaluators.{ev}", "olivepipe runs no Olive evaluator (a `kind: generate` node is its smoke test)")
+        self.engine(engine)
+        doc: dict = {"olivepipe": 1, "name": name_of(name or cfg.get("workflow_id") or default_name, "imported")}
+        defaults = {}
+        if device != "cpu":
+            defaults["device"] = device
+        if provider and provider != EXECUTION_PROVIDERS.get(device):
+            defaults["provider"] = provider
+        if defaults:
+            doc["defaults"] = defaults
+        doc["models"] = {model_name: model}
+        if self.datasets:
+            doc["datasets"] = self.datasets
+        doc["nodes"] = nodes
+        return Translation(doc, self.report)
+
+    # -- input model -------------------------------------------------------------------
+    def model(self, raw) -> tuple[str, dict]:
+        m = _nested(raw, "config")
+        mtype = str(m.get("type", "")).lower()
+        path = m.get("model_path")
+        if mtype not in ("hfmodel", "onnxmodel"):
+            hint = ("hf_config is the old PyTorchModel form; Olive 0.13 reads {\"type\": \"HfModel\", \"model_path\": ...}"
+                    if m.get("hf_config") else "olivepipe imports HfModel and ONNXModel inputs")
+            raise ImportConfigError(f"input_model: type {m.get('type')!r} cannot be imported", hint)
+        if not isinstance(path, str) or not path:
+            raise ImportConfigError("input_model: model_path must be a Hugging Face id or a local path",
+                                    "an Azure ML or other resource path cannot be imported")
+        local = (Path(path) if os.path.isabs(path) else self.src / path).exists()
+        if mtype == "onnxmodel" and not path.endswith(".onnx"):
+            raise ImportConfigError("input_model: an ONNX model folder cannot be imported",
+                                    "olivepipe reads an ONNX input model as one .onnx file: point model_path at it")
+        entry: dict
+        if mtype == "hfmodel" and not local and _HUB_ID.fullmatch(path):
+            entry = {"hf": path}
+        else:
+            entry = {"path": self.rel(path)}
+        handled = {"type", "model_path"}
+        if mtype == "hfmodel":
+            handled |= {"load_kwargs", "task"}
+            task = m.get("task", DEFAULT_HF_TASK)
+            if task != DEFAULT_HF_TASK:
+                self.skip("input_model.task", f"olivepipe loads models for Olive's default task {DEFAULT_HF_TASK!r}, "
+                                              f"not {task!r}")
+            lk = m.get("load_kwargs") or {}
+            if not isinstance(lk, dict):
+                lk = {}
+                self.skip("input_model.load_kwargs", "not a mapping")
+            if lk.get("revision") is not None:
+                if "hf" in entry:
+                    entry["revision"] = str(lk["revision"])
+                else:
+                    self.skip("input_model.load_kwargs.revision", "a local model has no hub revision")
+            if lk.get("trust_remote_code"):
+                entry["trust_remote_code"] = True
+            attn = lk.get("attn_implementation")
+            if attn in ("eager", "sdpa", "flash_attention_2"):
+                entry["load_kwargs"] = {"attn_implementation": attn}
+            elif attn is not None:
+                self.skip("input_model.load_kwargs.attn_implementation",
+                          f"{attn!r}: olivepipe takes eager, sdpa or flash_attention_2")
+            for k in lk:
+                if k not in ("revision", "trust_remote_code", "attn_implementation"):
+                    self.skip(f"input_model.load_kwargs.{k}", "olivepipe loads models with only revision, "
+                                                             "trust_remote_code and attn_implementation")
+            if attn is None and any(self.catalog.resolve(str(_nested(p, "config").get("type", ""))) in TRAINING_PASSES
+                                    for p in _pass_entries(self.cfg["passes"])):
+                self.skip("input_model.load_kwargs.attn_implementation",
+                          "not given: olivepipe's training passes load the model with eager attention, as `olive "
+                          "finetune` does; write `load_kwargs: {attn_implementation: sdpa}` on the model to change it")
+        for k, v in m.items():
+            if k not in handled and v not in (None, {}, []):
+                self.skip(f"input_model.{k}", "olivepipe's model entries have no such setting")
+        base = path.rstrip("/").rsplit("/", 1)[-1]
+        base = base.removesuffix(".onnx")
+        return name_of(base.lower(), "base"), entry
+
+    # -- systems -----------------------------------------------------------------------
+    def system(self, systems: dict, engine: dict) -> tuple[str, str | None]:
+        """The device and provider of the target system (Olive takes accelerators from it)."""
+        picked = {}
+        for role in ("target", "host"):
+            ref = engine.get(role)
+            if ref is None:
+                continue
+            where = role
+            if isinstance(ref, str):
+                if ref not in systems:
+                    self.skip(role, f"names no system in `systems` ({ref!r}): imported for the local CPU")
+                    continue
+                where, ref = f"systems.{ref}", systems[ref]
+            picked[role] = (where, _nested(ref, "config"))
+        named = {v for v in (engine.get("target"), engine.get("host")) if isinstance(v, str)}
+        for s in systems:
+            if s not in named:
+                self.skip(f"systems.{s}", "no host or target uses it")
+        for role, (where, s) in picked.items():
+            if str(s.get("type", "LocalSystem")).lower() != "localsystem":
+                self.skip(f"{where}.type", f"{s.get('type')}: olivepipe runs nodes on this machine "
+                                          "(or Azure ML through a node's `executor:`)")
+            for k, v in s.items():
+                if k not in ("type", "accelerators") and v not in (None, {}, [], False):
+                    self.skip(f"{where}.{k}", "olivepipe runs Olive in its own worker processes; no such system setting")
+        if "target" not in picked and "host" not in picked:
+            return "cpu", None  # Olive's default: the local system, CPU
+        where, s = picked.get("target") or picked["host"]
+        if "target" in picked and "host" in picked and picked["host"][1].get("accelerators") \
+                and picked["host"][1].get("accelerators") != s.get("accelerators"):
+            self.skip(f"{picked['host'][0]}.accelerators", "the target system's accelerator is imported; "
+                                                          "olivepipe runs a node on one device")
+        accs = s.get("accelerators") or []
+        if not isinstance(accs, list) or not accs:
+            return "cpu", None
+        if len(accs) > 1:
+            self.skip(f"{where}.accelerators", f"{len(accs)} accelerators: olivepipe runs a node on one device; "
+                                               "the first is imported (a matrix or one node per device gives the others)")
+        acc = accs[0]
+        if isinstance(acc, str):  # pre-0.6 Olive wrote accelerators as device names
+            acc = {"device": acc}
+        acc = acc if isinstance(acc, dict) else {}
+        eps = acc.get("execution_providers") or []
+        eps = [eps] if isinstance(eps, str) else list(eps)
+        if len(eps) > 1:
+            self.skip(f"{where}.accelerators[0].execution_providers",
+                      f"{len(eps)} execution providers: olivepipe gives a node one provider; the first ({eps[0]}) is imported")
+        provider = eps[0] if eps else None
+        device = str(acc["device"]).lower() if acc.get("device") else None
+        if device is None:
+            device = EP_DEVICE.get(provider) if provider else "cpu"
+            if device is None:
+                self.skip(f"{where}.accelerators[0].device", f"not given and {provider} runs on several devices "
+                                                             "(Olive asks for the device too): imported as cpu")
+                device = "cpu"
+        if device not in DEVICES:
+            self.skip(f"{where}.accelerators[0].device", f"{device!r}: olivepipe's devices are {', '.join(DEVICES)}; "
+                                                         "imported as cpu")
+            device = "cpu"
+        if provider is None and device != "cpu":
+            self.skip(f"{where}.accelerators[0].execution_providers",
+                      f"not given: Olive picks one from the installed onnxruntime; olivepipe uses {EXECUTION_PROVIDERS[device]}")
+        for k, v in acc.items():
+            if k not in ("device", "execution_providers") and v not in (None, {}, []):
+                self.skip(f"{where}.accelerators[0].{k}", "olivepipe's nodes have no such device setting")
+        return device, provider
+
+    # -- engine ------------------------------------------------------------------------
+    def engine(self, engine: dict) -> None:
+        for k, v in engine.items():
+            if k in ("host", "target") or k in ENGINE_IGNORED:  # host/target: read by system()
+                continue
+            if k == "cache_config" and isinstance(v, dict) and not any(x not in (None, False, "") for x in v.values()):
+                continue  # the CLI writes {account_name: null, container_name: null}: no shared cache
+            if k in ENGINE_NOOP_VALUES and v in ENGINE_NOOP_VALUES[k]:
+                continue
+            where = k if k in self.cfg else f"engine.{k}"
+            if k == "evaluator" and isinstance(v, str):
+                self.skip(where, f"{v!r}: {ENGINE_WHY[k]}")
+            elif k in ENGINE_WHY:
+                self.skip(where, ENGINE_WHY[k])
+            else:
+                self.skip(where, "not an Olive 0.13 workflow option olivepipe knows")
+
+    # -- passes ------------------------------------------------------------------------
+    def passes(self, passes: dict, model_name: str) -> dict:
+        nodes: dict = {}
+        prev = model_name
+        for pname, raw in passes.items():
+            where = f"passes.{pname}"
+            if isinstance(raw, list):  # Olive 0.13: a list of configs for one pass name
+                if not raw:
+                    self.skip(where, "an empty list of configs: nothing to run")
+                    continue
+                if len(raw) > 1:
+                    self.skip(where, f"{len(raw)} alternative configs: olivepipe runs one; the first is imported")
+                raw = raw[0]
+            p = _nested(raw, "config")
+            if not isinstance(raw, dict) or "type" not in p:
+                self.skip(where, "a pass without a type")
+                continue
+            node_name = name_of(pname, "pass")
+            i = 2
+            while node_name in nodes:
+                node_name, i = f"{name_of(pname, 'pass')[:60]}-{i}", i + 1
+            nodes[node_name] = self.node(where, p, prev)
+            prev = node_name
+        return nodes
+
+    def node(self, where: str, p: dict, prev: str) -> dict:
+        from ..kinds.olive_pass import (
+            OUTPUT_LOCATION_PARAMS,  # the same table validation refuses
+        )
+
+        written = str(p["type"])
+        pass_type = self.catalog.resolve(written)
+        spec = self.catalog.params(pass_type) if pass_type else {}
+        data_param = self.catalog.data_param(pass_type) if pass_type else None
+        params: dict = {}
+        dataset = None
+        for k, v in p.items():
+            at = f"{where}.{k}"
+            if k == "type":
+                continue
+            if k in ("host", "evaluator"):  # RunPassConfig's own fields, not pass params
+                if v is not None:
+                    self.skip(at, "olivepipe runs every node on its own device and evaluates nothing")
+                continue
+            if v == "DEFAULT_VALUE":  # Olive's spelling of "the default": writing nothing says the same
+                continue
+            if v == "SEARCHABLE_VALUES" or isinstance(v, dict) and v.get("olive_parameter_type") == "SearchParameter":
+                self.skip(at, "a search space: olivepipe runs each pass once with the value written")
+                continue
+            if (spec.get(k) or {}).get("type") == "data_config" or not pass_type and k in ("data_config", "train_data_config"):
+                if k == data_param or not pass_type:
+                    dataset = self.dataset_ref(at, v)
+                else:
+                    self.skip(at, f"olivepipe gives a node one dataset, its `data:` ({data_param or 'none'} here)")
+                    if isinstance(v, str):
+                        self.used_data.add(v)
+                continue
+            if k in ("user_script", "script_dir") and isinstance(v, str):
+                full = Path(v) if os.path.isabs(v) else self.src / v
+                if not full.exists():
+                    self.skip(at, f"{v!r} does not exist next to the config: left out")
+                    continue
+                # Olive resolves it against its working folder, and olivepipe's workers run elsewhere
+                params[k] = os.path.abspath(full)
+                continue
+            params[k] = v
+        for path in sorted(OUTPUT_LOCATION_PARAMS):
+            holder = params
+            for part in path[:-1]:
+                holder = holder.get(part) if isinstance(holder, dict) else None
+            if isinstance(holder, dict) and path[-1] in holder:
+                del holder[path[-1]]
+                self.skip(f"{where}.{'.'.join(path)}", "olivepipe decides where a node writes (its own folder in the store)")
+        if params.get("training_args") == {}:
+            del params["training_args"]  # emptied by the line above: Olive's default is no training args
+        node: dict = {"pass": self.pass_name(written, pass_type, params), "input": prev}
+        if dataset:
+            node["data"] = dataset
+        if params:
+            node["params"] = params
+        return node
+
+    def pass_name(self, written: str, pass_type: str | None, params: dict) -> str:
+        """The alias when there is one and it means the same, else the Olive type as the catalog spells it."""
+        if pass_type is None:
+            return written  # unknown to this Olive: validate says so, with suggestions
+        alias = next((a for a, t in ALIASES.items() if t == pass_type), None)
+        # an alias that would set params the config leaves to Olive's defaults would change the pass
+        if alias and not set(ALIAS_DEFAULTS.get(alias, {})) - set(params):
+            return alias
+        return pass_type
+
+    # -- data ----------------------------------------------------------------------------
+    def dataset_ref(self, at: str, ref) -> str | None:
+        if ref is None:
+            return None
+        if not isinstance(ref, str):
+            self.skip(at, "an inline data config (Olive 0.13 refuses them too): name one from data_configs")
+            return None
+        if ref not in self.data_configs:
+            self.skip(at, f"names no data config ({ref!r})")
+            return None
+        self.used_data.add(ref)
+        if ref not in self.dataset_of:
+            name = name_of(ref, "data")
+            while name in self.datasets:
+                name = f"{name}-2"
+            entry = self.dataset(ref, self.data_configs[ref])
+            self.dataset_of[ref] = name if entry is not None else None
+            if entry is not None:
+                self.datasets[name] = entry
+        if self.dataset_of[ref] is None:
+            self.skip(at, f"data config {ref!r} cannot be imported (see its entries): the node has no data")
+        return self.dataset_of[ref]
+
+    def dataset(self, name: str, dc: dict) -> dict | None:
+        """A HuggingfaceContainer data config -> a `datasets:` entry; None when olivepipe cannot express it."""
+        where = f"data_configs[{name}]"
+        ok = True
+        if dc.get("type", "HuggingfaceContainer") != "HuggingfaceContainer":
+            self.skip(f"{where}.type", f"{dc.get('type')}: olivepipe datasets are Hugging Face datasets (HuggingfaceContainer)")
+            return None
+        for k in ("user_script", "script_dir"):
+            if dc.get(k):
+                self.skip(f"{where}.{k}", "olivepipe datasets run no user scripts (custom components)")
+        for k in dc:
+            if k not in ("name", "type", "user_script", "script_dir", *DEFAULT_COMPONENTS):
+                self.skip(f"{where}.{k}", "not a data config field olivepipe knows")
+        comps = {k: _nested(dc.get(k), "params") for k in DEFAULT_COMPONENTS}
+        for k, c in comps.items():
+            if c.get("type") not in DEFAULT_COMPONENTS[k]:
+                self.skip(f"{where}.{k}.type", f"{c.get('type')!r}: olivepipe uses Olive's default component")
+                ok = False
+        load, pre = comps["load_dataset_config"], comps["pre_process_data_config"]
+        entry: dict = {}
+        files = load.get("data_files")
+        split = load.get("split")
+        data_name = load.get("data_name")
+        if not isinstance(data_name, str) or not data_name:
+            self.skip(f"{where}.load_dataset_config.data_name", "missing: no dataset to load")
+            return None
+        if files is not None:
+            if isinstance(files, str):
+                files = [files]
+            if not isinstance(files, list) or not all(isinstance(f, str) for f in files) or not files:
+                self.skip(f"{where}.load_dataset_config.data_files", "olivepipe reads a file or a list of files "
+                                                                     "(not a split mapping or a remote store)")
+                return None
+            if data_name.lower() not in FILE_FORMATS:
+                self.skip(f"{where}.load_dataset_config.data_name", f"{data_name!r}: olivepipe reads local files as "
+                                                                    f"{', '.join(FILE_FORMATS)}")
+                return None
+            rel = [self.rel(f) for f in files]
+            entry["files"] = rel[0] if len(rel) == 1 else rel
+            fmt = {"jsonl": "json"}.get(data_name.lower(), data_name.lower())
+            suffix = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+            if any(suffix.get(Path(f).suffix.lower()) != fmt for f in rel):
+                entry["format"] = fmt
+            m = _SPLIT_HEAD.fullmatch(str(split)) if split is not None else None
+            if m:
+                entry["limit"] = int(m.group(1))
+            elif split is None:
+                self.skip(f"{where}.load_dataset_config.split", f"not given: Olive loads split "
+                                                                f"{OLIVE_DEFAULT_SPLIT!r}; olivepipe reads the files' train split")
+            elif split != "train":
+                self.skip(f"{where}.load_dataset_config.split", f"{split!r}: olivepipe reads all of the files' "
+                                                                "train split, or its first N rows (train[:N])")
+        else:
+            entry["hf"] = data_name
+            if load.get("subset") is not None:
+                entry["subset"] = str(load["subset"])
+            # olivepipe's default split is train, Olive's is validation: always say which
+            entry["split"] = str(split) if split is not None else OLIVE_DEFAULT_SPLIT
+            if load.get("revision") is not None:
+                entry["revision"] = str(load["revision"])
+        handled = ("type", "data_name", "data_files", "split") + (() if files is not None else ("subset", "revision"))
+        for k, v in load.items():
+            if k in handled or k == "trust_remote_code" and not v:
+                continue
+            self.skip(f"{where}.load_dataset_config.{k}", "olivepipe loads datasets by name, subset, split and "
+                                                          "files only" + (" (a filter: put the rows in a file)"
+                                                                          if k == "col_filters" else ""))
+        self.preprocess(where, pre, entry)
+        post, loader = comps["post_process_data_config"], comps["dataloader_config"]
+        for k, v in post.items():
+            if k not in ("type", *FROM_INPUT_MODEL):
+                self.skip(f"{where}.post_process_data_config.{k}", "olivepipe uses Olive's default post-processing")
+        for k, v in loader.items():
+            if k != "type" and DATALOADER_DEFAULTS.get(k, object()) != v:
+                self.skip(f"{where}.dataloader_config.{k}", "olivepipe uses Olive's default data loader (batch size 1)")
+        return entry if ok else None
+
+    def preprocess(self, where: str, pre: dict, entry: dict) -> None:
+        at = f"{where}.pre_process_data_config"
+        template, cols = pre.get("text_template"), pre.get("text_cols")
+        if template:
+            entry["text_template"] = str(template)
+            if cols is not None:
+                self.skip(f"{at}.text_cols", "Olive uses text_template over text_cols: left out")
+        elif cols is not None:
+            cols = [cols] if isinstance(cols, str) else cols
+            if isinstance(cols, list) and len(cols) == 1 and isinstance(cols[0], str):
+                if cols != TEXT_GEN_DEFAULTS["text_cols"]:
+                    entry["text_field"] = cols[0]
+            else:
+                self.skip(f"{at}.text_cols", f"{cols!r}: olivepipe takes one text column (text_field) or a "
+                                             "text_template; write the columns into a template")
+        for k in ("max_seq_len", "max_samples"):
+            if pre.get(k) is not None:
+                entry[k] = pre[k]
+        # olivepipe's default is the CLI's (false); Olive's data config default is true
+        entry["add_special_tokens"] = bool(pre.get("add_special_tokens", TEXT_GEN_DEFAULTS["add_special_tokens"]))
+        if pre.get("max_samples") is None:
+            self.skip(f"{at}.max_samples", "not given: Olive uses every sequence; olivepipe at most 256 "
+                                           "(set `max_samples` on the dataset)")
+        for k, v in pre.items():
+            if k in ("type", "text_template", "text_cols", "max_seq_len", "max_samples", "add_special_tokens"):
+                continue
+            if k in FROM_INPUT_MODEL:
+                if self._model_fact(k, v):
+                    continue
+                self.skip(f"{at}.{k}", f"{v!r}: olivepipe pre-processes with the node's input model ({k} from it)")
+                continue
+            if k == "chat_template" and not v:  # Olive tests its truth: false is its default, None
+                continue
+            if k in TEXT_GEN_DEFAULTS and TEXT_GEN_DEFAULTS[k] == v:
+                continue
+            self.skip(f"{at}.{k}", "olivepipe pre-processes with Olive's defaults but for text_template/text_field, "
+                                   "max_seq_len, max_samples and add_special_tokens")
+
+    def _model_fact(self, key: str, value) -> bool:
+        """Whether a pre-process value is what Olive would fill in from the input model anyway."""
+        m = _nested(self.cfg["input_model"], "config")
+        if key == "model_name":
+            return value == m.get("model_path")
+        if key == "task":
+            return value in (m.get("task", DEFAULT_HF_TASK), DEFAULT_HF_TASK.replace("-with-past", ""))
+        return bool(value) == bool((m.get("load_kwargs") or {}).get("trust_remote_code"))
+
+
+def _pass_entries(passes) -> list:
+    out = []
+    for raw in (passes or {}).values():
+        out.extend(raw[:1] if isinstance(raw, list) else [raw])
+    return out
+
+
+# -- the file --------------------------------------------------------------------------
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper, s: str):
+    # a multi-line text_template reads best (and diffs on one line) double-quoted with \n escapes
+    return dumper.represent_scalar("tag:yaml.org,2002:str", s, style='"' if "\n" in s else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _comment(text: str) -> str:
+    return " ".join(str(text).split())  # one line: a newline would end the comment
+
+
+def header(source: str, report: list[Untranslated], problems: list[Problem] = ()) -> str:
+    from .catalog import installed_version
+
+    lines = [f"# Imported from {_comment(source)} by `olivepipe import` (olive-ai {installed_version('olive-ai') or 'not installed'})."]
+    if report:
+        lines.append(f"# Not translated ({len(report)}):")
+        lines += [f"#   - {_comment(u.format())}" for u in report]
+    else:
+        lines.append("# Everything in the Olive config is translated.")
+    if problems:
+        lines.append(f"# Does not validate ({len(problems)} problem{'s' if len(problems) != 1 else ''}); written with --force:")
+        lines += [f"#   - {_comment(p.message)}" + (f" ({_comment(p.path)})" if p.path else "") for p in problems]
+    return "\n".join(lines) + "\n\n"
+
+
+def render(doc: dict) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1 << 16)
+
+
+def import_config(config_path: Path, out_path: Path, *, name: str | None = None,
+                  catalog: Catalog | None = None) -> ImportResult:
+    """Translate ``config_path`` for a workflow at ``out_path``, validate it there, and lay it
+    out canonically (olivepipe.fmt). Writes nothing: the caller decides (see olivepipe.cli.importer)."""
+    from ..fmt import format_text
+    from ..spec import parse_workflow
+
+    config_path, out_path = Path(config_path), Path(os.path.abspath(out_path))
+    cfg = read_config(config_path)
+    stem = config_path.stem
+    t = translate(cfg, source_dir=config_path.resolve().parent, out_dir=out_path.parent, name=name,
+                  default_name=stem, catalog=catalog)
+    body = render(t.doc)
+    shown = str(out_path)
+    text = header(str(config_path), t.report) + body
+    try:
+        parse_workflow(text, shown, base=out_path.parent, catalog=catalog, file=out_path)
+    except SpecError as e:
+        text = header(str(config_path), t.report, e.problems) + body
+        try:  # again on the file as written: the listed problems move its lines down
+            parse_workflow(text, shown, base=out_path.parent, catalog=catalog, file=out_path)
+        except SpecError as located:
+            e = located
+        return ImportResult(text, t, e.problems)
+    return ImportResult(format_text(text, shown, out_path.parent), t, [])
+
+
+__all__ = ["ImportConfigError", "ImportResult", "Translation", "Untranslated", "import_config", "read_config",
+           "translate"]
