@@ -551,7 +551,7 @@ class _Builder:
     def _model(self, name, m, where) -> ModelSpec:
         if "path" in m:
             p = self.local_path(m["path"], where + ("path",), "model")
-            return ModelSpec(name, "path", path=p, arch=m.get("arch"), rehearse=m.get("rehearse"),
+            return ModelSpec(name, "path", path=p, arch=m.get("arch") or _folder_arch(p), rehearse=m.get("rehearse"),
                              trust_remote_code=m.get("trust_remote_code", False), load_kwargs=m.get("load_kwargs"))
         if "tiny" in m:
             t = m["tiny"]
@@ -791,6 +791,17 @@ def parse_duration(value) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     return float(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]]
+
+
+def _folder_arch(path: Path | None) -> str | None:
+    """The architecture a local Hugging Face folder declares (config.json model_type), if any."""
+    import json
+
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return {"phi3": "phi3", "llama": "llama", "mistral": "llama"}.get(str(model_type).lower())
 
 
 def _guess_arch(hf_id: str) -> str | None:

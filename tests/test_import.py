@@ -189,6 +189,10 @@ def test_configs_are_there_with_their_sources():
         assert f"`{p.relative_to(CONFIGS).as_posix()}`" in sources, p
 
 
+# `olive auto-opt` without --use_model_builder captures with OnnxConversion, which fails on phi3 here
+INVALID_HERE = {"olive-auto-opt-cpu.json": "OnnxConversion fails on phi3"}
+
+
 @pytest.mark.parametrize("config", VALID, ids=[p.name for p in VALID])
 def test_round_trip(tmp_path, config):
     from olivepipe.preview import compile_preview
@@ -197,6 +201,9 @@ def test_round_trip(tmp_path, config):
     src = staged(tmp_path, config)
     out = src.parent / "workflow.yaml"
     result = import_config(src, out)
+    if config.name in INVALID_HERE:  # translated faithfully, and refused for what this stack cannot run
+        assert not result.valid and any(INVALID_HERE[config.name] in p.message for p in result.problems)
+        return
     assert result.valid, "\n".join(p.format() for p in result.problems)
     assert {u.path for u in result.report} == EXPECTED_REPORT[config.name]
     assert format_text(result.text, str(out), out.parent) == result.text  # already canonical

@@ -85,6 +85,8 @@ def data_config(ds: DatasetSpec, name: str = DATA_NAME, *, text_column_folder: s
         load = {"data_name": ds.hf, "split": _rows(ds.split, ds.limit)}
         if ds.subset:
             load["subset"] = ds.subset
+        if ds.revision:  # huggingface_dataset passes extra keys to datasets.load_dataset
+            load["revision"] = ds.revision
         pre = {}
     if text_column_folder is None:
         if ds.text_template:
