@@ -4,8 +4,9 @@ transformers 5 loads AWQ checkpoints only through `gptqmodel`. The gptqmodel tha
 with torch 2.11 / transformers 5.17 (6.0.3, source-only on PyPI, built without its CUDA
 extensions) needs five small fixes around it; each one below says why, checks whether
 its target still misbehaves, and does nothing when it does not (a fixed release of a
-package skips its fix). `prepare_for` applies them only for an AWQ input and returns
-one human-readable note per fix it applied; the olive kind writes them to the node log.
+package skips its fix). `prepare_for` applies them where gptqmodel will be imported (an
+AWQ input; any peft job while gptqmodel is installed, since peft then rejects 6.x) and
+returns one human-readable note per fix it applied; olive/runner.py logs them.
 
 Runs in worker processes only (it imports transformers, peft and gptqmodel); every fix
 is idempotent, so a persistent worker may call it before each job.
@@ -75,7 +76,8 @@ def fix_hub_names() -> str | None:
 # -- fixes 2 and 3 ----------------------------------------------------------------------
 # 2. transformers imports gptqmodel lazily, inside from_pretrained, while the model is
 #    being built on the meta device; gptqmodel calls `.item()` on a tensor at import time
-#    (nn_modules/exllamav3_torch.py, 6.0.3), which fails there. Importing it now, before any model is loaded, avoids that.
+#    (nn_modules/exllamav3_torch.py, 6.0.3), which fails there. Importing it now, before
+#    any model is loaded, avoids that.
 # 3. gptqmodel prints a banner and log lines to stdout on import. The worker's stdout is
 #    its result protocol between jobs (during a job fd 1 is the node log, see worker.py);
 #    the import runs with sys.stdout pointed at stderr so it can never reach the protocol.
@@ -134,13 +136,12 @@ def fix_awq_backend() -> str | None:
     choice = _awq_backend_choice()
     if choice is None or choice not in {b.value for b in backend}:
         return None
-    auto = {b for b in backend if b.value in ("auto", "auto_trainable")} | {"auto", "auto_trainable"}
     original = cls.post_init
 
     def post_init(self):
         original(self)
-        if self.backend in auto:
-            self.backend = backend(choice)
+        if self.backend in ("auto", "auto_trainable"):  # AwqBackend is a str enum: matches both forms
+            self.backend = choice
 
     post_init._olivepipe_awq_backend = True
     post_init.__wrapped__ = original
@@ -195,33 +196,31 @@ def fix_peft_version_check() -> str | None:
 
 FIXES = (fix_hub_names, import_gptqmodel_early, fix_awq_backend, fix_peft_version_check)
 
-# Passes that read an AWQ checkpoint without transformers' loader (onnxruntime-genai's
-# builder reads the safetensors itself; ExtractAdapters reads ONNX): fixes 1-4 are not
-# needed there, and importing gptqmodel would only cost time and set its env defaults.
-NO_TRANSFORMERS_LOAD = frozenset({"ModelBuilder", "ExtractAdapters"})
-# ... and passes that never import peft either.
+# Passes that never import transformers' AWQ loader nor peft (ExtractAdapters reads ONNX).
 NO_PEFT = frozenset({"ExtractAdapters"})
+GPTQMODEL_FIXES = (fix_hub_names, import_gptqmodel_early, fix_peft_version_check)  # fix 4 is AWQ-only
 
 
 def prepare_for(input_model_path: str | None, *, pass_types=None) -> list[str]:
-    """Apply the fixes this input needs; one note per fix applied (or failed).
+    """Apply the fixes this job needs; one note per fix applied (or failed).
 
-    An AWQ input read through transformers gets all fixes. Any other job gets at most
-    fix 5, and only where gptqmodel is installed and peft refuses it: peft's check runs
-    for every LoRA target (and in model-builder's PeftModel.from_pretrained), so an
-    installed gptqmodel 6 breaks LoRA on a plain model too. With no gptqmodel, or a peft
-    that accepts it, nothing is patched for a non-AWQ input. ``pass_types``: the job's
-    Olive pass types (optional; unknown means "may load through transformers").
-    A fix that raises is reported in its note and the rest still run: the pass then
-    fails with its own, real error."""
+    Needed where gptqmodel will be imported: an AWQ input (transformers 5 loads it only
+    through gptqmodel), and also any job that uses peft while gptqmodel is installed:
+    peft checks gptqmodel's version for every LoRA target (and in model-builder's
+    PeftModel.from_pretrained) and raises for 6.x, then imports it. So with gptqmodel
+    installed every job but ``NO_PEFT`` ones gets fixes 1, 2/3 and 5 (each skips itself
+    where its target already behaves), and an AWQ input fix 4 as well. Without gptqmodel
+    nothing is patched (an AWQ input gets a note saying it cannot load).
+    ``pass_types``: the job's Olive pass types (optional). A fix that raises is reported in
+    its note and the rest still run: the pass then fails with its own, real error."""
     types = set(pass_types or ())
     if types and types <= NO_PEFT:
         return []
-    awq = is_awq_checkpoint(input_model_path) and not (types and types <= NO_TRANSFORMERS_LOAD)
+    awq = is_awq_checkpoint(input_model_path)
     if not _gptqmodel_importable():
         return ["AWQ input but gptqmodel is not installed: transformers 5 cannot load it (no fix applied)"] if awq else []
     notes = []
-    for fix in (FIXES if awq else (fix_peft_version_check,)):
+    for fix in (FIXES if awq else GPTQMODEL_FIXES):
         try:
             note = fix()
         except Exception as e:  # noqa: BLE001 - reported, never fatal here

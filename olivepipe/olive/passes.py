@@ -63,14 +63,15 @@ INCOMPATIBLE = {
     ("AutoAWQQuantizer", "LoRA"): _AWQ_LORA,
     ("AutoAWQQuantizer", "DoRA"): "peft's AWQ layer has no DoRA (AwqLoraLinear: 'does not support DoRA yet'); "
     "use LoRA on the AWQ checkpoint (needs gptqmodel), or DoRA on the base model",
-    ("AutoAWQQuantizer", "QLoRA"): "QLoRA quantizes its input with bitsandbytes and refuses an already quantized "
-    "model; use LoRA on the AWQ checkpoint (needs gptqmodel)",
+    ("AutoAWQQuantizer", "QLoRA"): "Olive's QLoRA quantizes its input with bitsandbytes and refuses a quantized one "
+    "(ValueError: Model is already quantized); use LoRA on the AWQ checkpoint (needs gptqmodel)",
     ("Rtn", "LoRA"): "Olive's Rtn output has QuantLinear layers, which peft cannot wrap with LoRA",
     ("Gptq", "LoRA"): "Olive's Gptq output has QuantLinear layers, which peft cannot wrap with LoRA",
 }
 for _t in ("LoHa", "LoKr"):
-    INCOMPATIBLE[("AutoAWQQuantizer", _t)] = (f"peft has no {_t} layer for gptqmodel's AWQ linears (TypeError: Target "
-                                              "module of type AwqTorchQuantLinear not supported); use LoRA on the AWQ checkpoint (needs gptqmodel)")
+    INCOMPATIBLE[("AutoAWQQuantizer", _t)] = (f"peft has no {_t} layer for gptqmodel's AWQ linears (TypeError: "
+                                              "Target module of type AwqTorchQuantLinear not supported); "
+                                              "use LoRA on the AWQ checkpoint (needs gptqmodel)")
 for _q in ("Rtn", "Gptq"):
     for _t in ("DoRA", "QLoRA", "LoHa", "LoKr"):
         INCOMPATIBLE.setdefault((_q, _t), INCOMPATIBLE[(_q, "LoRA")])
