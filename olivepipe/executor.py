@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import lock as lockfile
-from .errors import OlivepipeError, Interrupted
+from .errors import Interrupted, OlivepipeError, StoreError
 from .executors.base import RunContext
 from .gpus import GpuAllocator, parse_gib
 from .keys import key_of
@@ -242,6 +242,8 @@ class Scheduler:
         return "start"
 
     def _uses_gpu(self, n: str) -> bool:
+        if self.ws.placement(n):  # a remote node runs on its compute's GPU, never on one of ours
+            return False
         return self.ws.device(n) == "gpu" or self.ws.kind_of(n).needs(self.ws.spec_of(n)).cuda
 
     def _gpu_alloc(self) -> GpuAllocator:
@@ -267,8 +269,10 @@ class Scheduler:
             self._fail(n, e.message, 0.0, str(log), None)
             return
         self.emit(Event("start", n, self.steps[n].label, log=str(log)))
+        key, record = self.running[n]
         ctx = RunContext(store=self.ws.store, root=self.ws.workflow.root, log=log, stats=self.ws.stats,
-                         offline=not self._needs_hub(), gpu=self.pinned.get(n, ""))
+                         offline=not self._needs_hub(), gpu=self.pinned.get(n, ""), key=key, record=record,
+                         replace=self.steps[n].action == FORCED, workflow=self.ws.lock_name)
         self.executor.start(job, ctx)
 
     def _finished(self, res):
@@ -285,7 +289,13 @@ class Scheduler:
             step = self.steps[n]
             meta = {"model": res.model, "kind": step.kind, "record": record, "duration_s": round(res.seconds, 3)}
             try:
-                entry = self.ws.store.publish(key, res.output, meta, replace=step.action == FORCED)
+                if res.published:  # the job published it where it ran (a remote executor)
+                    entry = self.ws.store.get(key)
+                    if entry is None:
+                        raise StoreError(f"{n} reported its result {key[:12]} as stored, but the cache has no "
+                                         "such entry", "run apply again")
+                else:
+                    entry = self.ws.store.publish(key, res.output, meta, replace=step.action == FORCED)
             except OlivepipeError as e:
                 self._fail(n, e.message, res.seconds, log, key)
                 return

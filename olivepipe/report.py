@@ -35,7 +35,7 @@ def plan_text(plan: Plan, console: Console) -> None:
         sym, color = SYMBOL[s.status]
         head = Text(f"  {sym} ", style=color)
         head.append(f"{s.name}", style="bold")
-        head.append(f"  {s.label} @ {s.device}", style="cyan")
+        head.append(f"  {s.label} @ {s.device}" + ("" if s.where == "local" else f" on {s.where}"), style="cyan")
         head.append(f"  {WORD[s.status]}", style=color)
         if s.status == RUN and s.estimate_s:
             head.append(f"  (~{_fmt_s(s.estimate_s)} last time)", style="dim")

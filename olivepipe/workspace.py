@@ -222,13 +222,15 @@ class Workspace:
         return lockfile.nodes(self.lock_path, self.lock_name)
 
 
-def _azureml_executor():
-    """The Azure ML executor, when its module and azure-ai-ml are installed (the `azure` extra)."""
+def _azureml_executor(folder: Path | None = None):
+    """The Azure ML executor, when its module and azure-ai-ml are installed (the `azure` extra).
+    ``folder``: the workflow's folder: its `.olivepipe/config.yaml` names the remote cache jobs
+    publish into, and an Azure ML config.json is searched from there (as the register node does)."""
     try:
         from .executors.azureml import AzureMLExecutor
     except ImportError:
         return None
-    return AzureMLExecutor()
+    return AzureMLExecutor(workspace_dir=folder, start_dir=folder)
 
 
 def default_cache_dir(workflow: Workflow) -> Path:
@@ -246,7 +248,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     from .stores import open_store
 
     wf = workflow or load_workflow(path, remember=not read_only)
-    executor = executor or Router(LocalExecutor(), {"azureml": _azureml_executor})
+    executor = executor or Router(LocalExecutor(), {"azureml": lambda: _azureml_executor(wf.file.parent)})
     substitutions = {}
     if rehearse:
         from .rehearse import rehearsal

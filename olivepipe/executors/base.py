@@ -38,6 +38,10 @@ class RunContext:
     stats: object = None  # hashing.StatCache: local inputs are re-checked without re-reading
     offline: bool = True  # no hub access for workers
     gpu: str = ""  # the GPU the job is pinned to ("" for a CPU job)
+    key: str = ""  # the step's key: a remote job publishes its result under it itself
+    record: dict | None = None  # the step's key record (its `packages` name the remote environment)
+    replace: bool = False  # --force: the new result replaces the stored entry of this key
+    workflow: str = ""  # the workflow's name (e.g. the Azure ML experiment)
 
 
 @dataclass
@@ -49,6 +53,7 @@ class JobResult:
     output: Path | None = None  # a local folder holding the result, to publish
     model: dict | None = None  # the result's model config ($OUT-relative)
     cleanup: Callable[[], None] | None = None  # drop staging once published (or failed)
+    published: bool = False  # already in the store under the step's key (a remote job published it)
     extra: dict = field(default_factory=dict)
 
 

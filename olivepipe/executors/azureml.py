@@ -1,0 +1,641 @@
+"""The Azure ML executor: a node placed with ``executor: {azureml: {compute: ...}}`` runs as an
+Azure ML command job that runs ``python -m olivepipe.runtime`` (olivepipe/runtime.py).
+
+Where a job runs is where its placeholders are resolved, and an Azure ML job can read only the
+store. So ``start`` first makes every input reachable there: data files and local model folders
+are uploaded as content-addressed input entries (``runtime.input_key``; hashed as they are
+copied, so the bytes uploaded are the bytes in the key) and their refs rewritten to
+``{"entry": key, ...}``; an upstream result missing from the job's store is copied there. Then
+it writes job.json (the job plus key, record, replace) next to a copy of olivepipe's code (the
+job's code snapshot: the remote runs exactly the runtime that planned it, whatever the
+environment holds), builds the command job (olivepipe/azure/jobs.py) and submits it.
+
+Each job has a thread that submits it, polls its status, streams its log into the node's log
+and, when it ends, reads its result from the store. The job publishes its result itself, under
+the step's key; when the scheduler's store already serves that entry (the same store, or a
+tiered store in front of it) the result says ``published`` and nothing is copied; otherwise the
+entry is fetched into staging and published by the scheduler like a local result.
+
+``close(kill=True)`` (Ctrl-C) cancels every job this executor submitted. A plain ``close``
+leaves running jobs alone: they still publish into the store, so a later apply finds them.
+
+Needs two things from the scheduler that it does not hand every executor yet: the step's key,
+record and --force flag (``RunContext.key/record/replace``) and a way to say "already published"
+(``JobResult.published``): docs/azureml.md, "Scheduler support".
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import InputChanged, OlivepipeError, StoreError
+from ..hashing import tree_digest
+from ..runtime import FORMAT as JOB_FORMAT, INPUT_KIND, input_key, open_store_url
+from .base import Check, JobResult, RunContext
+
+#: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
+TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
+#: What a store writes into a manifest itself; the rest is the publisher's metadata.
+_OWN_FIELDS = ("format", "key", "id", "digest", "files", "created")
+_CHUNK = 1 << 20
+
+
+@dataclass
+class _Run:
+    job: dict
+    ctx: RunContext
+    t0: float = field(default_factory=time.monotonic)
+    name: str = ""  # the Azure ML job name, chosen before submitting
+    submitted: bool = False
+    cancel_sent: bool = False  # Azure ML took the cancel request
+    cancelling: bool = False  # a cancel request is in flight (close and the job's thread may race)
+    finished: bool = False
+    studio_url: str = ""
+    code_dir: Path | None = None
+    stream_failed: bool = False  # said once in the log, then quiet
+
+
+class AzureMLExecutor:
+    """``client_factory``: builds the MLClient (default ``azure.ai.ml.MLClient``) from
+    ``credential=``, ``subscription_id=``, ``resource_group_name=``, ``workspace_name=`` and
+    azure/sdk.py's CLIENT_KWARGS. ``credential``: default ``DefaultAzureCredential`` (no managed
+    identity, no browser), probed with a time bound before the first submit. ``store_url``: the
+    store jobs publish into (default: the configured remote cache, stores/config.py).
+    ``open_store``: URL -> Store (default ``runtime.open_store_url``)."""
+
+    name = "azureml"
+
+    def __init__(self, *, client_factory: Callable[..., Any] | None = None, credential: Any = None,
+                 store_url: str | None = None, open_store: Callable[[str], Any] | None = None,
+                 poll_s: float = 10.0, poll_grace_s: float = 600.0, submit_timeout_s: float = 900.0,
+                 image: str | None = None, cuda_image: str | None = None, identity: Any = None,
+                 env: Mapping[str, str] | None = None, start_dir: Path | None = None,
+                 workspace_dir: Path | None = None, version: Callable[[str], str | None] | None = None):
+        from ..azure import jobs as amljobs
+
+        self.client_factory = client_factory
+        self._credential = credential
+        self.store_url = store_url
+        self.open_store = open_store or open_store_url
+        self.poll_s = poll_s
+        self.poll_grace_s = poll_grace_s  # status reads may fail this long before the node is given up
+        self.submit_timeout_s = submit_timeout_s
+        self.env = os.environ if env is None else env
+        self.image = image or self.env.get("OLIVEPIPE_AZUREML_IMAGE") or amljobs.DEFAULT_IMAGE
+        self.cuda_image = cuda_image or self.env.get("OLIVEPIPE_AZUREML_CUDA_IMAGE") or amljobs.DEFAULT_CUDA_IMAGE
+        self.identity = identity  # the job's identity (None: the compute's, Azure ML's default)
+        self.start_dir = start_dir  # where an Azure ML config.json is searched from (None: cwd)
+        self.workspace_dir = workspace_dir  # whose .olivepipe/config.yaml names the remote cache
+        if version is None:
+            from ..olive.runtime import version
+        self.version = version
+        self.offline = True
+        self._client = None
+        self._where = ""  # subscription/resource group/workspace, for messages
+        self._remote = None
+        self._mutex = threading.Lock()  # runs and their cancel flags
+        self._setup = threading.Lock()  # the client and the store, made once (a credential probe takes seconds)
+        self._runs: dict[str, _Run] = {}
+        self._done: queue.Queue = queue.Queue()
+        self._killed = threading.Event()
+        self._identities: dict = {}
+
+    def __repr__(self) -> str:  # never the client or the credential
+        return f"AzureMLExecutor(store={self.store_url!r})"
+
+    # -- what it can run (plan: no network, no subprocess, no azure-ai-ml import) ----------
+    def preflight(self, needs, device: str, placement: dict | None = None) -> Check:
+        from ..azure.errors import RegistrationError
+        from ..azure.jobs import environment_spec, named_environment
+        from ..azure.workspace import resolve_workspace
+
+        opts = _options(placement)
+        compute = str(opts.get("compute") or "").strip()
+        want = [f"Azure ML compute {compute or '?'}"]
+        missing = []
+        if not compute:
+            missing.append("an Azure ML compute (`executor: {azureml: {compute: <name>}}`)")
+        if importlib.util.find_spec("azure.ai.ml") is None:
+            missing.append("package azure-ai-ml (not installed here; pip install 'olivepipe[azure]')")
+        try:
+            resolve_workspace(None, self.env, start_dir=self.start_dir)
+        except RegistrationError as e:
+            missing.append(f"an Azure ML workspace ({e.message})")
+        url, why = self._store_url()
+        if url is None:
+            missing.append(why)
+        elif self.client_factory is None and _is_local(url):
+            missing.append(f"a store the Azure ML job can reach ({url} is a folder on this machine; "
+                           "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
+        if device == "gpu" or needs.cuda:
+            want.append("CUDA GPU (on the compute: not checked from here)")
+        if opts.get("environment"):
+            try:
+                want.append(f"environment {named_environment(opts['environment'])}")
+            except RegistrationError as e:
+                missing.append(e.message)
+        else:
+            spec = environment_spec("gpu" if device == "gpu" or needs.cuda else "cpu", needs.packages,
+                                    **self._spec_kw())
+            missing += [f"package {p} (not installed here, so its version cannot be pinned into the generated "
+                        "Azure ML environment; install it here or name one with `environment: name:version`)"
+                        for p in spec.missing]
+        want += list(needs.packages)
+        return Check(not missing, tuple(want), tuple(missing), needs.note if missing else "")
+
+    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
+        return self.preflight(needs, device, placement).ok
+
+    def environment(self, packages, placement: dict | None = None) -> dict:
+        """``{"azureml-environment": name:version}`` for a named environment, else the generated
+        environment's digest plus the pinned versions of the node's packages (so plan can say
+        which one changed). A local result never has that field: local and remote never share a key."""
+        from ..azure.errors import RegistrationError
+        from ..azure.jobs import IDENTITY_FIELD, named_environment, recipe_identity
+
+        named = _options(placement).get("environment")
+        if named:
+            try:
+                return {IDENTITY_FIELD: named_environment(named)}
+            except RegistrationError:
+                return {IDENTITY_FIELD: f"invalid {named}"}  # preflight blocks the node and says why
+        extras = tuple(sorted(set(packages)))
+        if extras not in self._identities:
+            self._identities[extras] = recipe_identity(extras, **self._spec_kw())
+        return {IDENTITY_FIELD: self._identities[extras], **{p: self.version(p) for p in extras}}
+
+    def gpus(self) -> list:
+        return []  # a remote node's GPU is its compute's: none of this machine's is taken
+
+    def _spec_kw(self) -> dict:
+        return {"version": self.version, "image": self.image, "cuda_image": self.cuda_image}
+
+    def _store_url(self) -> tuple[str | None, str]:
+        if self.store_url:
+            return self.store_url, ""
+        from ..stores.config import remote_config
+
+        try:
+            cfg = remote_config(self.workspace_dir, self.env)
+        except StoreError as e:
+            return None, f"a remote cache for Azure ML jobs ({e.message})"
+        if cfg is None:
+            return None, ("a remote cache the Azure ML job can read and write "
+                          "(set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
+        return cfg.url, ""
+
+    # -- running ------------------------------------------------------------------------------
+    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
+        self.offline = offline
+
+    def start(self, job: dict, ctx: RunContext) -> None:
+        run = _Run(job, ctx)
+        with self._mutex:
+            self._runs[job["step"]] = run
+        threading.Thread(target=self._drive, args=(run,), name=f"olivepipe-azureml-{job['step']}", daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> list[JobResult]:
+        try:
+            out = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self, *, kill: bool = False) -> None:
+        if not kill:
+            return  # running jobs go on and publish into the store themselves
+        self._killed.set()
+        with self._mutex:
+            runs = [r for r in self._runs.values() if r.name and not r.finished and not r.cancel_sent]
+        threads = [threading.Thread(target=self._cancel, args=(r,), daemon=True) for r in runs]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30  # Ctrl-C must return even when Azure does not answer
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- one job, in its own thread -------------------------------------------------------
+    def _drive(self, run: _Run) -> None:
+        from ..azure.errors import RegistrationError, short
+
+        step = run.job["step"]
+        try:
+            self._submit(run)
+            res = self._follow(run)
+        except RegistrationError as e:
+            res = JobResult(step, False, str(e))
+        except OlivepipeError as e:
+            self._note(run, e.format())
+            res = JobResult(step, False, e.message)
+        except BaseException as e:  # anything here must fail the node, never leave wait() hanging
+            res = JobResult(step, False, f"{type(e).__name__}: {short(e)}")
+        finally:
+            run.finished = True
+            if run.code_dir:
+                shutil.rmtree(run.code_dir, ignore_errors=True)
+        res.seconds = time.monotonic() - run.t0
+        res.extra.update({"azureml_job": run.name, "studio_url": run.studio_url} if run.submitted else {})
+        self._done.put(res)
+
+    def _submit(self, run: _Run) -> None:
+        from ..azure import jobs as amljobs
+        from ..azure.sdk import BoundExceeded, quiet_azure, run_bounded
+
+        job, ctx = run.job, run.ctx
+        key, record = getattr(ctx, "key", ""), getattr(ctx, "record", None)
+        if not key or not record:
+            raise OlivepipeError("the scheduler handed the Azure ML executor no key and record for this step",
+                                 "this scheduler predates remote executors (docs/azureml.md: Scheduler support)")
+        opts = _options(job.get("placement"))
+        environment = self._environment_for(job, record, opts)
+        client = self._client_for()
+        remote = self._store()
+        refs = self._stage_inputs(run, remote)
+        doc = {**job, "format": JOB_FORMAT, "refs": refs, "key": key, "record": record,
+               "replace": bool(getattr(ctx, "replace", False)), "offline": self.offline}
+        run.code_dir = _code_dir(doc)
+        workflow = getattr(ctx, "workflow", "") or Path(ctx.log).parent.name
+        run.name = f"olivepipe-{key[:12]}-{uuid.uuid4().hex[:8]}"
+        cmd = amljobs.build_command_job(
+            code_dir=run.code_dir, store_url=self._store_url()[0], compute=opts.get("compute"),
+            environment=environment, step=job["step"], key=key, name=run.name, workflow=workflow,
+            kind=job["kind"], instance_type=opts.get("instance_type"), timeout_s=job.get("timeout_s"),
+            environment_variables=_job_env(self.offline), identity=self.identity)
+        if self._killed.is_set():  # Ctrl-C while the inputs were uploading: submit nothing
+            raise OlivepipeError(f"interrupted before {job['step']} was submitted to Azure ML")
+        try:
+            with quiet_azure():
+                created = run_bounded(lambda: client.jobs.create_or_update(cmd), self.submit_timeout_s,
+                                      "olivepipe-azureml-submit")
+        except BoundExceeded:
+            self._cancel(run)  # it may have been created after all: do not leave it running unwatched
+            raise OlivepipeError(f"submitting Azure ML job {run.name} took over {self.submit_timeout_s:g} s",
+                                 "check network access to the workspace") from None
+        except Exception as e:  # noqa: BLE001 - every SDK failure is one RegistrationError
+            from ..azure.errors import translate
+
+            raise translate(e, credential=self._credential, where=self._where) from None
+        run.submitted = True
+        run.name = getattr(created, "name", None) or run.name
+        run.studio_url = getattr(created, "studio_url", None) or ""
+        self._note(run, f"submitted Azure ML job {run.name} to compute {opts.get('compute')}"
+                        + (f": {run.studio_url}" if run.studio_url else ""))
+        if self._killed.is_set():  # Ctrl-C came while the submit was in flight: close's cancel may have missed it
+            deadline = time.monotonic() + 30
+            while run.cancelling and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._cancel(run)
+
+    def _environment_for(self, job: dict, record: dict, opts: dict):
+        """The environment the key promised: the named one, or the generated spec for the job's
+        device, checked against the identity in the record (a package upgraded mid-apply fails)."""
+        from ..azure import jobs as amljobs
+
+        if opts.get("environment"):
+            return amljobs.named_environment(opts["environment"])
+        packages = dict(record.get("packages") or {})
+        extras = [p for p in packages if p != amljobs.IDENTITY_FIELD]
+        if self.environment(extras, job.get("placement")) != packages:
+            raise OlivepipeError(f"the Olive stack here changed since {job['step']}'s key was computed",
+                                 "run apply again: the plan pins the versions installed now")
+        spec = amljobs.environment_spec(job.get("device", "cpu"), extras, **self._spec_kw())
+        if spec.missing:
+            raise OlivepipeError(f"cannot pin {', '.join(spec.missing)} into the Azure ML environment "
+                                 "(not installed here)",
+                                 "install them here, or name an environment with `environment: name:version`")
+        return amljobs.build_environment(spec)
+
+    def _follow(self, run: _Run) -> JobResult:
+        from ..azure.errors import RegistrationError, short
+        from ..azure.sdk import quiet_azure
+
+        client, step = self._client, run.job["step"]
+        status, last_ok, processed, seen_errors = None, time.monotonic(), {}, set()
+        while True:
+            if self._killed.is_set():
+                return JobResult(step, False, f"interrupted: Azure ML job {run.name} was asked to cancel")
+            try:
+                with quiet_azure():
+                    now_status = client.jobs.get(run.name).status
+                last_ok = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - a network blip must not fail a two-hour job
+                if time.monotonic() - last_ok > self.poll_grace_s:
+                    raise RegistrationError(f"lost track of Azure ML job {run.name}: {short(e)}",
+                                            "it may still run; see the Azure ML studio", kind="network") from None
+                if short(e) not in seen_errors:
+                    seen_errors.add(short(e))
+                    self._note(run, f"could not read the status of {run.name} (will retry): {short(e)}")
+                now_status = status
+            if now_status != status:
+                status = now_status
+                self._note(run, f"Azure ML job {run.name}: {status}")
+            self._stream(run, processed, final=False)
+            if status in TERMINAL:
+                break
+            self._killed.wait(self.poll_s)
+        self._stream(run, processed, final=True)
+        doc = self._result_doc(run)
+        if status == "Completed":
+            return self._collect(run, doc)
+        error = (doc or {}).get("error") or f"Azure ML job {run.name} ended {status}"
+        if status == "Canceled" and not (doc or {}).get("error"):
+            limit = run.job.get("timeout_s")
+            error = f"Azure ML job {run.name} was canceled"
+            if limit:
+                error += f" (the workflow's timeout is {limit:g} s)"
+        return JobResult(step, False, error)
+
+    def _collect(self, run: _Run, doc: dict | None) -> JobResult:
+        step, ctx = run.job["step"], run.ctx
+        key = ctx.key
+        entry = self._store().get(key)
+        if entry is None:
+            why = (doc or {}).get("error")
+            return JobResult(step, False, f"Azure ML job {run.name} completed but result {key[:12]} is not in "
+                                          f"the store {self._store_url()[0]}" + (f" ({why})" if why else ""))
+        have = ctx.store.get(key)
+        if have is not None and have.digest == entry.digest:
+            res = JobResult(step, True, model=have.model)
+            res.published = True  # the scheduler looks it up instead of publishing (JobResult.published)
+            return res
+        staging = Path(ctx.store.staging(step))  # another store: bring it here, the scheduler publishes it
+        try:
+            out = Path(self._store().fetch(entry, staging / "out"))
+            for d, _, _ in os.walk(out):  # a store's copy may keep read-only folders: publish moves into them
+                os.chmod(d, 0o755)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return JobResult(step, True, output=out, model=entry.model,
+                         cleanup=functools.partial(shutil.rmtree, staging, ignore_errors=True))
+
+    def _result_doc(self, run: _Run) -> dict | None:
+        """RESULT.json from the job's outputs (for its error and timing); None if unreadable."""
+        from ..azure.sdk import quiet_azure, run_bounded
+
+        tmp = Path(tempfile.mkdtemp(prefix="olivepipe-aml-result-"))
+        try:
+            with quiet_azure():
+                run_bounded(lambda: self._client.jobs.download(run.name, download_path=str(tmp)), 300,
+                            "olivepipe-azureml-download")
+            doc = json.loads((tmp / "artifacts" / "outputs" / "result.json").read_text(encoding="utf-8"))
+            return doc if isinstance(doc, dict) else None
+        except Exception:  # noqa: BLE001 - the store is what counts; this only adds the error text
+            return None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _stream(self, run: _Run, processed: dict, *, final: bool) -> None:
+        """New lines of the job's user logs into the node's log, read the way ``jobs.stream``
+        reads them (run details' log files, fetched with the client's request pipeline). Only
+        complete lines until the end, so a line is never written twice or cut."""
+        from ..azure.errors import short
+        from ..azure.sdk import quiet_azure
+
+        try:
+            from azure.ai.ml._utils.utils import download_text_from_url
+            from azure.ai.ml.operations._job_ops_helper import _get_sorted_filtered_logs
+
+            with quiet_azure():
+                details = self._client.jobs._runs_operations.get_run_details(run.name)
+                files = dict(getattr(details, "log_files", None) or {})
+                for name in _get_sorted_filtered_logs(files, "command", processed):
+                    text = download_text_from_url(files[name], self._client.jobs._requests_pipeline, timeout=(5, 120))
+                    lines = text.splitlines()
+                    if not final and text and not text.endswith("\n"):
+                        lines = lines[:-1]
+                    done = processed.get(name, 0)
+                    if len(lines) > done:
+                        self._write(run, "".join(f"{ln}\n" for ln in lines[done:]))
+                        processed[name] = len(lines)
+        except Exception as e:  # noqa: BLE001 - logs are a convenience; the job goes on
+            if not run.stream_failed:
+                run.stream_failed = True
+                self._note(run, f"cannot stream the job's log: {short(e)} (see the Azure ML studio)")
+
+    def _cancel(self, run: _Run) -> None:
+        from ..azure.errors import short
+        from ..azure.sdk import quiet_azure, run_bounded
+
+        with self._mutex:
+            if run.cancel_sent or run.cancelling or self._client is None or not run.name:
+                return
+            run.cancelling = True
+        try:
+            with quiet_azure():
+                run_bounded(lambda: self._client.jobs.begin_cancel(run.name), 30, "olivepipe-azureml-cancel")
+            run.cancel_sent = True
+            self._note(run, f"asked Azure ML to cancel job {run.name}")
+        except Exception as e:  # noqa: BLE001 - not sent: the job's thread tries again once its submit returns
+            self._note(run, f"could not cancel Azure ML job {run.name}: {short(e)}"
+                            + ("" if run.submitted else " (not submitted yet)"))
+        finally:
+            run.cancelling = False
+
+    # -- clients and stores -------------------------------------------------------------------
+    def _client_for(self):
+        with self._setup:
+            if self._client is None:
+                from ..azure.credentials import DEFAULT_CREDENTIAL_TIMEOUT_S, default_credential, probe
+                from ..azure.sdk import CLIENT_KWARGS, import_ml
+                from ..azure.workspace import resolve_workspace
+
+                sub, rg, ws, _ = resolve_workspace(None, self.env, start_dir=self.start_dir)
+                self._where = f"{sub}/{rg}/{ws}"
+                cred = self._credential
+                if cred is None:  # ours: checked (bounded) before anything is uploaded
+                    cred = default_credential()
+                    err, _name = probe(cred, DEFAULT_CREDENTIAL_TIMEOUT_S)
+                    if err is not None:
+                        raise err
+                    self._credential = cred
+                factory = self.client_factory or import_ml().MLClient
+                self._client = factory(credential=cred, subscription_id=sub, resource_group_name=rg,
+                                       workspace_name=ws, **CLIENT_KWARGS)
+            return self._client
+
+    def _store(self):
+        with self._setup:
+            if self._remote is None:
+                url, why = self._store_url()
+                if url is None:
+                    raise StoreError(f"no store for Azure ML jobs: {why}")
+                self._remote = self.open_store(url)
+            return self._remote
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _stage_inputs(self, run: _Run, remote) -> dict:
+        """Every ref made readable from ``remote``: data files and model folders uploaded (once:
+        by content), upstream results copied over when the job's store lacks them."""
+        refs = {}
+        for ph, ref in run.job["refs"].items():
+            if "entry" in ref:
+                self._ensure_entry(run, ref["entry"], remote)
+                refs[ph] = dict(ref)
+            elif "file" in ref:
+                refs[ph] = self._upload(run, ph, ref, remote, "file")
+            elif "tree" in ref:
+                refs[ph] = self._upload(run, ph, ref, remote, "tree")
+            else:  # a text dataset: built where the job runs, from the data inputs above
+                refs[ph] = dict(ref)
+        return refs
+
+    def _upload(self, run: _Run, ph: str, ref: dict, remote, what: str) -> dict:
+        from .local import _no_links_out
+
+        ctx, rel = run.ctx, ref[what]
+        src = Path(ctx.root) / rel
+        _no_links_out(src, Path(ctx.root))
+        label = "data file" if what == "file" else "model folder"
+        if what == "tree" and ctx.stats is not None and tree_digest(ctx.stats.tree(src)) != ref["digest"]:
+            raise InputChanged(f"{label} {rel} changed after it was hashed; nothing was run", "run apply again")
+        name = Path(rel).name if what == "file" else ""
+        key = input_key(what, ref["digest"], name)
+        single = what == "file" or src.is_file()
+        new = {"entry": key, "input": what, "digest": ref["digest"], "from": rel}
+        if single:
+            new["path"] = src.name
+        if remote.get(key) is not None:
+            return new  # uploaded before (by anyone): content-addressed, nothing to send
+        staging = Path(remote.staging(f"input-{ph.lstrip('$')}"))
+        try:
+            out = staging / "out"
+            files = _copy_hashed(src, out / src.name) if single else _copy_hashed(src, out)
+            got = files[src.name] if what == "file" else tree_digest(files)
+            if got != ref["digest"]:
+                raise InputChanged(f"{label} {rel} changed after it was hashed; nothing was uploaded or run",
+                                   "run apply again: the plan hashes it anew")
+            entry = remote.publish(key, out, {"kind": INPUT_KIND, "model": None,
+                                              "record": {"input": what, "digest": ref["digest"], "name": name}})
+        finally:
+            _discard(remote, staging)
+        self._note(run, f"uploaded {label} {rel} ({sum(f['size'] for f in entry.files.values())} bytes) "
+                        f"as input {key[:12]}")
+        return new
+
+    def _ensure_entry(self, run: _Run, key: str, remote) -> None:
+        if remote.get(key) is not None:
+            return
+        entry = run.ctx.store.get(key)
+        if entry is None:
+            raise OlivepipeError(f"input result {key[:12]} is no longer in the cache",
+                                 "run apply again: the missing input is rebuilt first")
+        tree = Path(run.ctx.store.fetch(entry))
+        staging = Path(remote.staging(f"result-{key[:12]}"))
+        try:
+            files = _copy_hashed(tree, staging / "out")
+            if tree_digest(files) != entry.digest:
+                raise StoreError(f"result {key[:12]} in the local cache does not match its manifest",
+                                 "run `olivepipe cache verify`, then apply again")
+            meta = {k: v for k, v in entry.manifest.items() if k not in _OWN_FIELDS}
+            remote.publish(key, staging / "out", meta)
+        finally:
+            _discard(remote, staging)
+        self._note(run, f"copied input result {key[:12]} to the job's store")
+
+    # -- the node's log -----------------------------------------------------------------------
+    def _note(self, run: _Run, text: str) -> None:
+        self._write(run, f"olivepipe: {text}\n")
+
+    def _write(self, run: _Run, text: str) -> None:
+        from ..azure.redact import redact
+
+        try:
+            fd = os.open(run.ctx.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError:
+            return
+        try:
+            os.write(fd, redact(text).encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+
+
+def _options(placement: dict | None) -> dict:
+    opts = (placement or {}).get("azureml") if isinstance(placement, dict) else None
+    return dict(opts) if isinstance(opts, dict) else {}
+
+
+def _is_local(url: str) -> bool:
+    return url.startswith("file://") or "://" not in url
+
+
+def _job_env(offline: bool) -> dict:
+    """Environment variables for the job: what local workers get (no telemetry, no hub when
+    offline), never anything from this machine's environment (it may hold secrets)."""
+    from ..olive.runtime import worker_env
+
+    return {**worker_env({}, offline=offline), "OLIVEPIPE_AZUREML_JOB": "1"}
+
+
+def _code_dir(doc: dict) -> Path:
+    """job.json next to a copy of the olivepipe package: Azure ML uploads this folder as the job's
+    code and runs the command in it, so ``python -m olivepipe.runtime`` is this very olivepipe."""
+    import olivepipe
+
+    d = Path(tempfile.mkdtemp(prefix="olivepipe-aml-"))
+    try:
+        (d / "job.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        shutil.copytree(Path(olivepipe.__file__).parent, d / "olivepipe",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    return d
+
+
+def _copy_hashed(src: Path, dst: Path) -> dict[str, str]:
+    """Copy a file (to ``dst``) or the regular files of a folder (into ``dst``), hashing each as it
+    is copied: {relative path: digest}, walked like hashing.StatCache.tree, so the digests compare."""
+    src, dst = Path(src), Path(dst)
+    if src.is_file():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        return {dst.name: _copy_one(src, dst)}
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            p = Path(dirpath) / fn
+            if p.is_file():
+                rel = p.relative_to(src).as_posix()
+                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                out[rel] = _copy_one(p, dst / rel)
+    dst.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _copy_one(src: Path, dst: Path) -> str:
+    h = hashlib.sha256()
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        while True:
+            chunk = fi.read(_CHUNK)
+            if not chunk:
+                return h.hexdigest()
+            h.update(chunk)
+            fo.write(chunk)
+
+
+def _discard(store, staging: Path) -> None:
+    discard = getattr(store, "discard", None)  # not in the protocol; both stores have it
+    if discard:
+        discard(staging)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+__all__ = ["AzureMLExecutor", "TERMINAL"]
