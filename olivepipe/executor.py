@@ -244,7 +244,7 @@ class Scheduler:
     def _uses_gpu(self, n: str) -> bool:
         if self.ws.placement(n):  # a remote node runs on its compute's GPU, never on one of ours
             return False
-        return self.ws.device(n) == "gpu" or self.ws.kind_of(n).needs(self.ws.spec_of(n)).cuda
+        return self.ws.device(n) == "gpu" or self.ws.kind_of(n).needs(self.ws.spec_of(n), self.ws).cuda
 
     def _gpu_alloc(self) -> GpuAllocator:
         if self.alloc is None:

@@ -143,13 +143,13 @@ class Workspace:
         """The environment identity that goes into a step's key: package versions where it runs
         (local and remote results never share a key by accident)."""
         kind, where = self.kind_of(name), self.placement(name)
-        packages = kind.package_names(self.spec_of(name))
+        packages = kind.package_names(self.spec_of(name), self)
         return self.executor.environment(packages, where) if where else self.executor.environment(packages)
 
     def preflight(self, name: str):
         """Can this step run where it is placed? (executor's check of the kind's needs)"""
         kind, where, spec = self.kind_of(name), self.placement(name), self.spec_of(name)
-        needs, device = kind.needs(spec), self.device(name)
+        needs, device = kind.needs(spec, self), self.device(name)
         return self.executor.preflight(needs, device, where) if where else self.executor.preflight(needs, device)
 
     def record(self, name: str, input_digests: dict[str, str | None]) -> tuple[dict, bool]:

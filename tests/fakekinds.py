@@ -18,7 +18,7 @@ class Sleep(NodeKind):
               "wait_for": {"type": "string"}}
     option_fields = ("seconds", "fail", "note", "cuda", "wait_for")
 
-    def needs(self, node):
+    def needs(self, node, ws=None):
         return Needs(cuda=bool(node.options.get("cuda")))
 
     def check(self, ctx, base, raw, where):

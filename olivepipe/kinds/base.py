@@ -82,10 +82,11 @@ class NodeKind:
         """The kind-specific part of the key record (merged into the common fields)."""
         return {"options": dict(node.options)}
 
-    def needs(self, node) -> Needs:
+    def needs(self, node, ws=None) -> Needs:
+        """What it needs where it runs; ``ws`` (when given) lets a kind look at its inputs."""
         return Needs(packages=self.packages)
 
-    def package_names(self, node) -> tuple[str, ...]:
+    def package_names(self, node, ws=None) -> tuple[str, ...]:
         return self.packages
 
     def warnings(self, ws, node) -> list[str]:

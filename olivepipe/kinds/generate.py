@@ -33,7 +33,7 @@ class Generate(NodeKind):
                                 value=True)
         return {}
 
-    def needs(self, node):
+    def needs(self, node, ws=None):
         from .base import Needs
 
         return Needs(packages=("onnxruntime-genai",))

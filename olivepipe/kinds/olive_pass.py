@@ -130,20 +130,36 @@ class OlivePass(NodeKind):
 
         return train_load_kwargs(ws.source_model(node.name))
 
-    def needs(self, node):
+    def needs(self, node, ws=None):
         i = passes.info(node.pass_type)
-        return Needs(cuda=i.cuda, packages=i.needs, note=i.note if i.cuda else "")
+        packages = i.needs + passes.input_needs(self._upstream_pass(ws, node), node.pass_type)
+        return Needs(cuda=i.cuda, packages=packages, note=i.note if i.cuda else "")
 
-    def package_names(self, node):
-        return passes.shaping_packages(node.pass_type)
+    def package_names(self, node, ws=None):
+        # what the input makes a pass need shapes its result too (gptqmodel picks LoRA-on-AWQ's kernel)
+        return tuple(sorted(set(passes.shaping_packages(node.pass_type)
+                                + passes.input_needs(self._upstream_pass(ws, node), node.pass_type))))
+
+    @staticmethod
+    def _upstream_pass(ws, node, hops: int = 1) -> str | None:
+        name = node.name
+        for _ in range(hops):
+            n = ws.workflow.nodes.get(name) if ws is not None else None
+            name = n.inputs[0] if n is not None and n.inputs else None
+        up = ws.workflow.nodes.get(name) if ws is not None and name else None
+        return up.pass_type if up is not None else None
 
     def warnings(self, ws, node):
         out = []
         for inp in node.inputs:
             up = ws.workflow.nodes.get(inp)
-            why = up and passes.INCOMPATIBLE.get((up.pass_type, node.pass_type))
+            why = up and passes.incompatibility(up.pass_type, node.pass_type)
             if why:
                 out.append(f"KNOWN INCOMPATIBILITY: {up.alias} -> {node.alias}: {why}")
+        grand = self._upstream_pass(ws, node, hops=2)
+        why = passes.chain_incompatibility(grand, self._upstream_pass(ws, node), node.pass_type)
+        if why:
+            out.append(f"KNOWN INCOMPATIBILITY: {node.alias} on LoRA on AWQ: {why}")
         for k in ("user_script", "script_dir"):
             if k in node.params:
                 out.append(f"USER_SCRIPT: runs {node.params[k]}")

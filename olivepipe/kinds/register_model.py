@@ -32,7 +32,7 @@ class Register(NodeKind):
             opts["description"] = description
         return opts
 
-    def needs(self, node):
+    def needs(self, node, ws=None):
         return Needs(packages=("azure-ai-ml", "azure-identity"))
 
     def preflight(self, ws, node, *, deep):
