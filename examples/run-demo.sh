@@ -12,5 +12,7 @@ echo "--- second apply: everything is cached"
 olivepipe apply "$wf"
 echo "--- where the int4 model and its adapter are"
 olivepipe show "$wf" adapters
+echo "--- what int4 and the adapter cost: latency, perplexity and size through Olive's evaluators"
+olivepipe metrics "$wf"
 echo "--- chat report (the tiny model has random weights: its answer is noise; the pipeline is the point)"
 cat examples/travel-tiny/outputs/travel-tiny/chat/report.md

@@ -21,7 +21,8 @@ def run(wf, **kw):
 def test_example_end_to_end_then_incremental(example):
     plan, res = run(example)
     assert res.ok, {n: o.error for n, o in res.outcomes.items()}
-    assert res.ran == ["phi3-tiny", "finetune", "onnx", "adapters", "chat"]
+    assert res.ran == ["phi3-tiny", "finetune", "base", "onnx", "fp32", "eval-int4-base", "adapters",
+                       "eval-fp32-lora", "chat", "eval-int4-lora"]
     out = example.parent / "outputs" / "travel-tiny"
     assert (out / "adapters" / "model.onnx").exists() and (out / "adapters" / "adapter_weights.onnx_adapter").exists()
     report = json.loads((out / "chat" / "report.json").read_text())
@@ -43,8 +44,9 @@ def test_example_end_to_end_then_incremental(example):
     data = example.parent / "data" / "travel.jsonl"
     data.write_text(data.read_text().replace("Chicago", "Chicago, IL"))
     plan, res = run(example)
-    assert [s.name for s in plan.to_run] == ["finetune", "onnx", "adapters", "chat"]
-    assert res.ok and res.ran == ["finetune", "onnx", "adapters", "chat"]
+    rerun = ["finetune", "onnx", "fp32", "eval-int4-base", "adapters", "eval-fp32-lora", "chat", "eval-int4-lora"]
+    assert [s.name for s in plan.to_run] == rerun
+    assert res.ok and res.ran == rerun
     assert "data file" in plan.by_name()["finetune"].reasons[0]
 
 

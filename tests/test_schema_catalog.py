@@ -46,7 +46,8 @@ def test_compiled_configs_pass_olive_validation(example):
     from olivepipe.workspace import open_workspace
 
     configs = compile_preview(open_workspace(example), [])
-    assert set(configs) == {"finetune", "onnx", "adapters"}
+    assert set(configs) == {"finetune", "onnx", "adapters", "fp32", "base",
+                            "eval-int4-lora", "eval-fp32-lora", "eval-int4-base"}
     for cfg in configs.values():
         validate_with_olive(cfg)
     assert configs["finetune"]["passes"]["finetune"]["train_data_config"] == "olivepipe_data"

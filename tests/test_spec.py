@@ -19,7 +19,8 @@ def problems(text, tmp_path, files=("travel.jsonl",)):
 
 def test_example_loads():
     wf = load_workflow(EXAMPLE / "workflow.yaml")
-    assert list(wf.nodes) == ["finetune", "onnx", "adapters", "chat"]
+    assert list(wf.nodes) == ["finetune", "onnx", "adapters", "chat", "fp32", "base",
+                              "eval-int4-lora", "eval-fp32-lora", "eval-int4-base"]
     ft = wf.nodes["finetune"]
     assert ft.pass_type == "LoRA"
     # flat training args are nested where Olive expects them

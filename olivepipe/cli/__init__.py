@@ -11,3 +11,4 @@ from . import cache, review, run  # noqa: E402,F401  (registration: their comman
 __all__ = ["main"]
 from . import cache_remote  # noqa: E402,F401  (registration: `cache push|pull` on the `cache` group)
 from . import importer  # noqa: E402,F401  (registration: `olivepipe import`)
+from . import metrics  # noqa: E402,F401  (registration: `olivepipe metrics`)

@@ -12,9 +12,11 @@ BUILTIN = {
     "generate": "olivepipe.kinds.generate",
     "register": "olivepipe.kinds.register_model",
     "tiny-model": "olivepipe.kinds.tiny_model",
+    "evaluate": "olivepipe.kinds.evaluate",
+    "adapters": "olivepipe.kinds.multi_adapter",
 }
 #: kinds a workflow node may name in `kind:` (tiny-model is a `models:` source, not a node kind)
-_NODE_KINDS = ["olive", "generate", "register"]
+_NODE_KINDS = ["olive", "generate", "register", "evaluate", "adapters"]
 _modules = dict(BUILTIN)
 _loaded: dict[str, NodeKind] = {}
 

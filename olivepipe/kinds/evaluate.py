@@ -71,7 +71,7 @@ class Evaluate(NodeKind):
                 ctx.problem(where + ("metrics", i), f"metric '{m}' does not work in this stack: {why}", instead,
                             value=True)
             else:
-                close = difflib.get_close_matches(m, list(METRICS) + list(REFUSED), n=1, cutoff=0.6)
+                close = difflib.get_close_matches(m, list(METRICS), n=1, cutoff=0.6)
                 ctx.problem(where + ("metrics", i), f"unknown metric '{m}'",
                             f"did you mean '{close[0]}'?" if close else f"known metrics: {', '.join(METRICS)}",
                             value=True)
@@ -177,10 +177,10 @@ class Evaluate(NodeKind):
             rec["data"] = {**ws.dataset_record(node.data), "preprocess": preprocess_options(ds)}
         return rec
 
-    def needs(self, node):
+    def needs(self, node, ws=None):
         return Needs(packages=("olive-ai", "onnxruntime", "torchmetrics") + (("datasets",) if node.data else ()))
 
-    def package_names(self, node):
+    def package_names(self, node, ws=None):
         from ..olive.passes import BASE_PACKAGES
 
         # perplexity: tokenization, data loading and the metric; HF inputs: peft loads adapters
