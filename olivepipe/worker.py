@@ -46,6 +46,9 @@ def run_job(job: dict) -> dict:
     """One resolved job: {"kind", "module", "spec", "out", "scratch", "log"} (paths are local here)."""
     from .kinds import JobIO, load_in_worker
 
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    print(f"olivepipe: worker {os.getpid()} runs {job['kind']}"
+          + (f" on GPU {gpus}" if gpus else " (no GPU)" if gpus == "" else ""), file=sys.stderr, flush=True)
     kind = load_in_worker(job["kind"], job["module"])
     io = JobIO(out=Path(job["out"]), scratch=Path(job["scratch"]), log=Path(job["log"]))
     return kind.run(job["spec"], io)
