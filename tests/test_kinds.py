@@ -46,3 +46,20 @@ def test_a_description_is_part_of_what_register_produces(tmp_path):
     wf.write_text(WF.replace("travel questions", "travel answers"))
     two = make_plan(open_workspace(wf, executor=FakeExecutor(), read_only=True)).by_name()["publish"].key
     assert one != two
+
+
+def test_every_builtin_kind_keeps_the_protocols_signatures():
+    """A kind that drifts from kinds/base.py breaks only at run time, deep in a scheduler call."""
+    import inspect
+
+    from olivepipe import kinds
+    from olivepipe.kinds.base import NodeKind
+
+    for name in kinds.BUILTIN:
+        kind = kinds.get(name)
+        assert isinstance(kind, NodeKind), name
+        for method in ("check", "check_matrix", "options", "finish", "label", "record", "needs", "package_names",
+                       "warnings", "preflight", "rehearse", "job", "run", "output_format"):
+            want = list(inspect.signature(getattr(NodeKind, method)).parameters)
+            got = list(inspect.signature(getattr(type(kind), method)).parameters)
+            assert got[:len(want)] == want, (name, method, got)

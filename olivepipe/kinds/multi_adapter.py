@@ -126,7 +126,7 @@ class Adapters(NodeKind):
         # the adapter names are file names in the result, so they are part of its key
         return {"options": dict(node.options), "converter": olive_adapters.CONVERTER}
 
-    def needs(self, node):
+    def needs(self, node, ws=None):
         return Needs(packages=("olive-ai", "onnx", "onnxruntime", "peft"))
 
     def output_format(self, node):
