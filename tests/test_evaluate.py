@@ -188,6 +188,9 @@ def test_metrics_table_json_and_markdown(evaluated):
     assert data["units"]["latency_avg"] == "ms" and data["metrics"][0] == "perplexity"
     md = cli("metrics", wf, "--format", "markdown").stdout
     assert md.startswith("| node | input |") and "| eval-hf | base |" in md
+    # the pull-request plan carries the same table
+    pr = cli("plan", "--format", "markdown", "--metrics", wf).stdout
+    assert pr.startswith("### olivepipe plan:") and "#### Metrics" in pr and md.strip() in pr
 
 
 @pytest.mark.e2e

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import OlivepipeError
+from ..report import metric_cell as _cell, metric_head as _head, metric_num as _num
+from ..report import metrics_markdown as _markdown
 from .app import cache_opt, main, rehearse_opt, workflow_arg
 
 
@@ -59,29 +61,6 @@ def metrics_cmd(workflow, fmt, rev, plot, x, y, cache_dir, rehearse):
 
 # -- tables ---------------------------------------------------------------------------
 
-def _num(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, int) or abs(v) >= 1e4:
-        return f"{v:,.0f}"
-    return f"{v:.4g}"
-
-
-def _cell(v: dict) -> str:
-    a, b = v.get("old"), v.get("new")
-    if a == b:
-        return _num(a)
-    if a is None or b is None:
-        return f"{_num(a)} -> {_num(b)}"
-    pct = f" ({v['pct']:+.1f}%)" if v.get("pct") is not None else ""
-    return f"{_num(a)} -> {_num(b)}{pct}"
-
-
-def _head(result: dict, k: str) -> str:
-    unit = result["units"].get(k)
-    return f"{k} ({unit})" if unit else k
-
-
 def _grid(head: list[str], body: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
 
@@ -106,22 +85,6 @@ def _text(result: dict, changes: dict | None) -> list[str]:
     body = [[r["node"], r["input"] or "-"] + [_cell(r["values"][k]) if k in r["values"] else "-"
                                                for k in changes["metrics"]] + [r["status"]] for r in changes["rows"]]
     return [f"olivepipe metrics {result['workflow']}: {changes['lock']} -> working tree", ""] + _grid(head, body)
-
-
-def _markdown(table: dict, *, diff: bool) -> list[str]:
-    keys = table["metrics"]
-    lines = ["| node | input | " + " | ".join(_head(table, k) for k in keys) + " | status |",
-             "|---|---|" + "---:|" * len(keys) + "---|"]
-    for r in table["rows"]:
-        if diff:
-            cells = [_cell(r["values"][k]) if k in r["values"] else "-" for k in keys]
-        else:
-            cells = [_num(r["values"].get(k)) for k in keys]
-        status = r["status"] if diff or r["status"] != "current" else ""
-        lines.append(f"| {r['node']} | {r['input'] or '-'} | " + " | ".join(cells) + f" | {status} |")
-    if diff:
-        lines = [f"Metrics: `{table['lock']}` -> working tree", ""] + lines
-    return lines
 
 
 # -- plot -----------------------------------------------------------------------------

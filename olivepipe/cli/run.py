@@ -145,7 +145,9 @@ def _terraform(params: dict, code: int, failed: bool) -> int:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing to do, 2 when changes are pending, 1 on error.")
-def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_exitcode):
+@click.option("--metrics", "with_metrics", is_flag=True,
+              help="With --format markdown: add the evaluate nodes' metrics table (for pull requests).")
+def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_exitcode, with_metrics):
     """Show what apply would do, and why: cached, will run (which input/param/version changed), blocked."""
     ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, read_only=True)
     f = "json" if as_json else fmt
@@ -155,6 +157,12 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
         from ..report import plan_markdown
 
         click.echo(plan_markdown(p, ws.graph.mermaid({s.name: s.status for s in p.steps})), nl=False)
+        if with_metrics:
+            from ..metrics import collect
+            from ..report import metrics_markdown
+
+            click.echo("\n#### Metrics (cached results; stale rows are from before this change)\n")
+            click.echo("\n".join(metrics_markdown(collect(ws), diff=False)))
     else:
         from ..report import plan_text
 
