@@ -45,6 +45,21 @@ def example(tmp_path) -> Path:
     return copy_example(tmp_path / "travel")
 
 
+def tree_snapshot(root: Path) -> dict:
+    """{relative path: (mode, size, mtime_ns, sha256 of files)} of everything under root (links
+    not followed): equal snapshots mean nothing was written, deleted or touched."""
+    import hashlib
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            st = os.lstat(p)
+            digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else None
+            out[p.relative_to(root).as_posix()] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+    return out
+
+
 def apply_result(stdout: str) -> dict:
     """The result document of `apply --json` (its last line; the lines before are events)."""
     return json.loads(stdout.strip().splitlines()[-1])

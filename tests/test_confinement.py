@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MINIMAL, cli, write
+from conftest import MINIMAL, cli, tree_snapshot, write
 
 
-def _tree(root: Path) -> dict:
-    out = {}
-    for d, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = Path(d) / n
-            st = os.lstat(p)
-            out[p.relative_to(root).as_posix()] = (st.st_mode, st.st_size, st.st_mtime_ns)
-    return out
 
 
 @pytest.fixture
@@ -44,12 +36,12 @@ def test_a_committed_symlink_never_gets_written_through(ws, link):
 def test_read_only_commands_write_nothing(ws):
     # state from an earlier validate/plan must exist for this to mean anything: make some by planning
     # a workflow with a broken node name, so nothing runs, then the real one
-    before = _tree(ws.parent)
+    before = tree_snapshot(ws.parent)
     for args in (["validate", ws], ["plan", ws], ["plan", "--json", ws], ["status", ws], ["graph", ws],
                  ["show", ws, "finetune"]):
         r = cli(*args)
         assert r.returncode in (0, 2), (args, r.stderr)
-    assert _tree(ws.parent) == before
+    assert tree_snapshot(ws.parent) == before
 
 
 def test_compiled_configs_never_write_into_outputs_or_the_cache(ws):

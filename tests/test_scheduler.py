@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write
+from conftest import REPO, tree_snapshot, write
 from fakes import FakeExecutor
 from olivepipe import lock as lockfile
 from olivepipe.executor import apply
@@ -187,18 +187,6 @@ def test_jobs_are_plain_path_free_data(tmp_path, sleep_kind):
     assert set(job["refs"]) == {"$IN0", "$IN1"} and all("entry" in r for r in job["refs"].values())
 
 
-def _snapshot(root: Path) -> dict:
-    import hashlib
-    import os
-
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            p = Path(dirpath) / n
-            st = os.lstat(p)
-            digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else None
-            out[p.relative_to(root).as_posix()] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
-    return out
 
 
 def test_plan_writes_nothing_and_starts_no_process_or_connection(tmp_path, sleep_kind, monkeypatch):
@@ -211,7 +199,7 @@ def test_plan_writes_nothing_and_starts_no_process_or_connection(tmp_path, sleep
     import gc
 
     gc.collect()  # the apply's own stat-cache connection checkpoints its WAL when it is collected
-    before = _snapshot(tmp_path)
+    before = tree_snapshot(tmp_path)
 
     def refuse(*a, **k):
         raise AssertionError("plan started a process or opened a connection")
@@ -223,7 +211,7 @@ def test_plan_writes_nothing_and_starts_no_process_or_connection(tmp_path, sleep
     plan = make_plan(ws)
     assert [s.action for s in plan.steps] == ["run", "run", "run"]
     assert "input base changed" in plan.by_name()["a"].reasons[0]
-    assert _snapshot(tmp_path) == before
+    assert tree_snapshot(tmp_path) == before
 
 
 def test_gpu_nodes_spread_over_gpus_and_jobs_default_from_them(tmp_path, sleep_kind):

@@ -195,19 +195,23 @@ class LocalStore:
         shutil.copytree(tree, dest, symlinks=True)
         return dest
 
-    def disk_usage(self) -> int:
-        """Bytes of the entries' files, each distinct file (inode) once."""
-        seen, total = set(), 0
-        for k in self.keys():
+    def _tree_files(self, keys):
+        """(file name, lstat) of every file in the trees of ``keys`` (vanished ones skipped)."""
+        for k in keys:
             for dirpath, _, filenames in os.walk(self.entry_dir(k) / "tree"):
                 for fn in filenames:
                     try:
-                        st = os.lstat(os.path.join(dirpath, fn))
+                        yield fn, os.lstat(os.path.join(dirpath, fn))
                     except OSError:
                         continue
-                    if (st.st_dev, st.st_ino) not in seen:
-                        seen.add((st.st_dev, st.st_ino))
-                        total += st.st_size
+
+    def disk_usage(self) -> int:
+        """Bytes of the entries' files, each distinct file (inode) once."""
+        seen, total = set(), 0
+        for _, st in self._tree_files(self.keys()):
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
         return total
 
     # -- writing -----------------------------------------------------------------------------
@@ -679,15 +683,9 @@ class LocalStore:
     def _bytes_freed(self, removed: list[str]) -> int:
         """Distinct bytes freed by removing ``removed``: an inode is freed once no other entry links it."""
         links: dict[tuple, list] = {}
-        for k in removed:
-            for dirpath, _, filenames in os.walk(self.entry_dir(k) / "tree"):
-                for fn in filenames:
-                    try:
-                        st = os.lstat(os.path.join(dirpath, fn))
-                    except OSError:
-                        continue
-                    rec = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size, fn])
-                    rec[0] += 1
+        for fn, st in self._tree_files(removed):
+            rec = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size, fn])
+            rec[0] += 1
         freed = 0
         for (dev, ino), (n, nlink, size, _) in links.items():
             others = nlink - n
