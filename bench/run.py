@@ -1,16 +1,29 @@
 """olivepipe benchmarks, side by side with Olive's own `olive run`. Prints one JSON document.
 
-    python bench/run.py [--gb 3] [--skip-olive]
+    python bench/run.py [--gb 3] [--skip-olive] [--only SECTION ...] [--example committed|worktree]
 
-Sections (see docs/performance.md for recorded results):
-  noop            fully cached apply of a lab-shaped 6-node pipeline, tiny vs multi-GB artifacts
-  hashing         cold content hashing vs the disk's plain read rate; warm (stat-cached) hashing
+--skip-olive leaves out olive, incremental and concurrency, and runs noop_example on the
+lab-shaped fake pipeline (the example's nodes are Olive passes). BLAKE3 is measured only where
+the `blake3` package is installed (`.venv/bin/pip install blake3`; not a dependency).
+
+Sections (see docs/performance.md for recorded results; `targets` at the top sums up issue 15):
+  noop            fully cached apply of a lab-shaped 6-node pipeline, tiny vs multi-GB artifacts,
+                  interleaved with a bare `python -c pass`
+  noop_example    (target 1) no-op `apply` and `plan` of examples/travel-tiny as fresh processes vs a
+                  bare interpreter, interleaved; import-time breakdown; Olive's cached runs beside it
+  hashing         (target 2) cold sha256 vs plain read vs BLAKE3 after drop_caches; a touched but
+                  unchanged file; a copied store; warm (stat-cached) hashing
   materialize     cache-hit materialization of the multi-GB result; store disk use
-  olive_cached    `olive run` of the same node configs with Olive's own cache warm
-  per_node        olivepipe step vs `olive run --config` of the same JSON, and Olive's own pass time
+  store           (target 3) LoRA-like base + finetune entries: disk use vs distinct bytes;
+                  materialization at several sizes
+  scale           (target 4) validate + plan of 100 / 1,000 / 10,000 expanded nodes
+  olive           (target 5) olivepipe step vs `olive run --config` of the same JSON, Olive's own pass
+                  time, and `olive run` with Olive's cache warm
+  gpu_lab         (target 6) null here: measured on the GPU machine by bench/gpu_lab.sh
   incremental     passes run after a leaf param change / a data edit, olivepipe vs Olive's cache
   concurrency     two independent branches with -j 1 vs -j 2
-No timed asserts anywhere: this prints numbers.
+No timed asserts anywhere: this prints numbers. Each timing is taken next to its baseline in
+the same loop, repeated, with the load average it ran under.
 """
 from __future__ import annotations
 
@@ -34,6 +47,9 @@ from olivepipe.keys import key_of  # noqa: E402
 from olivepipe.olive.runtime import worker_env  # noqa: E402
 from olivepipe.store import materialize  # noqa: E402
 from olivepipe.workspace import open_workspace  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+import targets  # noqa: E402
 
 PY = sys.executable
 LAB_SHAPE = """\
@@ -128,6 +144,7 @@ def fake_pipeline(root: Path, big: dict[str, int]) -> Path:
         from olivepipe import lock as lockfile
 
         lockfile.update(ws.lock_path, ws.lock_name, {name: {"key": e.key, "kind": rec["kind"], "record": rec}})
+    ws.stats.close()  # an open writer keeps its rows in SQLite's WAL, unseen by read-only readers
     return wf, timings
 
 
@@ -136,35 +153,38 @@ def bench_noop(tmp: Path, gb: float) -> dict:
     small_wf, _ = fake_pipeline(tmp / "noop-small", {})
     big_sizes = {"finetune": int(gb * 2 / 3 * (1 << 30)), "onnx": int(gb / 3 * (1 << 30))}
     big_wf, publish = fake_pipeline(tmp / "noop-big", big_sizes)
-    for label, wf in (("tiny_artifacts", small_wf), ("multi_gb_artifacts", big_wf)):
+    for wf in (small_wf, big_wf):
         olivepipe("apply", wf)  # materialize links, warm the validation memo
-        med, runs = median_wall([PY, "-m", "olivepipe.cli", "apply", str(wf)])
-        res[label] = {"apply_wall_s_median": med, "runs": runs}
+    r = targets.interleaved({"bare_python": [PY, "-c", "pass"],
+                             "tiny_artifacts": [*targets.OLIVEPIPE, "apply", str(small_wf)],
+                             "multi_gb_artifacts": [*targets.OLIVEPIPE, "apply", str(big_wf)]}, 7)
+    bare = statistics.median(r["walls"]["bare_python"])
+    res["bare_python_wall_s_median"] = round(bare, 4)
+    for label in ("tiny_artifacts", "multi_gb_artifacts"):
+        runs = r["walls"][label]
+        res[label] = {"apply_wall_s_median": round(statistics.median(runs), 4),
+                      "ratio_to_bare": round(statistics.median(runs) / bare, 2), "runs": [round(t, 4) for t in runs]}
+    res["load_1min_per_round"] = r["load_1min_per_round"]
     res["multi_gb_artifacts"]["artifact_bytes"] = sum(big_sizes.values())
     res["publish"] = publish
     return res, big_wf
 
 
-def bench_hashing(big_wf: Path) -> dict:
-    from olivepipe.hashing import StatCache, file_digest
+def bench_hashing(big_wf: Path, tmp: Path) -> dict:
+    from olivepipe.hashing import StatCache
 
+    out = targets.bench_cold_hashing(big_wf, tmp)
     ws = open_workspace(big_wf)
-    entry = ws.store.get(ws.lock_nodes()["finetune"]["key"])
-    f = entry.tree / "payload.bin"
-    size = f.stat().st_size
-    cold = drop_caches()
-    rr = read_rate(f)
-    drop_caches()
-    t0 = time.perf_counter()
-    file_digest(f)
-    hash_s = time.perf_counter() - t0
+    f = ws.store.get(ws.lock_nodes()["finetune"]["key"]).tree / "payload.bin"
     sc = StatCache(Path(tempfile.mkdtemp()) / "state.db")
     sc.digest(f)
-    t0 = time.perf_counter()
-    sc.digest(f)
-    warm = time.perf_counter() - t0
-    return {"file_bytes": size, "page_cache_dropped": cold, "read_gb_s": round(rr, 3),
-            "sha256_gb_s": round(size / hash_s / 1e9, 3), "warm_stat_cached_s": round(warm, 6)}
+    warm = []
+    for _ in range(21):
+        t0 = time.perf_counter()
+        sc.digest(f)
+        warm.append(time.perf_counter() - t0)
+    out["warm_stat_cached_s"] = round(statistics.median(warm), 6)
+    return out
 
 
 def bench_materialize(big_wf: Path) -> dict:
@@ -174,16 +194,50 @@ def bench_materialize(big_wf: Path) -> dict:
     t0 = time.perf_counter()
     materialize(entry, dest)
     t = time.perf_counter() - t0
+    ws.stats.close()
     du = int(subprocess.run(["du", "-sb", str(ws.store.root)], capture_output=True, text=True).stdout.split()[0])
     artifacts = sum(ws.store.get(k).size for k in ws.store.keys())
     return {"entry_bytes": entry.size, "materialize_ms": round(t * 1000, 3),
             "store_du_bytes": du, "sum_of_artifact_bytes": artifacts}
 
 
+EXAMPLE = {"source": "committed", "rev": "HEAD"}  # set by --example; rev pinned when the run starts
+
+
 def example_copy(tmp: Path, name: str) -> Path:
+    """examples/travel-tiny in a fresh folder: as committed at HEAD (`git archive`; the default:
+    the shared work tree can hold someone's half-made edit of it), or as in the work tree."""
     d = tmp / name
+    if EXAMPLE["source"] == "committed":
+        import io
+        import tarfile
+
+        p = subprocess.run(["git", "-C", str(REPO), "archive", EXAMPLE["rev"], "examples/travel-tiny"],
+                           capture_output=True, check=False)
+        if p.returncode == 0:
+            unpack = tmp / f".{name}-archive"
+            with tarfile.open(fileobj=io.BytesIO(p.stdout)) as tar:
+                tar.extractall(unpack, filter="data")
+            shutil.move(unpack / "examples" / "travel-tiny", d)
+            shutil.rmtree(unpack)
+            return d / "workflow.yaml"
+        EXAMPLE["source"] = f"worktree (git archive failed: {p.stderr.decode()[-200:]})"
     shutil.copytree(REPO / "examples" / "travel-tiny", d, ignore=shutil.ignore_patterns(".olivepipe", "outputs", "olivepipe.lock"))
     return d / "workflow.yaml"
+
+
+def example_info() -> dict:
+    import hashlib
+
+    if EXAMPLE["source"] == "committed":
+        rev = EXAMPLE["rev"]
+        text = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:examples/travel-tiny/workflow.yaml"],
+                              capture_output=True).stdout
+        where = f"git {rev[:12]} (HEAD when the run started)"
+    else:
+        text = (REPO / "examples" / "travel-tiny" / "workflow.yaml").read_bytes()
+        where = EXAMPLE["source"]
+    return {"source": where, "workflow_sha256": hashlib.sha256(text).hexdigest()}
 
 
 def olive_run(config: dict, cfg_path: Path) -> tuple[subprocess.CompletedProcess, float]:
@@ -281,28 +335,147 @@ nodes:
     return res
 
 
+SECTIONS = ["noop", "noop_example", "hashing", "materialize", "store", "scale", "olive", "gpu_lab",
+            "incremental", "concurrency"]
+NEEDS_OLIVE = {"olive", "incremental", "concurrency"}
+
+
+def summary(out: dict) -> list[dict]:
+    """One row per issue-15 target: the goal, the number measured, met or not."""
+    out = {k: v for k, v in out.items() if not (isinstance(v, dict) and "error" in v)}
+    rows = []
+    ne = out.get("noop_example")
+    if ne:
+        rows.append({"target": 1, "goal": "no-op apply and plan of the example <= 3x bare `python -c pass`",
+                     "measured": {"apply_x_bare": ne["ratio_apply_to_bare"], "plan_x_bare": ne["ratio_plan_to_bare"],
+                                  "bare_s": ne["median_wall_s"]["bare_python"], "apply_s": ne["median_wall_s"]["apply"],
+                                  "plan_s": ne["median_wall_s"]["plan"]},
+                     "met": ne["met"], "section": "noop_example"})
+    h = out.get("hashing")
+    if h:
+        rows.append({"target": "2a", "goal": "cold sha256 at the disk's read rate",
+                     "measured": {"sha256_gb_s": h["cold_gb_s_median"]["sha256_file_digest"],
+                                  "read_gb_s": h["cold_gb_s_median"]["plain_read"],
+                                  "blake3_gb_s": h["cold_gb_s_median"].get("blake3_1_thread"),
+                                  "sha256_hot_gb_s": h["hot_gb_s_median"]["sha256_file_digest"]},
+                     "met": h["met"], "section": "hashing"})
+        t = h["touched_unchanged"]
+        rows.append({"target": "2b", "goal": "touched-but-unchanged file re-hashed once, then never",
+                     "measured": {"result_file_reads": t["result_file_reads"], "data_file_reads": t["data_file_reads"]},
+                     "met": t["met_by_apply"], "section": "hashing.touched_unchanged"})
+        c = h["copied_store"]
+        rows.append({"target": "2c", "goal": "a copied store keeps its entries",
+                     "measured": {k: {x: c[k][x] for x in ("entries_kept", "entries_in_source", "get_1_s", "get_2_s")}
+                                  for k in ("shutil_copytree", "cp_r_new_mtimes")},
+                     "met": all(c[k]["entries_kept"] == c[k]["entries_in_source"] for k in ("shutil_copytree", "cp_r_new_mtimes")),
+                     "section": "hashing.copied_store"})
+    st = out.get("store")
+    if st:
+        rows.append({"target": 3, "goal": "store disk use equals distinct bytes; materialize in ms",
+                     "measured": {"distinct": st["distinct_bytes"], "disk_usage": st["store_disk_usage"],
+                                  "blocks": st["store_blocks_bytes"], "sum_of_entries": st["sum_of_entry_bytes"],
+                                  "materialize_total_ms": {k: v["total_ms"] for k, v in st["materialize"]["by_entry_bytes"].items()}},
+                     "met": st["met"], "section": "store"})
+    sc = out.get("scale")
+    if sc:
+        big = str(sc["sizes"][-1])
+        rows.append({"target": 4, "goal": sc["target"],
+                     "measured": {s: sc[s][big]["validate_plus_plan_s"] for s in ("chain", "wide", "matrix", "fanout")},
+                     "met": sc["met"], "section": "scale"})
+    ol = out.get("olive")
+    if ol:
+        pn = ol["per_node"]
+        later = [v["olivepipe_overhead_s"] for k, v in pn.items() if k != "finetune"]
+        rows.append({"target": 5, "goal": "per-node overhead within 0.3 s of Olive's own logged pass time",
+                     "measured": {k: v["olivepipe_overhead_s"] for k, v in pn.items()},
+                     "met": all(x is not None and x <= 0.3 for x in [*later, pn["finetune"]["olivepipe_overhead_s"]]),
+                     "met_after_first_olive_node": all(x is not None and x <= 0.3 for x in later),
+                     "section": "olive.per_node"})
+    if "gpu_lab" in out:
+        rows.append({"target": 6, "goal": "full-size lab branches on one GPU", "measured": None, "met": None,
+                     "reason": out["gpu_lab"]["reason"], "section": "gpu_lab"})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=3.0, help="total size of the multi-GB artifacts")
     ap.add_argument("--skip-olive", action="store_true", help="only the olivepipe-side sections (no Olive runs)")
-    ap.add_argument("--only", choices=["noop", "olive", "incremental", "concurrency"], help="run one section")
+    ap.add_argument("--only", choices=SECTIONS, action="append", help="run this section (repeatable)")
+    ap.add_argument("--example", choices=["committed", "worktree"], default="committed",
+                    help="examples/travel-tiny as committed at HEAD (default) or as in the work tree")
+    ap.add_argument("--scale-sizes", default="100,1000,10000", help="expanded node counts of the scale section")
     args = ap.parse_args()
+    EXAMPLE["source"] = args.example
+    if args.example == "committed":  # one example for the whole run, whatever lands meanwhile
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+        EXAMPLE["rev"] = rev.stdout.strip() or "HEAD"
     tmp = Path(tempfile.mkdtemp(prefix="olivepipe-bench-"))
-    out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}}
-    want = lambda s: args.only in (None, s) and (s == "noop" or not args.skip_olive)  # noqa: E731
+    out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                       **targets.machine()},
+           "command": " ".join(["bench/run.py", *sys.argv[1:]])}
+    want = lambda s: (not args.only or s in args.only) and not (args.skip_olive and s in NEEDS_OLIVE)  # noqa: E731
+    big = {}
+
+    def big_wf() -> Path:
+        if "wf" not in big:
+            sizes = {"finetune": int(args.gb * 2 / 3 * (1 << 30)), "onnx": int(args.gb / 3 * (1 << 30))}
+            big["wf"], _ = fake_pipeline(tmp / "noop-big", sizes)
+        return big["wf"]
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        print(f"[bench] {name} ... (load {targets.load()})", file=sys.stderr, flush=True)
+        try:
+            out[name] = fn()
+        except Exception as e:  # one broken section must not lose the others' numbers
+            import traceback
+
+            traceback.print_exc()
+            out[name] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+        print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
     try:
         if want("noop"):
-            out["noop"], big_wf = bench_noop(tmp, args.gb)
-            out["hashing"] = bench_hashing(big_wf)
-            out["materialize"] = bench_materialize(big_wf)
+            def _noop():
+                res, big["wf"] = bench_noop(tmp, args.gb)
+                return res
+            timed("noop", _noop)
+        if want("materialize"):
+            timed("materialize", lambda: bench_materialize(big_wf()))
+        if want("hashing"):
+            timed("hashing", lambda: bench_hashing(big_wf(), tmp))
+        if big:
+            shutil.rmtree(big["wf"].parent, ignore_errors=True)
+        if want("store"):
+            timed("store", lambda: targets.bench_store_dedup(tmp, args.gb))
+        if want("scale"):
+            timed("scale", lambda: targets.bench_scale(tmp, [int(x) for x in args.scale_sizes.split(",")]))
+        if want("noop_example"):
+            timed("noop_example", lambda: targets.bench_noop_example(
+                tmp, skip_olive=args.skip_olive, example_copy=example_copy, fake_pipeline=fake_pipeline))
         if want("olive"):
-            out["olive"] = bench_olive(tmp)
+            timed("olive", lambda: bench_olive(tmp))
+        if want("gpu_lab"):
+            out["gpu_lab"] = targets.gpu_lab()
         if want("incremental"):
-            out["incremental"] = bench_incremental(tmp)
+            timed("incremental", lambda: bench_incremental(tmp))
         if want("concurrency"):
-            out["concurrency"] = bench_concurrency(tmp)
+            timed("concurrency", lambda: bench_concurrency(tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if "noop_example" in out:
+        oc = out.get("olive", {}).get("olive_cached")
+        out["noop_example"]["olive_equivalent"] = oc or "not run (--skip-olive or --only without olive)"
+    out["machine"]["load_at_end"] = targets.load()
+    out["example"] = example_info()
+    if EXAMPLE["source"] == "committed":
+        wf = subprocess.run(["git", "-C", str(REPO), "show", f"{EXAMPLE['rev']}:examples/travel-tiny/workflow.yaml"],
+                            capture_output=True, text=True).stdout
+        out["example"]["nodes"] = [ln.split(":")[0].strip() for ln in wf.split("\nnodes:\n", 1)[-1].splitlines()
+                                   if ln.startswith("  ") and not ln.startswith("   ") and ":" in ln
+                                   and not ln.lstrip().startswith("#")]
+    out = {"targets": summary(out), **out}
     print(json.dumps(out, indent=2))
 
 
