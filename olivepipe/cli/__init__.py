@@ -12,3 +12,4 @@ __all__ = ["main"]
 from . import cache_remote  # noqa: E402,F401  (registration: `cache push|pull` on the `cache` group)
 from . import importer  # noqa: E402,F401  (registration: `olivepipe import`)
 from . import metrics  # noqa: E402,F401  (registration: `olivepipe metrics`)
+from . import init  # noqa: E402,F401  (registration: `olivepipe init`)
