@@ -33,7 +33,7 @@ __all__ = ["STACK", "DEFAULT_IMAGE", "DEFAULT_CUDA_IMAGE", "TORCH_CPU_INDEX", "E
 STACK = (
     "olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "onnxscript", "transformers", "tokenizers",
     "peft", "accelerate", "datasets", "safetensors", "scipy", "numpy", "requests", "torch",
-    "pyyaml", "ruamel.yaml", "jsonschema", "networkx", "rich", "click",
+    "pyyaml", "ruamel.yaml", "jsonschema", "networkx", "rich", "click", "matplotlib",
     "azure-ai-ml", "azure-identity", "azure-storage-blob",
 )
 #: Azure ML base images (Ubuntu 22.04 with conda); CUDA nodes get the CUDA one.
