@@ -53,3 +53,44 @@ def lock_users(lock_paths) -> dict[str, set[str]]:
                 if isinstance(rec, dict) and rec.get("key"):
                     out.setdefault(rec["key"], set()).add(f"{wf}:{node}")
     return out
+
+
+# -- metrics (olivepipe metrics, and plan --format markdown --metrics) ------------------------
+
+def metric_num(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int) or abs(v) >= 1e4:
+        return f"{v:,.0f}"
+    return f"{v:.4g}"
+
+
+def metric_cell(v: dict) -> str:
+    a, b = v.get("old"), v.get("new")
+    if a == b:
+        return metric_num(a)
+    if a is None or b is None:
+        return f"{metric_num(a)} -> {metric_num(b)}"
+    pct = f" ({v['pct']:+.1f}%)" if v.get("pct") is not None else ""
+    return f"{metric_num(a)} -> {metric_num(b)}{pct}"
+
+
+def metric_head(result: dict, k: str) -> str:
+    unit = result["units"].get(k)
+    return f"{k} ({unit})" if unit else k
+
+
+def metrics_markdown(table: dict, *, diff: bool) -> list[str]:
+    keys = table["metrics"]
+    lines = ["| node | input | " + " | ".join(metric_head(table, k) for k in keys) + " | status |",
+             "|---|---|" + "---:|" * len(keys) + "---|"]
+    for r in table["rows"]:
+        if diff:
+            cells = [metric_cell(r["values"][k]) if k in r["values"] else "-" for k in keys]
+        else:
+            cells = [metric_num(r["values"].get(k)) for k in keys]
+        status = r["status"] if diff or r["status"] != "current" else ""
+        lines.append(f"| {r['node']} | {r['input'] or '-'} | " + " | ".join(cells) + f" | {status} |")
+    if diff:
+        lines = [f"Metrics: `{table['lock']}` -> working tree", ""] + lines
+    return lines

@@ -226,3 +226,22 @@ def test_entry_points():
     p = subprocess.run([sys.executable, "-c", "from olivepipe.cli import main; main()", "--help"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and all(c in p.stdout for c in ("validate", "diff", "fmt", "cache"))
+
+
+def test_the_hot_path_imports_no_renderer_and_no_validator(tmp_path):
+    """The hot path stays light: status (the same plan a no-op apply makes) must not import rich, jsonschema, networkx,
+    matplotlib or importlib.metadata (each costs 10-100 ms of a command people run all day)."""
+    from conftest import MINIMAL, write
+
+    wf = write(tmp_path / "workflow.yaml", MINIMAL.replace("finetune: {pass: lora", "finetune: {pass: rtn").replace(
+        ", data: travel, params: {r: 4, max_steps: 2, torch_dtype: float32}", ""))
+    write(tmp_path / "travel.jsonl", "{}\n")
+    # the validation memo as apply records it, then a fresh process on the hot path
+    subprocess.run([sys.executable, "-c", f"from olivepipe.spec import load_workflow; "
+                    f"load_workflow({str(wf)!r}, remember=True)"], check=True, timeout=300)
+    code = ("import sys\nsys.argv = ['olivepipe', 'status', %r]\nimport olivepipe.cli as c\n"
+            "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('rich', 'jsonschema', 'networkx', 'matplotlib', 'importlib.metadata')"
+            " if m in sys.modules)\nprint('HEAVY', heavy)") % str(wf)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "HEAVY []" in r.stdout, r.stdout + r.stderr

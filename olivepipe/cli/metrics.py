@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import OlivepipeError
-from ..report import metric_cell as _cell, metric_head as _head, metric_num as _num
-from ..report import metrics_markdown as _markdown
+from ..summary import metric_cell as _cell, metric_head as _head, metric_num as _num
+from ..summary import metrics_markdown as _markdown
 from .app import cache_opt, main, rehearse_opt, workflow_arg
 
 

@@ -159,7 +159,7 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
         click.echo(plan_markdown(p, ws.graph.mermaid({s.name: s.status for s in p.steps})), nl=False)
         if with_metrics:
             from ..metrics import collect
-            from ..report import metrics_markdown
+            from ..summary import metrics_markdown
 
             click.echo("\n#### Metrics (cached results; stale rows are from before this change)\n")
             click.echo("\n".join(metrics_markdown(collect(ws), diff=False)))
