@@ -15,12 +15,7 @@ rm -rf "$work" && mkdir -p "$work/ws"
 exec > >(tee "$out/run.log") 2>&1
 t_all=$(date +%s)
 say() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - t_all ))s] $*"; }
-say "install wheels"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="/tmp/site:$repo${PYTHONPATH:+:$PYTHONPATH}"
-ldconfig -p | grep -q 'libpcre2-8.so.0' || export LD_LIBRARY_PATH="$repo/.whl/lib:${LD_LIBRARY_PATH:-}"
-export OLIVE_DISABLE_TELEMETRY=1 ORT_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 CI=1 PYTHONUNBUFFERED=1
-export OLIVEPIPE_CACHE_DIR="$work/cache"
+source "$repo/bench/gpu_env.sh"
 ( while :; do echo "$(date +%s.%N) $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)"; sleep 0.5; done ) > "$out/gpumem.txt" 2>/dev/null &
 poll=$!
 trap 'kill $poll 2>/dev/null' EXIT

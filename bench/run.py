@@ -101,13 +101,6 @@ def write_big(path: Path, size: int) -> None:
             f.write(block)
 
 
-def drop_caches() -> bool:
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def read_rate(path: Path) -> float:
@@ -134,7 +127,7 @@ def fake_pipeline(root: Path, big: dict[str, int]) -> Path:
         size = big.get(name, 4096)
         write_big(out / "payload.bin", max(size, 1 << 20)) if size >= 1 << 20 else (
             out.mkdir(parents=True), (out / "payload.bin").write_bytes(os.urandom(size)))
-        dropped = drop_caches() if size >= 1 << 20 else False
+        dropped = targets.drop_caches() if size >= 1 << 20 else False
         t0 = time.perf_counter()
         e = ws.store.publish(key_of(rec), out, {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}},
                                                 "kind": ws.kind(name)})

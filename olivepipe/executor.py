@@ -23,7 +23,7 @@ from .gpus import GpuAllocator, parse_gib
 from .keys import key_of
 from .mutex import Busy, FileMutex
 from .plan import BLOCKED, FORCED, SKIP, Plan
-from .safefs import confined_dir
+from .safefs import confined_dir, open_nofollow
 from .workspace import Workspace
 
 
@@ -185,7 +185,6 @@ class Scheduler:
         runs = sum(1 for s in self.plan.steps if s.status == "run")
         if any(s.status == "run" and self._uses_gpu(s.name) for s in self.plan.steps):
             self._gpu_alloc()  # sizes -j before the pool is made
-        confined_dir(self.ws.workflow.file.parent, os.path.relpath(self.ws.logs, self.ws.workflow.file.parent))
         self.executor.open(slots=min(self.jobs, max(1, runs)), offline=not self._needs_hub(), log_dir=self.ws.logs)
 
     def _preflight(self, pending):
@@ -257,10 +256,7 @@ class Scheduler:
         return self.alloc
 
     def _start(self, n: str):
-        log = self.ws.log_path(n)
-        confined_dir(self.ws.workflow.file.parent, os.path.relpath(log.parent, self.ws.workflow.file.parent))
-        from .safefs import open_nofollow
-
+        log = self.ws.log_path(n)  # its folder was made confined by apply() before anything ran
         os.close(open_nofollow(log))  # a fresh log per run
         try:
             job = self.ws.job(n, self.entries)
@@ -343,22 +339,9 @@ def _blocked(step, why):
 def link_output(ws: Workspace, name: str, tree: Path) -> None:
     """Expose a result at outputs/<workflow>/<node> as a symlink: O(1) whatever its size.
     The outputs folder is created confined: a committed `outputs -> /elsewhere` link is refused."""
-    import uuid
+    from .stores.local import materialize
 
-    from .errors import StoreError
-
-    base = ws.workflow.file.parent
-    parent = confined_dir(base, "outputs", ws.lock_name)
-    dest = parent / name
-    target = os.path.relpath(tree, parent)
-    if dest.is_symlink() and os.readlink(dest) == target:
-        return
-    if dest.exists() and not dest.is_symlink():
-        raise StoreError(f"{dest} exists and is not an olivepipe output link",
-                         "move it away; olivepipe will not overwrite it")
-    tmp = parent / f".{name}.{uuid.uuid4().hex[:8]}"
-    os.symlink(target, tmp)
-    os.replace(tmp, dest)
+    materialize(tree, confined_dir(ws.workflow.file.parent, "outputs", ws.lock_name) / name)
 
 
 __all__ = ["apply", "ApplyResult", "Event", "Interrupted", "Outcome", "Scheduler", "link_output"]

@@ -40,6 +40,7 @@ from typing import Callable
 from .errors import InputChanged, OlivepipeError, StoreError
 from .hashing import file_digest
 from .keys import key_of
+from .safefs import write_atomic
 
 FORMAT = 1
 INPUT_KIND = "olivepipe-input"  # the manifest kind of an uploaded data file or model folder
@@ -239,9 +240,7 @@ def main(argv=None, *, open_store: Callable[[str], object] | None = None) -> int
         res["error"] = redact(res["error"])
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, out)  # whole or absent: a reader never sees half a result
+        write_atomic(out, json.dumps(res, indent=1, sort_keys=True) + "\n")  # a reader never sees half a result
         return 0 if res["ok"] else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -144,13 +144,13 @@ class Workspace:
         (local and remote results never share a key by accident)."""
         kind, where = self.kind_of(name), self.placement(name)
         packages = kind.package_names(self.spec_of(name), self)
-        return self.executor.environment(packages, where) if where else self.executor.environment(packages)
+        return self.executor.environment(packages, where)
 
     def preflight(self, name: str):
         """Can this step run where it is placed? (executor's check of the kind's needs)"""
         kind, where, spec = self.kind_of(name), self.placement(name), self.spec_of(name)
         needs, device = kind.needs(spec, self), self.device(name)
-        return self.executor.preflight(needs, device, where) if where else self.executor.preflight(needs, device)
+        return self.executor.preflight(needs, device, where)
 
     def record(self, name: str, input_digests: dict[str, str | None]) -> tuple[dict, bool]:
         """(record, complete). Incomplete when an upstream result is not known yet."""

@@ -32,15 +32,15 @@ class FakeExecutor:
         self.opened = None
         self.closed = False
 
-    def preflight(self, needs, device):
+    def preflight(self, needs, device, placement=None):
         want = ("CUDA GPU",) if (needs.cuda or device == "gpu") else ()
         missing = ("a CUDA GPU (none found)",) if want and not self.cuda else ()
         return Check(not missing, want, missing)
 
-    def can_run(self, needs, device):
+    def can_run(self, needs, device, placement=None):
         return self.preflight(needs, device).ok
 
-    def environment(self, packages):
+    def environment(self, packages, placement=None):
         return dict(self.env)
 
     def gpus(self):

@@ -72,6 +72,28 @@ def _report(command: str, res: dict, as_json: bool) -> int:
     return 0 if res["ok"] else 1
 
 
+def _transfer(command: str, remote, keys, *, have, source, move) -> dict:
+    """Move every key that ``have`` lacks from ``source`` with ``move``; counts what happened.
+    A read failure of ``have`` is an error here (raised), not a miss."""
+    res = {"command": command, "remote": remote.label, "entries": len(keys), "transferred": 0, "up_to_date": 0,
+           "missing": [], "failed": [], "files": 0, "bytes": 0}
+    for key in keys:
+        if have(key) is not None:
+            res["up_to_date"] += 1
+            continue
+        entry = source(key)
+        if entry is None:
+            res["missing"].append(key)
+            continue
+        try:
+            move(entry)
+        except StoreError as e:
+            res["failed"].append({"key": key, "error": e.message})
+            continue
+        res["transferred"] += 1
+    return res
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
 
@@ -86,25 +108,9 @@ def cache_push(workflow, cache_dir, push_all, as_json):
     if not workflow and not push_all:
         raise OlivepipeError("give a workflow file (its lock says what to push), or --all", "")
     wf, local, remote, tiered, lock_path = _open(workflow, cache_dir)
-    res = {"command": "push", "remote": remote.label, "entries": 0, "transferred": 0, "up_to_date": 0,
-           "missing": [], "failed": [], "files": 0, "bytes": 0}
     with local.lease():  # gc leaves entries alone while they are being read
         keys = local.keys() if push_all else _lock_keys(wf, lock_path)
-        res["entries"] = len(keys)
-        for key in keys:
-            if remote.get(key) is not None:  # a remote read failure is an error here, not a miss
-                res["up_to_date"] += 1
-                continue
-            entry = local.get(key)
-            if entry is None:
-                res["missing"].append(key)
-                continue
-            try:
-                tiered.upload(entry)
-            except StoreError as e:
-                res["failed"].append({"key": key, "error": e.message})
-                continue
-            res["transferred"] += 1
+        res = _transfer("push", remote, keys, have=remote.get, source=local.get, move=tiered.upload)
     res["files"], res["bytes"] = remote.stats["objects_uploaded"], remote.stats["bytes_uploaded"]
     return _report("push", res, as_json)
 
@@ -116,25 +122,9 @@ def cache_push(workflow, cache_dir, push_all, as_json):
 def cache_pull(workflow, cache_dir, as_json):
     """Download the results the workflow's lock references that the local cache lacks."""
     wf, local, remote, tiered, lock_path = _open(workflow, cache_dir)
-    res = {"command": "pull", "remote": remote.label, "entries": 0, "transferred": 0, "up_to_date": 0,
-           "missing": [], "failed": [], "files": 0, "bytes": 0}
     with local.lease():  # as apply: gc neither races the publishing nor deletes what just arrived
         local.register_root(Path(os.path.abspath(lock_path)))
-        keys = _lock_keys(wf, lock_path)
-        res["entries"] = len(keys)
-        for key in keys:
-            if local.get(key) is not None:
-                res["up_to_date"] += 1
-                continue
-            found = remote.get(key)
-            if found is None:
-                res["missing"].append(key)
-                continue
-            try:
-                tiered.pull(found)
-            except StoreError as e:
-                res["failed"].append({"key": key, "error": e.message})
-                continue
-            res["transferred"] += 1
+        res = _transfer("pull", remote, _lock_keys(wf, lock_path), have=local.get, source=remote.get,
+                        move=tiered.pull)
     res["files"], res["bytes"] = remote.stats["objects_downloaded"], remote.stats["bytes_downloaded"]
     return _report("pull", res, as_json)

@@ -60,13 +60,13 @@ class JobResult:
 class Executor(Protocol):
     name: str
 
-    def preflight(self, needs, device: str) -> Check:
+    def preflight(self, needs, device: str, placement: dict | None = None) -> Check:
         """Can a node with these needs run here? No network, no subprocess: plan calls it.
-        A remote executor also takes ``placement`` (the node's `executor:` mapping)."""
+        ``placement`` is the node's `executor:` mapping (None: this machine)."""
 
-    def can_run(self, needs, device: str) -> bool: ...
+    def can_run(self, needs, device: str, placement: dict | None = None) -> bool: ...
 
-    def environment(self, packages) -> dict:
+    def environment(self, packages, placement: dict | None = None) -> dict:
         """The environment identity for a key: {package: version} where jobs run."""
 
     def gpus(self) -> list:

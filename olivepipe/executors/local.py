@@ -72,7 +72,7 @@ class LocalExecutor:
         self._gpus = None
 
     # -- what this place can run ---------------------------------------------------
-    def preflight(self, needs, device: str) -> Check:
+    def preflight(self, needs, device: str, placement: dict | None = None) -> Check:
         want, missing = [], []
         cuda = device == "gpu" or needs.cuda
         if cuda:
@@ -85,10 +85,10 @@ class LocalExecutor:
                 missing.append(f"package {p} (not installed)")
         return Check(not missing, tuple(want), tuple(missing), needs.note if missing else "")
 
-    def can_run(self, needs, device: str) -> bool:
+    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
         return self.preflight(needs, device).ok
 
-    def environment(self, packages) -> dict:
+    def environment(self, packages, placement: dict | None = None) -> dict:
         return {n: version(n) for n in sorted(set(packages))}
 
     def gpus(self) -> list:

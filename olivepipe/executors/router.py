@@ -44,9 +44,7 @@ class Router:
         if ex is None:
             return Check(False, (placement_key(placement),), (f"an executor for {placement_key(placement)} "
                                                               "(none is configured here)",))
-        if placement:
-            return ex.preflight(needs, device, placement)
-        return ex.preflight(needs, device)
+        return ex.preflight(needs, device, placement)
 
     def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
         return self.preflight(needs, device, placement).ok
@@ -55,7 +53,7 @@ class Router:
         ex = self.executor_for(placement)
         if ex is None:
             return {"executor": placement_key(placement)}
-        return ex.environment(packages, placement) if placement else ex.environment(packages)
+        return ex.environment(packages, placement)
 
     def gpus(self) -> list:
         return self.local.gpus()
