@@ -775,3 +775,44 @@ def test_ctrl_c_during_apply_cancels_the_remote_job(tmp_path, sleep_kind, aml):
     remote = LocalStore(tmp_path / "remote")
     assert {remote.get(k).manifest["kind"] for k in remote.keys()} == {"olivepipe-input"}  # b published nothing
     assert f"asked Azure ML to cancel job {run.name}" in ws.log_path("b").read_text()
+
+
+# A meta-path hook that makes this interpreter look like one without the `[azure]` extra: every
+# `azure` package (azure-ai-ml, azure-core, azure-identity, azure-storage-blob) fails to import.
+WITHOUT_AZURE = """
+import sys
+class _NoAzure:
+    def find_spec(self, name, path=None, target=None):
+        if name == "azure" or name.startswith("azure."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+for _m in [m for m in sys.modules if m == "azure" or m.startswith("azure.")]:
+    del sys.modules[_m]
+sys.meta_path.insert(0, _NoAzure())
+"""
+
+
+def test_plan_without_the_azure_extra_blocks_the_remote_node_and_names_the_extra(tmp_path):
+    """`olivepipe plan` where azure-ai-ml (and the whole `azure` namespace) is not installed:
+    the placed node is blocked with the install command, exit 1, and no traceback."""
+    from conftest import copy_example
+
+    wf = copy_example(tmp_path / "travel")
+    text = wf.read_text().replace("    data: travel\n", "    data: travel\n    executor: {azureml: {compute: gpu-cluster}}\n", 1)
+    wf.write_text(text)
+    script = WITHOUT_AZURE + "from olivepipe.cli.app import main\nsys.exit(main())\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "OLIVEPIPE_REMOTE", "OLIVEPIPE_BLOB"))}
+    env.update(WORKSPACE_ENV, CI="1")
+    # plain `plan` exits 0 whatever it finds (the pinned exit-code table); the Terraform-style answer is 1
+    for args, rc in ((["plan", str(wf)], 0), (["plan", "--detailed-exitcode", str(wf)], 1),
+                     (["plan", "--detailed-exitcode", "--format", "json", str(wf)], 1),
+                     (["status", str(wf)], 1)):
+        p = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=tmp_path,
+                           env=env, timeout=600)
+        out = p.stdout + p.stderr
+        assert "Traceback" not in out and "crash" not in out.lower(), out
+        assert "install olivepipe[azure]" in out or 'pip install "olivepipe[azure]"' in out, out
+        assert p.returncode == rc, (args, p.returncode, out)
+        if args[0] == "plan" and "json" not in args:
+            assert "finetune  lora @ cpu on azureml:gpu-cluster  blocked" in out, out
+    assert not (tmp_path / "travel" / "olivepipe.lock").exists() and not (tmp_path / "travel" / ".olivepipe").exists()

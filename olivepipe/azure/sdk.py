@@ -12,7 +12,11 @@ from typing import Any, Callable, Dict, Iterator, Optional
 from .errors import RegistrationError
 from .redact import redact
 
-__all__ = ["CLIENT_KWARGS", "BoundExceeded", "run_bounded", "quiet_azure", "import_ml", "sdk_versions"]
+__all__ = ["CLIENT_KWARGS", "BoundExceeded", "run_bounded", "quiet_azure", "import_ml", "sdk_versions",
+           "sdk_installed", "EXTRA_HINT"]
+
+#: What to run where the `[azure]` extra (azure-ai-ml, azure-identity, azure-storage-blob) is missing.
+EXTRA_HINT = 'install olivepipe[azure] (pip install "olivepipe[azure]")'
 
 #: Extra MLClient options. retry_total=0: azure-core otherwise retries failed requests with
 #: backoff (offline: ~4.8 s before failing instead of ~0.02 s). connection_timeout bounds
@@ -108,6 +112,18 @@ def import_ml() -> Any:
             f"azure-ai-ml is not installed ({exc.name or exc})", "pip install azure-ai-ml azure-identity", kind="dependency"
         ) from None
     return ml
+
+
+def sdk_installed() -> bool:
+    """Whether azure-ai-ml can be imported here, without importing it. ``find_spec`` of a
+    submodule imports its parents, and raises (not returns None) when the ``azure`` namespace
+    itself is missing, as it is where no Azure package is installed."""
+    import importlib.util  # noqa: PLC0415
+
+    try:
+        return importlib.util.find_spec("azure.ai.ml") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def sdk_versions() -> Dict[str, Optional[str]]:

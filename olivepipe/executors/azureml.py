@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import queue
@@ -119,6 +118,7 @@ class AzureMLExecutor:
     def preflight(self, needs, device: str, placement: dict | None = None) -> Check:
         from ..azure.errors import RegistrationError
         from ..azure.jobs import environment_spec, named_environment
+        from ..azure.sdk import EXTRA_HINT, sdk_installed
         from ..azure.workspace import resolve_workspace
 
         opts = _options(placement)
@@ -127,8 +127,9 @@ class AzureMLExecutor:
         missing = []
         if not compute:
             missing.append("an Azure ML compute (`executor: {azureml: {compute: <name>}}`)")
-        if importlib.util.find_spec("azure.ai.ml") is None:
-            missing.append("package azure-ai-ml (not installed here; pip install 'olivepipe[azure]')")
+        sdk = sdk_installed()
+        if not sdk:
+            missing.append(f"azure-ai-ml, which is not installed here: {EXTRA_HINT}")
         try:
             resolve_workspace(None, self.env, start_dir=self.start_dir)
         except RegistrationError as e:
@@ -151,7 +152,7 @@ class AzureMLExecutor:
                                     **self._spec_kw())
             missing += [f"package {p} (not installed here, so its version cannot be pinned into the generated "
                         "Azure ML environment; install it here or name one with `environment: name:version`)"
-                        for p in spec.missing]
+                        for p in spec.missing if sdk or not p.startswith("azure-")]  # else: the extra, said once
         want += list(needs.packages)
         return Check(not missing, tuple(want), tuple(missing), needs.note if missing else "")
 
