@@ -10,6 +10,7 @@ independent branches finish; ``stop`` starts nothing new after the first failure
 """
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from dataclasses import dataclass, field
@@ -90,9 +91,10 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
         lease = getattr(ws.store, "lease", None)
         with (lease() if lease else _nothing()):  # gc leaves a store alone while an apply may publish
             _register_root(ws)
-            result = Scheduler(ws, plan, emit, jobs, gpu_slots, on_failure).execute()
+            sched = Scheduler(ws, plan, emit, jobs, gpu_slots, on_failure)
+            result = sched.execute()
         if prune_lock and all(s.status != SKIP for s in plan.steps) and result.ok:
-            lockfile.update(ws.lock_path, ws.lock_name, {}, keep_only={s.name for s in plan.steps})
+            sched.lock.set({}, keep_only={s.name for s in plan.steps})  # writes only if a node went away
         result.seconds = time.perf_counter() - t0
         return result
     finally:
@@ -131,38 +133,64 @@ class Scheduler:
         self.alloc = None
         self.pinned: dict[str, str] = {}
         self.on_failure = on_failure
-        self.locked = ws.lock_nodes()
+        self.lock = lockfile.Writer(ws.lock_path, ws.lock_name)  # in memory for the whole run
         self.running: dict[str, tuple[str, dict]] = {}  # step -> (key, record)
+        self.prepared: dict[str, tuple[str, dict]] = {}  # runnable, waiting for a slot: step -> (key, record)
+        self.digests: dict[str, str] = {}  # step -> its result's digest (what dependents' records read)
+        self.dependents: dict[str, list[str]] = {}  # step -> the pending steps that read it
         self.stopped = False
 
     # -- the loop ------------------------------------------------------------------
+    # Each step is looked at when its inputs settle, not on every pass: a step waits in
+    # ``ready`` (inputs settled: settle it or find it needs a job) then in ``runnable``
+    # (needs a job slot), both heaps in plan order, so scheduling costs the same per
+    # step at 10 or 10,000 nodes.
     def execute(self) -> ApplyResult:
         order = [s.name for s in self.plan.steps]
+        self.index = {n: i for i, n in enumerate(order)}
         pending = [n for n in order if self.steps[n].status != SKIP]
         for n in order:
             if self.steps[n].status == SKIP:
                 self.result.outcomes[n] = Outcome(n, "excluded", error="not needed by the target")
         self._preflight(pending)
+        self.unsettled: dict[str, int] = {}
+        self.ready: list[int] = []
+        self.queued: set[str] = set()
+        for n in pending:
+            ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)]
+            self.unsettled[n] = sum(1 for i in ins if i not in self.result.outcomes)
+            for i in ins:
+                self.dependents.setdefault(i, []).append(n)
+            if not self.unsettled[n]:
+                self._queue(n)
+        runnable: list[int] = []
         opened = False
         try:
-            while pending or self.running:
-                progressed = True
-                while progressed:  # cached and blocked steps settle at once and may free others
-                    progressed = False
-                    for n in list(pending):
-                        verdict = self._consider(n)
-                        if verdict == "wait":
-                            continue
-                        if verdict == "start":
+            while True:
+                while self.ready or runnable:  # cached and blocked steps settle at once and may free others
+                    while self.ready:
+                        n = order[heapq.heappop(self.ready)]
+                        if self._prepare(n) == "runnable":
+                            heapq.heappush(runnable, self.index[n])
+                    deferred = []
+                    while runnable and (self.stopped or len(self.running) < self.jobs):
+                        n = order[heapq.heappop(runnable)]
+                        verdict = self._try_start(n)
+                        if verdict == "wait":  # its GPU is busy: later, and let the next one try
+                            deferred.append(self.index[n])
+                        elif verdict == "start":
                             if not opened:
                                 self._open()
                                 opened = True
                             self._start(n)
-                        pending.remove(n)
-                        progressed = True
+                    for i in deferred:
+                        heapq.heappush(runnable, i)
+                    if not self.ready:
+                        break
                 if not self.running:
-                    if pending:  # nothing runnable and nothing running: a scheduling bug
-                        raise RuntimeError(f"cannot schedule {pending}")
+                    left = [n for n in pending if n not in self.result.outcomes]
+                    if left:  # nothing runnable and nothing running: a scheduling bug
+                        raise RuntimeError(f"cannot schedule {left}")
                     break
                 for res in self.executor.wait():
                     self._finished(res)
@@ -181,6 +209,11 @@ class Scheduler:
                 self.executor.close()
         return self.result
 
+    def _queue(self, n: str) -> None:
+        if n not in self.queued:
+            self.queued.add(n)
+            heapq.heappush(self.ready, self.index[n])
+
     def _open(self):
         runs = sum(1 for s in self.plan.steps if s.status == "run")
         if any(s.status == "run" and self._uses_gpu(s.name) for s in self.plan.steps):
@@ -196,26 +229,24 @@ class Scheduler:
                 if why:
                     self.steps[n] = _blocked(step, why)
 
-    def _consider(self, n: str) -> str:
-        """'wait', 'start', or 'settled' (finished without a job: cached, blocked, skipped)."""
+    def _prepare(self, n: str) -> str:
+        """A step whose inputs all settled (or one failed): 'settled' (cached, blocked,
+        skipped) or 'runnable' (it needs a job; its key is computed)."""
         ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)]
         bad = [i for i in ins if self._failed(i)]
         if bad:
             self._finish(Outcome(n, "skipped", error=f"input {', '.join(bad)} did not finish"))
             self.emit(Event("skipped", n, f"input {', '.join(bad)} did not finish"))
             return "settled"
-        if not all(i in self.entries for i in ins):
-            return "wait"
         step = self.steps[n]
         if step.status == BLOCKED:
             self._finish(Outcome(n, "blocked", error="; ".join(step.reasons)))
             self.emit(Event("blocked", n, "; ".join(step.reasons)))
             return "settled"
         if self.stopped:
-            self._finish(Outcome(n, "skipped", error="apply stopped after a failure"))
-            self.emit(Event("skipped", n, "apply stopped after a failure"))
+            self._skip_stopped(n)
             return "settled"
-        record, complete = self.ws.record(n, {k: e.digest for k, e in self.entries.items()})
+        record, complete = self.ws.record(n, self.digests)
         assert complete, f"inputs of {n} not ready"
         key = key_of(record)
         if step.action != FORCED:
@@ -223,12 +254,25 @@ class Scheduler:
             if entry is not None:
                 self._done(n, entry, record, "cached", 0.0, "")
                 return "settled"
-        if len(self.running) >= self.jobs:
-            return "wait"
+        self.prepared[n] = (key, record)
+        return "runnable"
+
+    def _skip_stopped(self, n: str) -> None:
+        self._finish(Outcome(n, "skipped", error="apply stopped after a failure"))
+        self.emit(Event("skipped", n, "apply stopped after a failure"))
+
+    def _try_start(self, n: str) -> str:
+        """A runnable step: 'start' (a slot and, for a GPU step, a GPU), 'wait' or 'settled'."""
+        if self.stopped:
+            self.prepared.pop(n)
+            self._skip_stopped(n)
+            return "settled"
+        key, record = self.prepared[n]
         if self._uses_gpu(n):
             alloc = self._gpu_alloc()
             need = parse_gib(getattr(self.ws.spec_of(n), "gpu_memory_gb", None))
             if not alloc.fits_anywhere(need):
+                self.prepared.pop(n)
                 self._fail(n, f"needs {need / 1024:g} GiB of GPU memory; the largest GPU here has "
                               f"{max((s.gpu.memory_mib or 0) for s in alloc.slots) / 1024:g} GiB"
                            if alloc.slots else "no GPU to run on", 0.0, "", key)
@@ -237,6 +281,7 @@ class Scheduler:
             if gpu is None:
                 return "wait"
             self.pinned[n] = gpu
+        self.prepared.pop(n)
         self.running[n] = (key, record)
         return "start"
 
@@ -316,16 +361,20 @@ class Scheduler:
 
     def _finish(self, outcome: Outcome):
         self.result.outcomes[outcome.name] = outcome
+        failed = outcome.status not in ("cached", "ran")
+        for d in self.dependents.get(outcome.name, ()):
+            self.unsettled[d] -= 1
+            if failed or not self.unsettled[d]:  # a failed input settles its dependents now
+                self._queue(d)
 
     def _done(self, name: str, entry, record: dict, status: str, seconds: float, log: str):
         link_output(self.ws, name, self.ws.store.fetch(entry))
         self.entries[name] = entry
+        self.digests[name] = entry.digest
         rec = {"key": entry.key, "kind": record["kind"], "record": record,
                "output": {"digest": entry.digest, "files": len(entry.files), "bytes": entry.size},
                "duration_s": entry.manifest.get("duration_s")}
-        if lockfile.prune(self.locked.get(name)) != lockfile.prune(rec):
-            lockfile.update(self.ws.lock_path, self.ws.lock_name, {name: rec})
-            self.locked[name] = rec
+        self.lock.set({name: rec})  # written only when the entry changed
         self._finish(Outcome(name, status, seconds, log=log if status == "ran" else "", key=entry.key))
         self.emit(Event("done" if status == "ran" else "cached", name, seconds=seconds, log=log))
 

@@ -10,6 +10,7 @@ never a crash further on.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -26,6 +27,7 @@ try:
     _Dumper, _Loader = yaml.CSafeDumper, yaml.CSafeLoader
 except AttributeError:  # pragma: no cover
     _Dumper, _Loader = yaml.SafeDumper, yaml.SafeLoader
+_STYLE = dict(sort_keys=True, default_flow_style=False, allow_unicode=True, width=100)
 
 
 def empty() -> dict:
@@ -147,31 +149,113 @@ def nodes(path: Path, workflow: str) -> dict:
 
 
 def dumps(data: dict) -> str:
-    return HEADER + yaml.dump(prune(data), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                              allow_unicode=True, width=100)
+    return HEADER + yaml.dump(prune(data), Dumper=_Dumper, **_STYLE)
 
 
 def update(path: Path, workflow: str, node_updates: dict, *, remove: tuple = (), keep_only: set | None = None) -> None:
-    """Merge node records into the lock, under a file lock, via temp file + rename.
+    """Merge node records into the lock, under a file lock, via temp file + rename (one-off
+    writers; apply keeps a ``Writer`` for its whole run)."""
+    Writer(path, workflow).set(node_updates, remove=remove, keep_only=keep_only)
+
+
+def _stat_id(path: Path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Writer:
+    """One workflow's lock section, held in memory for a whole apply.
+
+    ``set`` writes the file (temp file + rename, under the guard flock) only when an entry
+    really changes, and re-reads it only when someone else wrote it since (another
+    workflow's apply shares the file: its section is kept). Each node's YAML is dumped once
+    and kept, so a write costs the bytes of the file, not a re-dump of every node: the
+    per-step cost of a 10,000-node apply stays flat. The bytes are exactly ``dumps(data)``.
 
     The guard file lives in the state folder next to the lock (keeps the repository free
     of lock droppings); that folder is created with ``confined_dir``, so a committed
     ``.olivepipe`` symlink is refused (UnsafePath) rather than written through.
     """
-    path = Path(path)
-    base, parts = path.parent, (".olivepipe",)
-    if base.name == ".olivepipe":  # a lock kept in the state folder itself (rehearsals): check that folder too
-        base, parts = base.parent, (".olivepipe", ".olivepipe")
-    guard = confined_dir(base, *parts) / f"{path.name}.flock"
-    with FileMutex(guard, base=base):  # opens the guard without following a planted link
-        data = read(path)
-        wf = data["workflows"].setdefault(workflow, {"nodes": {}})
-        wf["nodes"].update(node_updates)
-        for r in remove:
-            wf["nodes"].pop(r, None)
-        if keep_only is not None:
-            wf["nodes"] = {k: v for k, v in wf["nodes"].items() if k in keep_only}
-        write_atomic(path, dumps(data))
+
+    def __init__(self, path: Path, workflow: str):
+        self.path, self.workflow = Path(path), workflow
+        base, parts = self.path.parent, (".olivepipe",)
+        if base.name == ".olivepipe":  # a lock kept in the state folder itself (rehearsals): check that folder too
+            base, parts = base.parent, (".olivepipe", ".olivepipe")
+        self._base, self._parts = base, parts
+        self._frags: dict[tuple[str, str], str] = {}  # (workflow, node) -> its dumped lines
+        self._load()
+
+    def _load(self) -> None:
+        self._seen = _stat_id(self.path)
+        self.data = read(self.path)
+        self._frags.clear()
+
+    def nodes(self) -> dict:
+        return self.data["workflows"].get(self.workflow, {}).get("nodes", {})
+
+    def set(self, node_updates: dict, *, remove: tuple = (), keep_only: set | None = None) -> bool:
+        """Merge, and write if anything changed; True when the file was written."""
+        if not self._changes(self.nodes(), node_updates, remove, keep_only):
+            return False
+        guard = confined_dir(self._base, *self._parts) / f"{self.path.name}.flock"
+        with FileMutex(guard, base=self._base):  # opens the guard without following a planted link
+            if _stat_id(self.path) != self._seen:  # written by someone else since we read it
+                self._load()
+            wf = self.data["workflows"].setdefault(self.workflow, {"nodes": {}})
+            nodes = wf.setdefault("nodes", {})
+            for name, entry in node_updates.items():
+                nodes[name] = entry
+                self._frags.pop((self.workflow, name), None)
+            for r in remove:
+                nodes.pop(r, None)
+            if keep_only is not None:
+                wf["nodes"] = {k: v for k, v in nodes.items() if k in keep_only}
+            write_atomic(self.path, self._dumps())
+            self._seen = _stat_id(self.path)
+        return True
+
+    @staticmethod
+    def _changes(nodes: dict, updates: dict, remove, keep_only) -> bool:
+        if any(prune(nodes.get(k)) != prune(v) for k, v in updates.items()):
+            return True
+        if any(r in nodes for r in remove):
+            return True
+        return keep_only is not None and any(k not in keep_only for k in nodes)
+
+    def _dumps(self) -> str:
+        """``dumps(self.data)``, from kept per-node fragments where the lock has the shape
+        olivepipe writes (else the plain dump)."""
+        data = self.data
+        if set(data) - {"format", "workflows"} or any(set(s) - {"nodes"} for s in data["workflows"].values()):
+            return dumps(data)
+        out = [HEADER, yaml.dump({"format": data.get("format")}, Dumper=_Dumper, **_STYLE)]
+        sections = []
+        for wf in sorted(data["workflows"]):
+            head, body = None, []
+            for name in sorted(data["workflows"][wf].get("nodes") or {}):
+                frag = self._frags.get((wf, name))
+                if frag is None:
+                    frag = self._frags[(wf, name)] = self._frag(wf, name)
+                if frag:
+                    h, _, b = frag.partition("\n    nodes:\n")
+                    head = head or h
+                    body.append(b)
+            if body:
+                sections.append(f"{head}\n    nodes:\n" + "".join(body))
+        if sections:
+            out.append("workflows:\n" + "".join(s.removeprefix("workflows:\n") for s in sections))
+        return "".join(out)
+
+    def _frag(self, wf: str, name: str) -> str:
+        """The lines of one node as the whole dump would write them (same nesting, same
+        columns, so the same folding); "" when pruning leaves nothing."""
+        entry = prune({"workflows": {wf: {"nodes": {name: self.data["workflows"][wf]["nodes"][name]}}}})
+        return yaml.dump(entry, Dumper=_Dumper, **_STYLE) if entry else ""
+
 
 
 def prune(obj):
