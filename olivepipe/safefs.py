@@ -20,8 +20,8 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def _refuse(path: Path, what: str) -> UnsafePath:
-    return UnsafePath(f"refusing to write {path}: {what}",
+def _refuse(path: Path, what: str, verb: str = "write") -> UnsafePath:
+    return UnsafePath(f"refusing to {verb} {path}: {what}",
                       "olivepipe writes only inside the workspace and its cache; remove the link "
                       "(e.g. `rm .olivepipe` if it is a committed symlink) and run again")
 
@@ -56,19 +56,19 @@ def confined_dir(base: Path, *parts: str | os.PathLike) -> Path:
     return cur
 
 
-def check_confined(base: Path, path: Path) -> None:
+def check_confined(base: Path, path: Path, verb: str = "write") -> None:
     """Raise UnsafePath if any existing component of ``path`` below ``base`` is a symlink."""
     base, path = Path(base), Path(path)
     try:
         rel = path.relative_to(base)
     except ValueError:
-        raise _refuse(path, f"it is not inside {base}") from None
+        raise _refuse(path, f"it is not inside {base}", verb) from None
     cur = base
     for part in rel.parts:
         cur = cur / part
         try:
             if stat.S_ISLNK(os.lstat(cur).st_mode):
-                raise _refuse(cur, "it is a symlink")
+                raise _refuse(cur, "it is a symlink", verb)
         except FileNotFoundError:
             return
 
@@ -127,7 +127,11 @@ def read_regular(path) -> bytes:
     name olivepipe reads (a lock, a workflow) fails instead of hanging or streaming
     forever. Symlinks are followed: this guards reads, not writes.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    return _read_fd(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)), path)
+
+
+def _read_fd(fd: int, path, limit: int | None = None) -> bytes:
+    """Read an open descriptor (closed after) if it is a regular file; OSError otherwise."""
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
@@ -137,7 +141,41 @@ def read_regular(path) -> bytes:
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb") as f:
             fd = -1  # owned by f now
-            return f.read()
+            return f.read() if limit is None else f.read(limit + 1)
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def read_confined(base: Path, path: Path, *, limit: int | None = None) -> bytes:
+    """The bytes of a regular file inside ``base`` that no symlink below ``base`` leads to: a
+    committed link (`.olivepipe/config.yaml -> ~/.ssh/...`, `olivepipe.lock -> /etc/...`) is
+    refused, never read. At most ``limit`` + 1 bytes are read (the caller says "too big")."""
+    path = Path(path)
+    if not path.is_absolute():
+        path = Path(base) / path
+    check_confined(Path(base), path, "read")
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _refuse(path, "it is a symlink", "read") from None
+        raise
+    return _read_fd(fd, path, limit)
+
+
+def user_output(base: Path, path: Path) -> Path:
+    """A file a command writes where the user asked (`metrics --plot F`, `show --export D`):
+    inside the workspace ``base`` no component of it may be a symlink (folders are made
+    confined); outside it, the user named the place, but the last component is still never a
+    link. Returns the absolute path; raises UnsafePath."""
+    path = Path(os.path.abspath(path))
+    base = Path(os.path.abspath(base))
+    if path.is_relative_to(base):
+        confined_dir(base, path.parent.relative_to(base))
+        check_confined(base, path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.islink(path):
+            raise _refuse(path, "it is a symlink")
+    return path

@@ -42,9 +42,12 @@ def export(ws: Workspace, plan: Plan, name: str, dest: Path) -> Path:
     if entry is None:
         raise OlivepipeError(f"node '{name}' has no cached result to export",
                              f"run `olivepipe apply --target {name}` first")
+    from .safefs import user_output
+
     dest = Path(dest)
     if dest.exists() or dest.is_symlink():
         raise OlivepipeError(f"{dest} already exists", "export into a new folder")
+    dest = user_output(ws.workflow.root, dest)  # no linked folder on the way out of the workspace
     tmp = dest.with_name(f".{dest.name}.export-{os.getpid()}")
     try:
         shutil.copytree(ws.store.fetch(entry), tmp, symlinks=False, copy_function=shutil.copyfile)

@@ -15,7 +15,6 @@ from . import lock as lockfile
 from .graph import Graph, build_graph
 from .hashing import StatCache, tree_digest
 from .keys import RECORD_FORMAT
-from .olive.runtime import rebase_model_config
 from .spec import ModelSpec, Workflow, load_workflow
 
 TINY_KIND = "tiny-model"
@@ -201,9 +200,25 @@ class Workspace:
             entry = results[inp]
             ph = f"$IN{i}"
             refs[ph] = {"entry": entry.key}
-            model = rebase_model_config(entry.model, ph) if entry.model else None
+            model = self.reader_model(inp, entry, ph)
             inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
         return inputs, refs
+
+    def reader_model(self, name: str, entry, placeholder: str) -> dict | None:
+        """How a job reads the stored result of step ``name``: the entry's files, loaded the way
+        this workflow says (its model's trust_remote_code and load_kwargs), never the way the
+        entry's manifest says (another machine may have written it)."""
+        from .errors import StoreError
+        from .olive.runtime import UntrustedModel, reader_model_config
+
+        if not entry.model:
+            return None
+        try:
+            return reader_model_config(entry.model, placeholder, self.source_model(name))
+        except UntrustedModel as e:
+            raise StoreError(f"the cached result of '{name}' ({entry.key[:12]}) is not used: its model config {e}",
+                             "a shared-cache writer published it; `olivepipe cache verify` lists such entries, "
+                             f"`olivepipe apply --force {name}` rebuilds it") from None
 
     def job(self, name: str, results: dict) -> dict:
         """The plain-data job for a step; ``results`` maps its produced inputs to store entries.

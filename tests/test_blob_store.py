@@ -23,6 +23,7 @@ from olivepipe.stores.config import load_cache_section, remote_config
 from olivepipe.stores.local import LocalStore
 
 KEY_A, KEY_B, KEY_C = "a" * 64, "b" * 64, "c" * 64
+MODEL = {"type": "hfmodel", "config": {"model_path": "$OUT"}}
 
 
 def blob(azurite, container, prefix=""):
@@ -198,14 +199,14 @@ def test_tiered_pulls_a_remote_only_entry_into_local_and_serves_it(azurite, cont
     from olivepipe.stores.tiered import TieredStore
 
     remote = blob(azurite, container)
-    remote.publish(KEY_A, make_tree(tmp_path / "built", FILES), {"kind": "sleep", "model": {"type": "x"}})
+    remote.publish(KEY_A, make_tree(tmp_path / "built", FILES), {"kind": "sleep", "model": MODEL})
     local = LocalStore(tmp_path / "cache")
     tiered = TieredStore(local, blob(azurite, container))
     peeked = tiered.peek(KEY_A)
     assert isinstance(peeked, BlobEntry) and not local.root.exists()  # plan's lookup writes nothing
     got = tiered.get(KEY_A)
     assert isinstance(got, LocalEntry) and local.keys() == [KEY_A] and tiered.pulled == [KEY_A]
-    assert got.digest == peeked.digest and got.manifest["model"] == {"type": "x"}
+    assert got.digest == peeked.digest and got.manifest["model"] == MODEL
     assert tree_bytes(tiered.fetch(got)) == FILES and tiered.fetch(got).is_relative_to(local.root)
 
     def no_remote(*a, **k):

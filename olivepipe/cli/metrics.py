@@ -48,7 +48,7 @@ def metrics_cmd(workflow, fmt, rev, plot, x, y, cache_dir, rehearse):
             raise OlivepipeError(f"no evaluated node has both {kx} and {ky}",
                                  "measure both (metrics: [...]) and run `olivepipe apply`")
         _draw(pts, metrics.axis_label(result, kx), metrics.axis_label(result, ky), plot,
-              f"{result['workflow']}" + (f" (arrows: from {rev})" if changes else ""))
+              f"{result['workflow']}" + (f" (arrows: from {rev})" if changes else ""), ws.workflow.root)
         click.echo(f"wrote {plot} ({len(pts)} point{'s' if len(pts) != 1 else ''})", err=True)
     if fmt == "json":
         click.echo(json.dumps({**result, "diff": changes} if changes else result, indent=2))
@@ -89,7 +89,12 @@ def _text(result: dict, changes: dict | None) -> list[str]:
 
 # -- plot -----------------------------------------------------------------------------
 
-def _draw(pts: list[dict], xlabel: str, ylabel: str, out: Path, title: str) -> None:
+def _draw(pts: list[dict], xlabel: str, ylabel: str, out: Path, title: str, base: Path) -> None:
+    import io
+    import os
+
+    from ..safefs import open_nofollow, user_output
+
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
@@ -111,7 +116,10 @@ def _draw(pts: list[dict], xlabel: str, ylabel: str, out: Path, title: str) -> N
         ax.grid(True, alpha=0.3)
         ax.margins(0.15)
         fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format=out.suffix.lower().lstrip("."))
+        buf = io.BytesIO()
+        fig.savefig(buf, format=out.suffix.lower().lstrip("."))
     finally:
         plt.close(fig)
+    # a committed `plot.png -> ~/.bashrc` (or a linked folder on the way) is refused, never written through
+    with os.fdopen(open_nofollow(user_output(base, out)), "wb") as f:
+        f.write(buf.getvalue())

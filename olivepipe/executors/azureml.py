@@ -46,8 +46,6 @@ from .base import Check, JobResult, RunContext
 
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
 TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
-#: What a store writes into a manifest itself; the rest is the publisher's metadata.
-_OWN_FIELDS = ("format", "key", "id", "digest", "files", "created")
 _CHUNK = 1 << 20
 
 
@@ -544,8 +542,9 @@ class AzureMLExecutor:
             if tree_digest(files) != entry.digest:
                 raise StoreError(f"result {key[:12]} in the local cache does not match its manifest",
                                  "run `olivepipe cache verify`, then apply again")
-            meta = {k: v for k, v in entry.manifest.items() if k not in _OWN_FIELDS}
-            remote.publish(key, staging / "out", meta)
+            from ..stores.manifest import meta_of
+
+            remote.publish(key, staging / "out", meta_of(entry.manifest))
         finally:
             _discard(remote, staging)
         self._note(run, f"copied input result {key[:12]} to the job's store")

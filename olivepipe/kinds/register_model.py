@@ -24,6 +24,11 @@ class Register(NodeKind):
         for k in ("name", "version"):
             if k not in n:
                 ctx.problem(where, f"a register node needs `{k}`", "e.g. `name: ft-for-travel` and `version: 1`")
+        given = (n.get("workspace") or {}).get("config") if isinstance(n.get("workspace"), dict) else None
+        if isinstance(given, str) and (given.startswith(("/", "~", "\\")) or ".." in given.replace("\\", "/").split("/")):
+            ctx.problem(where + ("workspace", "config"), f"workspace.config {given!r} is outside the workspace",
+                        "name the Azure ML config.json by a path inside the workspace (e.g. .azureml/config.json), "
+                        "or set AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / AZUREML_WORKSPACE_NAME", value=True)
         return {}
 
     def options(self, raw, description=""):
@@ -45,6 +50,15 @@ class Register(NodeKind):
         from ..azure.workspace import resolve_workspace
 
         base = ws.workflow.file.parent
+        given = (node.options.get("workspace") or {}).get("config")
+        if given:
+            from ..errors import UnsafePath
+            from ..safefs import check_confined
+
+            try:  # a committed link to a file elsewhere is not the workspace's config
+                check_confined(ws.workflow.root, base / given, "read")
+            except UnsafePath as e:
+                return f"workspace.config: {e.message}"
         try:
             resolve_workspace(node.options, os.environ, base_dir=base, start_dir=base)
         except RegistrationError as e:

@@ -37,16 +37,16 @@ from typing import Callable
 from ..errors import StoreError
 from ..hashing import file_digest, tree_digest
 from .base import Entry
-from .local import FORMAT, _check_key, _is_key, _safe_label, _well_formed, check_onnx
+from .local import check_onnx
+from .manifest import FORMAT, MANIFEST_MAX, OWN_FIELDS, BadManifest, check_key, is_digest, is_key, rel_ok
+from .manifest import parse as parse_manifest, safe_label
 
 log = logging.getLogger("olivepipe.store")
 
-MANIFEST_MAX = 64 << 20  # a manifest lists files, it never holds them: anything bigger is not one
 WORKERS = 8  # concurrent HEAD/upload/download requests per call; the SDK also splits big blobs
 BLOB_CONCURRENCY = 4
 # bounded so an unreachable endpoint fails in seconds, not in azure-core's default ~5 minutes
 CLIENT_KWARGS = {"retry_total": 2, "retry_backoff_factor": 0.5, "connection_timeout": 10, "read_timeout": 120}
-OWN_FIELDS = ("format", "key", "id", "digest", "files", "created")  # what publish writes itself
 
 
 class RemoteUnavailable(StoreError):
@@ -118,11 +118,11 @@ class BlobStore:
 
     # -- names -----------------------------------------------------------------------------
     def manifest_name(self, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         return f"{self.prefix}entries/{key}.json"
 
     def object_name(self, digest: str) -> str:
-        if not _is_digest(digest):
+        if not is_digest(digest):
             raise StoreError(f"not a sha256 digest: {digest[:80]!r}", "the manifest is corrupt")
         return f"{self.prefix}objects/{digest}"
 
@@ -185,7 +185,7 @@ class BlobStore:
         out = []
         for n in names:
             k = n[len(start):]
-            if k.endswith(".json") and _is_key(k[:-5]):
+            if k.endswith(".json") and is_key(k[:-5]):
                 out.append(k[:-5])
         return sorted(out)
 
@@ -232,7 +232,7 @@ class BlobStore:
     # -- writing -----------------------------------------------------------------------------
     def staging(self, label: str) -> Path:
         """A fresh private local folder (results are built locally, then published)."""
-        return Path(tempfile.mkdtemp(prefix=f"olivepipe-{_safe_label(label)}-"))
+        return Path(tempfile.mkdtemp(prefix=f"olivepipe-{safe_label(label)}-"))
 
     def discard(self, staging: Path) -> None:
         _rmtree(Path(staging))
@@ -242,7 +242,7 @@ class BlobStore:
         ``src`` is only read. Without replace an existing healthy entry wins, and of two racing
         publishers the first manifest wins: the other gets (and returns) that one. With replace
         the manifest is overwritten, only once all its objects exist."""
-        _check_key(key)
+        check_key(key)
         if not replace:
             existing = self.get(key)
             if existing is not None:
@@ -310,12 +310,14 @@ class BlobStore:
         except Exception as e:  # noqa: BLE001
             raise self._error(e, "read") from None
         try:
-            manifest = json.loads(raw)
-        except ValueError:
-            raise _Broken("not valid JSON") from None
-        if not _well_formed(manifest, key) or not all(_rel_ok(r) and _is_digest(f["digest"])
-                                                      for r, f in manifest["files"].items()):
-            raise _Broken("not a well-formed olivepipe manifest")
+            manifest = parse_manifest(raw, key)
+        except BadManifest as e:
+            raise _Broken(str(e)) from None
+        from ..olive.runtime import model_config_problems
+
+        refused = model_config_problems(manifest.get("model")) if manifest.get("model") is not None else []
+        if refused:  # a model config no reader acts on: not a result anyone can use
+            raise _Broken(f"model: {refused[0]}")
         return BlobEntry(key, manifest, self.label, etag)
 
     def _winner(self, key: str) -> tuple[BlobEntry | None, str | None]:
@@ -501,17 +503,9 @@ def _json_settings():
     return ContentSettings(content_type="application/json")
 
 
-def _is_digest(d) -> bool:
-    return isinstance(d, str) and len(d) == 64 and all(c in "0123456789abcdef" for c in d)
-
-
-def _rel_ok(rel: str) -> bool:
-    parts = rel.split("/")
-    return bool(rel) and "\0" not in rel and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
-
 
 def _check_rel(rel: str) -> None:
-    if not _rel_ok(rel):
+    if not rel_ok(rel):
         raise StoreError(f"manifest names an unsafe path {rel[:80]!r}", "the remote entry is corrupt")
 
 

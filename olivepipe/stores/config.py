@@ -24,6 +24,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from ..errors import StoreError
+from ..yamlpos import locate
 
 ENV_REMOTE = "OLIVEPIPE_REMOTE_CACHE"
 ENV_ACCOUNT_URL = "OLIVEPIPE_BLOB_ACCOUNT_URL"
@@ -32,6 +33,7 @@ ENV_PREFIX = "OLIVEPIPE_BLOB_PREFIX"
 ENV_PUSH = "OLIVEPIPE_REMOTE_PUSH"
 ENV_SAS = "OLIVEPIPE_BLOB_SAS"
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+ENV_TRUSTED = "OLIVEPIPE_TRUSTED_ENDPOINTS"
 CONFIG_FILE = Path(".olivepipe") / "config.yaml"
 SCHEME = "azblob"
 
@@ -59,6 +61,10 @@ class RemoteConfig:
     account_url: str = ""  # the blob endpoint; "" = https://<account>.blob.core.windows.net
     push: bool = True  # apply uploads new results (False: a read-only shared cache)
     source: str = ""  # what configured it, for messages: an env var name or the config file
+    # file:line:col of `cache.remote` / `cache.account_url` when a config file named them ("" when the
+    # environment did): a credential from the environment never goes where only a file points
+    remote_at: str = ""
+    url_at: str = ""
 
     @property
     def endpoint(self) -> str:
@@ -81,7 +87,7 @@ def remote_config(workspace: Path | None = None, env: Mapping[str, str] | None =
     raw = (env.get(ENV_REMOTE) or "").strip()
     if raw.lower() in _OFF:
         return None  # explicitly off: also overrides the config file (offline, or a local-only run)
-    file_cache = load_cache_section(config_path(workspace)) if workspace is not None else {}
+    file_cache, at = load_cache_section(config_path(workspace), positions=True) if workspace is not None else ({}, {})
     env_url, env_container = (env.get(ENV_ACCOUNT_URL) or "").strip(), (env.get(ENV_CONTAINER) or "").strip()
     push = _push(env, file_cache)
     if raw and env_container:
@@ -100,18 +106,20 @@ def remote_config(workspace: Path | None = None, env: Mapping[str, str] | None =
         source = f"{ENV_ACCOUNT_URL} + {ENV_CONTAINER}"
     elif file_cache.get("remote"):
         shown = str(config_path(workspace))
-        account, container, prefix = parse_remote(file_cache["remote"], f"{shown}: cache.remote")
+        account, container, prefix = parse_remote(file_cache["remote"], f"{at['remote']}: cache.remote")
         source = shown
     else:
         return None
     endpoint = env_url or file_cache.get("account_url") or ""
+    remote_at = "" if (raw or env_container) else at.get("remote", "")
+    url_at = "" if env_url or not endpoint else at.get("account_url", "")
     if endpoint:
-        where = ENV_ACCOUNT_URL if env_url else f"{config_path(workspace)}: cache.account_url"
+        where = ENV_ACCOUNT_URL if env_url else f"{url_at}: cache.account_url"
         _check_url(endpoint, where)
         if _account_of(endpoint, where) != account:
             raise StoreError(f"{where} is for account '{_account_of(endpoint, where)}' but the remote cache is in "
                              f"account '{account}'", "make them name the same storage account")
-    return RemoteConfig(account, container, prefix, endpoint.rstrip("/"), push, source)
+    return RemoteConfig(account, container, prefix, endpoint.rstrip("/"), push, source, remote_at, url_at)
 
 
 def parse_remote(text: str, where: str) -> tuple[str, str, str]:
@@ -133,46 +141,67 @@ def parse_remote(text: str, where: str) -> tuple[str, str, str]:
     return (_account(u.netloc, where), _container(parts[0], where), _prefix("/".join(parts[1:]), where))
 
 
-def load_cache_section(path: Path) -> dict:
+def load_cache_section(path: Path, *, positions: bool = False):
     """The `cache:` section of a config file ({} when the file is absent), checked: known keys
-    with the right types, and no secret anywhere in the file."""
-    import yaml
-
-    from ..safefs import read_regular
-
-    try:
-        raw = read_regular(path)
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        raise StoreError(f"{path}: cannot read the config file: {e.strerror or e}", "fix or remove it") from None
-    try:
-        data = yaml.safe_load(raw.decode("utf-8")) or {}
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise StoreError(f"{path}: not valid YAML ({type(e).__name__})", "fix or remove it") from None
+    with the right types, and no secret anywhere in the file. With ``positions``:
+    (section, {key: "file:line:col"}). The file is read only inside its workspace (no link out
+    of it) and as a workflow is: bounded size, no alias bombs, bounded nesting."""
+    data, pos = read_config(path, workspace=Path(path).parent.parent)
+    where = lambda *keys: "%s:%d:%d" % (path, *locate(pos, keys))  # noqa: E731
     if not isinstance(data, dict):
-        raise StoreError(f"{path}: the config file must be a mapping (e.g. `cache: {{remote: ...}}`)", "fix it")
+        raise StoreError(f"{where()}: the config file must be a mapping (e.g. `cache: {{remote: ...}}`)", "fix it")
     secret = _find_secret(data)
     if secret:
         # never echo the value: the message lands in terminals and CI logs
-        raise StoreError(f"{path}: `{secret}` holds a credential; refusing to use a config file with secrets in it",
+        raise StoreError(f"{where(*secret[1])}: `{secret[0]}` holds a credential; refusing to use a config file "
+                         "with secrets in it",
                          SECRET_HINT + "; then remove it from the file (and rotate it if the file was shared)")
     cache = data.get("cache") or {}
     if not isinstance(cache, dict):
-        raise StoreError(f"{path}: `cache` must be a mapping", f"known keys: {', '.join(_CACHE_KEYS)}")
+        raise StoreError(f"{where('cache')}: `cache` must be a mapping", f"known keys: {', '.join(_CACHE_KEYS)}")
     for k, v in cache.items():
         if k not in _CACHE_KEYS:
-            raise StoreError(f"{path}: unknown setting `cache.{k}`",
+            raise StoreError(f"{where('cache', k)}: unknown setting `cache.{k}`",
                              "known: " + "; ".join(f"{n}: {what}" for n, what in _CACHE_KEYS.items()))
         want = bool if k == "push" else str
         if not isinstance(v, want):
-            raise StoreError(f"{path}: `cache.{k}` must be {'true or false' if want is bool else 'a string'}",
-                             _CACHE_KEYS[k])
+            raise StoreError(f"{where('cache', k)}: `cache.{k}` must be "
+                             f"{'true or false' if want is bool else 'a string'}", _CACHE_KEYS[k])
+    if positions:
+        return cache, {k: "%s:%d:%d" % (path, *locate(pos, ("cache", k), value=True)) for k in cache}
     return cache
 
 
-def _find_secret(obj, path: str = "") -> str | None:
-    """The dotted path of the first value that is (or is named like) a credential."""
+def read_config(path: Path, *, workspace: Path | None = None) -> tuple[object, dict]:
+    """(data, positions) of a small YAML config file ({}, {} when absent). ``workspace``: the
+    folder the file must not leave (no symlink below it on the way)."""
+    from ..errors import UnsafePath
+    from ..safefs import read_confined, read_regular
+    from ..yamlpos import MAX_BYTES, decode, load
+
+    try:
+        raw = read_confined(workspace, path, limit=MAX_BYTES) if workspace is not None else read_regular(path)
+    except FileNotFoundError:
+        return {}, {}
+    except UnsafePath as e:
+        raise StoreError(f"{path}: not read: {e.message}",
+                         "olivepipe reads its config only inside the workspace; replace the link by the file") from None
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the config file: {e.strerror or e}", "fix or remove it") from None
+    if len(raw) > MAX_BYTES:
+        raise StoreError(f"{path}:1:1: the config file is over {MAX_BYTES:,} bytes", "it holds a few settings; fix it")
+    text, problems = decode(raw, str(path))
+    data, pos = None, {}
+    if not problems:
+        data, pos, problems = load(text, str(path))
+    if problems:
+        p = problems[0]
+        raise StoreError(f"{path}:{p.line}:{p.col}: {p.message}", p.hint or "fix or remove it")
+    return (data if data is not None else {}), pos
+
+
+def _find_secret(obj, path: str = "", keys: tuple = ()) -> tuple[str, tuple] | None:
+    """(dotted path, key path) of the first value that is (or is named like) a credential."""
     from ..azure.redact import key_is_secret
 
     if isinstance(obj, dict):
@@ -180,17 +209,17 @@ def _find_secret(obj, path: str = "") -> str | None:
             p = f"{path}.{k}" if path else str(k)
             # "key"-like names with an empty value are harmless (and "push: false" is not a secret)
             if key_is_secret(k) and v not in (None, "", False, True):
-                return p
-            found = _find_secret(v, p)
+                return p, keys + (k,)
+            found = _find_secret(v, p, keys + (k,))
             if found:
                 return found
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            found = _find_secret(v, f"{path}[{i}]")
+            found = _find_secret(v, f"{path}[{i}]", keys + (i,))
             if found:
                 return found
     elif isinstance(obj, str) and _SECRET_TEXT.search(obj):
-        return path or "(top level)"
+        return path or "(top level)", keys
     return None
 
 
@@ -230,10 +259,66 @@ def _check_url(url: str, where: str) -> None:
     if _SECRET_TEXT.search(url) or "?" in url or "@" in url:
         raise StoreError(f"{where}: an account URL carries no credentials (a SAS or key was given in it)",
                          SECRET_HINT)
-    u = urlsplit(url)
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018 - raises for a malformed port
+    except ValueError:
+        raise StoreError(f"{where}: {url[:200]!r} is not a URL", "e.g. https://<account>.blob.core.windows.net") \
+            from None
     if u.scheme not in ("https", "http") or not u.hostname:
-        raise StoreError(f"{where}: {url!r} is not an http(s) URL",
+        raise StoreError(f"{where}: {url[:200]!r} is not an http(s) URL",
                          "e.g. https://<account>.blob.core.windows.net")
+    if u.scheme == "http" and not _loopback(u.hostname):
+        # plain http would hand every request's credential to whoever is on the path
+        raise StoreError(f"{where}: {url[:200]!r} is plain http to another machine",
+                         "use https://<account>.blob.core.windows.net (http only to this machine, e.g. Azurite)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _norm_endpoint(url: str) -> str:
+    u = urlsplit(url.strip())
+    return f"{u.scheme.lower()}://{(u.netloc or '').lower()}{u.path.rstrip('/')}"
+
+
+def trusted_endpoints(env: Mapping[str, str] | None = None) -> set[str]:
+    """Endpoints the user allow-lists outside any repository: OLIVEPIPE_TRUSTED_ENDPOINTS
+    (space- or comma-separated URLs) and `trusted_endpoints:` in ~/.config/olivepipe/config.yaml
+    ($XDG_CONFIG_HOME). A credential from the environment may go there although only a
+    committed config file names them."""
+    env = os.environ if env is None else env
+    out = {_norm_endpoint(u) for u in re.split(r"[,\s]+", env.get(ENV_TRUSTED) or "") if u}
+    home = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    user_file = Path(home) / "olivepipe" / "config.yaml"
+    data, _ = read_config(user_file)
+    listed = data.get("trusted_endpoints") if isinstance(data, dict) else None
+    if listed is not None and not (isinstance(listed, list) and all(isinstance(u, str) for u in listed)):
+        raise StoreError(f"{user_file}: `trusted_endpoints` must be a list of URLs",
+                         "e.g. trusted_endpoints: [https://myacct.blob.core.windows.net]")
+    return out | {_norm_endpoint(u) for u in listed or ()}
+
+
+def _check_destination(cfg: RemoteConfig, endpoint: str, what: str, env: Mapping[str, str],
+                       env_named: bool) -> None:
+    """Refuse (before any connection) to send ``what`` (a credential from the environment) to an
+    endpoint that only a config file names, unless the user allow-listed it outside the repository."""
+    _check_url(endpoint, cfg.url_at or cfg.source)
+    if env_named or _norm_endpoint(endpoint) in trusted_endpoints(env):
+        return
+    at, field = (cfg.url_at, "cache.account_url") if cfg.url_at else (cfg.remote_at, "cache.remote")
+    raise StoreError(f"{at}: {field} sends {what} to {endpoint}, which only this config file names; "
+                     "refusing before any connection",
+                     f"a credential from the environment goes only to the account the environment names: set "
+                     f"{ENV_REMOTE}=azblob://{cfg.account}/{cfg.container} (or {ENV_ACCOUNT_URL}) yourself, or "
+                     f"allow-list the endpoint outside the repository: {ENV_TRUSTED}={endpoint} or "
+                     "`trusted_endpoints: [...]` in ~/.config/olivepipe/config.yaml")
 
 
 def _account_of(url: str, where: str) -> str:
@@ -270,6 +355,9 @@ def credential_for(cfg: RemoteConfig, env: Mapping[str, str] | None = None) -> t
     env = os.environ if env is None else env
     sas = (env.get(ENV_SAS) or "").strip()
     if sas:
+        # the environment named this endpoint only if neither the account nor the URL came from a file
+        _check_destination(cfg, cfg.endpoint, f"the SAS token from {ENV_SAS}", env,
+                           env_named=not cfg.remote_at and not cfg.url_at)
         return sas.lstrip("?"), cfg.endpoint, f"SAS token from {ENV_SAS}", [sas, sas.lstrip("?")]
     conn = (env.get(ENV_CONNECTION_STRING) or "").strip()
     if conn:
@@ -285,8 +373,8 @@ def credential_for(cfg: RemoteConfig, env: Mapping[str, str] | None = None) -> t
                 endpoint = f"{cs.get('defaultendpointsprotocol', 'https')}://{name}.blob." \
                            f"{cs.get('endpointsuffix', 'core.windows.net')}"
         if cs_account and cs_account != cfg.account:
-            raise StoreError(f"{ENV_CONNECTION_STRING} is for storage account '{cs_account}' but the remote cache "
-                             f"{cfg.url} is in '{cfg.account}'",
+            raise StoreError(f"{cfg.remote_at + ': ' if cfg.remote_at else ''}{ENV_CONNECTION_STRING} is for "
+                             f"storage account '{cs_account}' but the remote cache {cfg.url} is in '{cfg.account}'",
                              f"set {ENV_CONNECTION_STRING} for '{cfg.account}', or {ENV_SAS}, or unset it to "
                              "sign in with `az login`")
         if key and (name or cs_account):
@@ -296,11 +384,20 @@ def credential_for(cfg: RemoteConfig, env: Mapping[str, str] | None = None) -> t
         else:
             raise StoreError(f"{ENV_CONNECTION_STRING} has neither AccountName+AccountKey nor SharedAccessSignature",
                              "copy the connection string again from the storage account's Access keys page")
-        # an explicit endpoint (OLIVEPIPE_BLOB_ACCOUNT_URL, cache.account_url) wins over the string's
-        return cred, cfg.account_url or (endpoint or cfg.endpoint).rstrip("/"), \
-            f"connection string from {ENV_CONNECTION_STRING}", secrets
+        # an explicit endpoint (OLIVEPIPE_BLOB_ACCOUNT_URL, cache.account_url) wins over the string's;
+        # one that only a config file names gets the string's key only if it is the string's own
+        own = (endpoint or "").rstrip("/")
+        target = cfg.account_url or own or cfg.endpoint
+        _check_destination(cfg, target, f"the key of {ENV_CONNECTION_STRING}", env,
+                           env_named=not cfg.url_at or _norm_endpoint(target) == _norm_endpoint(own or cfg.endpoint))
+        return cred, target.rstrip("/"), f"connection string from {ENV_CONNECTION_STRING}", secrets
     from ..azure.credentials import credential_label
 
+    # an Entra token is good for every storage account: it goes to Azure's own endpoint of the named
+    # account, or to another endpoint only if the environment (or the user's allow-list) names it
+    _check_destination(cfg, cfg.endpoint, "your Azure sign-in token", env,
+                       env_named=not cfg.url_at or _norm_endpoint(cfg.endpoint) == _norm_endpoint(
+                           f"https://{cfg.account}.blob.core.windows.net"))
     # None: DefaultAzureCredential, built by ``default_credential`` when the client is (importing
     # azure-identity costs more than a cached plan does)
     return None, cfg.endpoint, credential_label(), []
@@ -325,4 +422,4 @@ def default_credential(cfg: RemoteConfig):
 
 __all__ = ["RemoteConfig", "remote_config", "parse_remote", "load_cache_section", "credential_for",
            "parse_connection_string", "config_path", "ENV_REMOTE", "ENV_ACCOUNT_URL", "ENV_CONTAINER",
-           "ENV_PREFIX", "ENV_PUSH", "ENV_SAS", "ENV_CONNECTION_STRING", "CONFIG_FILE", "SECRET_HINT"]
+           "ENV_PREFIX", "ENV_PUSH", "ENV_SAS", "ENV_CONNECTION_STRING", "ENV_TRUSTED", "trusted_endpoints", "CONFIG_FILE", "SECRET_HINT"]

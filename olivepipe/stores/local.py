@@ -39,9 +39,10 @@ from ..errors import StoreError, StoreBusy
 from ..hashing import digest_obj, file_digest, tree_digest
 from ..safefs import UnsafePath, confined_dir, open_nofollow, open_text, write_atomic
 from .base import Entry
+from .manifest import FORMAT, BadManifest, parse as parse_manifest, is_key as _is_key
+from .manifest import check_key as _check_key, reader_problems, safe_label as _safe_label
 
 MANIFEST = "manifest.json"
-FORMAT = 1
 LINK_MIN = 64 * 1024  # below this a shared block costs about what a link saves
 FILE_MODE, DIR_MODE = 0o444, 0o555
 
@@ -172,7 +173,7 @@ class LocalStore:
                 problems.append(f"{rel}: content does not match its digest")
         if tree_digest({k: v["digest"] for k, v in listed.items()}) != entry.digest:
             problems.append("manifest: file digests do not add up to the entry digest")
-        return problems
+        return problems + reader_problems(entry.manifest)
 
     def keys(self) -> list[str]:
         if not self.entries.is_dir():
@@ -422,11 +423,14 @@ class LocalStore:
             raise _Unreadable(f"unreadable ({e.strerror})") from None
         try:
             with os.fdopen(fd, "rb") as f:
-                manifest = json.loads(f.read())
-        except (OSError, ValueError):
-            raise _Unreadable("not valid JSON") from None
-        if not _well_formed(manifest, key):  # valid JSON but mangled: as untrustworthy as unreadable
-            raise _Unreadable("not a well-formed olivepipe manifest")
+                raw = f.read()
+        except OSError as e:
+            raise _Unreadable(f"unreadable ({e.strerror})") from None
+        try:  # valid JSON but mangled is as untrustworthy as unreadable
+            manifest = parse_manifest(raw, key)
+        except BadManifest as e:
+            raise _Unreadable(str(e) if str(e) == "not valid JSON" else f"not a well-formed olivepipe manifest: {e}"
+                              ) from None
         return LocalEntry(key, manifest, "local", d)
 
     def _tree(self, entry: Entry) -> Path:
@@ -762,35 +766,16 @@ def check_onnx(tree: Path, regular: dict[str, Path]) -> set[str]:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-def _check_key(key: str) -> None:
-    if not _is_key(key):
-        raise StoreError(f"not a store key: {key!r}", "keys are 64 hex digits (or the legacy 64-character ids)")
 
 
-def _is_key(name: str) -> bool:
-    return isinstance(name, str) and len(name) == 64 and name.isalnum() and name.isascii()
 
 
-def _safe_label(label: str) -> str:
-    s = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(label))[:48] or "staging"
-    return s if s[0].isalpha() else f"s{s}"  # a leading digit would read as a legacy pid
 
 
 def _entry_id(manifest: dict) -> str:
     return manifest.get("id") or f"created:{manifest.get('created')!r}"
 
 
-def _well_formed(m, key: str) -> bool:
-    """The fields health checks and readers rely on, with the types they expect."""
-    try:
-        return (isinstance(m, dict) and m.get("key") == key and isinstance(m.get("digest"), str)
-                and isinstance(m.get("files"), dict)
-                and all(isinstance(rel, str) and isinstance(f, dict) and isinstance(f.get("digest"), str)
-                        and isinstance(f.get("size"), int) and isinstance(f.get("mtime_ns", 0), int)
-                        and rel and not rel.startswith("/") and ".." not in rel.split("/")
-                        for rel, f in m["files"].items()))
-    except TypeError:
-        return False
 
 
 def _extras(tree: Path, files: dict) -> list[str]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..errors import StoreError
 from .base import Entry
-from .blob import OWN_FIELDS, BlobEntry, RemoteUnavailable
+from .blob import BlobEntry, RemoteUnavailable
+from .manifest import meta_of
 
 log = logging.getLogger("olivepipe.store")
 
@@ -162,10 +163,6 @@ class TieredStore:
     def entry_dir(self, key: str):
         return self.local.entry_dir(key)
 
-
-def meta_of(manifest: dict) -> dict:
-    """What a caller gave ``publish`` (model, kind, record, ...), without the store's own fields."""
-    return {k: v for k, v in manifest.items() if k not in OWN_FIELDS and k != "pulled_from"}
 
 
 __all__ = ["TieredStore", "meta_of"]
