@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+from .fastpath import stat_sig
 from .safefs import UnsafePath, confined_dir, open_nofollow
 
 CHUNK = 1 << 20
@@ -45,7 +46,7 @@ def tree_digest(files: dict[str, str]) -> str:
 
 
 def _stat_key(st: os.stat_result) -> tuple:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return stat_sig(st)  # the no-op stamp compares the same figures
 
 
 class StatCache:
@@ -56,6 +57,7 @@ class StatCache:
         the database's folder, i.e. the workspace for `.olivepipe/state.db`)."""
         self._lock = threading.Lock()
         self._mem: dict[str, tuple] = {}
+        self._walked: dict[str, str] = {}  # folder -> its stat key when tree() listed it
         self._db = None
         self.read_only = read_only
         if db_path is not None:
@@ -97,13 +99,34 @@ class StatCache:
         if root.is_file():
             return {root.name: self.digest(root)}
         out = {}
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for fn in sorted(filenames):
+        for dirpath, _, filenames in self._walk(str(root)):
+            for fn in filenames:
                 p = Path(dirpath) / fn
                 if p.is_file():
                     out[p.relative_to(root).as_posix()] = self.digest(p)
         return out
+
+    def _walk(self, top: str):
+        """os.walk, names sorted, each folder's stat taken before it is listed (``seen``)."""
+        try:
+            key = json.dumps(_stat_key(os.stat(top)))
+            with os.scandir(top) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        with self._lock:
+            self._walked[os.path.realpath(top)] = key
+        dirs = [e for e in entries if e.is_dir()]
+        yield top, [e.name for e in dirs], [e.name for e in entries if not e.is_dir()]
+        for d in dirs:
+            if not d.is_symlink():  # as os.walk: a linked folder is listed, never entered
+                yield from self._walk(d.path)
+
+    def seen(self) -> dict[str, str]:
+        """{resolved path: stat key} of every file digested and folder listed through this cache,
+        as it was when read: what the no-op stamp (fastpath.py) records."""
+        with self._lock:
+            return {**{p: v[0] for p, v in self._mem.items()}, **self._walked}
 
     def close(self):
         if self._db is not None:

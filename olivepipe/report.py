@@ -11,49 +11,20 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .summary import cache_rows, nothing_to_do, status_lines  # noqa: F401  (re-exported for callers)
+from .summary import SYMBOL, WORD, _fmt_s, plan_lines  # noqa: F401  (plan_text's lines; names kept for callers)
+from .summary import cache_rows, event_json, nothing_to_do, status_lines  # noqa: F401  (re-exported for callers)
 
 from .plan import BLOCKED, CACHED, RUN, SKIP, Plan
 
 if TYPE_CHECKING:  # types only: `cache ls` and `status` render without importing the executor
     from .executor import ApplyResult, Event
 
-SYMBOL = {CACHED: ("=", "green"), RUN: ("+", "yellow"), BLOCKED: ("!", "red"), SKIP: ("-", "dim")}
-WORD = {CACHED: "cached", RUN: "will run", BLOCKED: "blocked", SKIP: "skip"}
-
-
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return ""
-    return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f}min"
-
-
 def plan_text(plan: Plan, console: Console) -> None:
-    title = f"Plan for {plan.workflow}" + (" (REHEARSAL: tiny models, CPU stand-ins)" if plan.rehearse else "")
-    console.print(Text(title, style="bold"))
-    for s in plan.steps:
-        sym, color = SYMBOL[s.status]
-        head = Text(f"  {sym} ", style=color)
-        head.append(f"{s.name}", style="bold")
-        head.append(f"  {s.label} @ {s.device}" + ("" if s.where == "local" else f" on {s.where}"), style="cyan")
-        head.append(f"  {WORD[s.status]}", style=color)
-        if s.status == RUN and s.estimate_s:
-            head.append(f"  (~{_fmt_s(s.estimate_s)} last time)", style="dim")
-        console.print(head)
-        if s.status in (RUN, BLOCKED):
-            for r in s.reasons:
-                console.print(Text(f"      {r}", style="dim" if s.status == RUN else "red"))
-        for w in s.warnings:
-            console.print(Text(f"      ! {w}", style="bold magenta"))
-    shown = {s.name for s in plan.steps}
-    hidden = {k: v for k, v in plan.substitutions.items() if k not in shown}
-    for name, note in hidden.items():
-        console.print(Text(f"  ~ {name}  REHEARSAL: {note}", style="bold magenta"))
-    c = plan.counts()
-    summary = f"Plan: {c[RUN]} to run, {c[CACHED]} cached, {c[BLOCKED]} blocked"
-    if c[SKIP]:
-        summary += f", {c[SKIP]} skipped"
-    console.print(Text(summary, style="bold"))
+    for line in plan_lines(plan):
+        text = Text()
+        for part, style in line:
+            text.append(part, style=style)
+        console.print(text)
 
 
 def plan_markdown(plan: Plan, mermaid: str) -> str:
@@ -172,18 +143,6 @@ class Progress:
 def _fmt_clock(s: float) -> str:
     s = int(s)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def event_json(e: Event) -> dict:
-    """One `apply --json` line."""
-    out = {"event": e.kind, "step": e.step}
-    if e.message:
-        out["message"] = e.message
-    if e.seconds:
-        out["seconds"] = round(e.seconds, 3)
-    if e.log:
-        out["log"] = e.log
-    return out
 
 
 def result_text(result: ApplyResult, console: Console, resume: str) -> None:

@@ -23,42 +23,20 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .fastpath import code_stamp, folder_id
 from .safefs import UnsafePath, check_confined, confined_dir, open_nofollow, write_atomic
 
 FORMAT = 2
 MAX_MEMO_BYTES = 64 << 20  # a 20,000-node workflow is ~20 MB of JSON; beyond that the file is not ours
-_HERE = Path(__file__).resolve().parent
 _LEGACY = re.compile(r"[0-9a-f]{64}\.json")  # FORMAT 1 wrote one file per validated version
 
 
-def _code_stamp() -> list:
-    """mtimes of every module and catalog in the package: whichever of them validation
-    uses (node-kind modules included), an edit invalidates every memo."""
-    out = []
-    todo = [_HERE]
-    while todo:
-        d = todo.pop()
-        try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name)
-        except OSError:
-            continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False) and e.name != "__pycache__":
-                todo.append(e.path)
-            elif e.name.endswith((".py", ".json")):
-                try:
-                    out.append([os.path.relpath(e.path, _HERE), e.stat().st_mtime_ns])
-                except OSError:
-                    pass
-    return out
-
-
-def _key(file: Path, root: Path, raw: bytes, check_files: bool, folder_id) -> str:
+def _key(file: Path, root: Path, raw: bytes, check_files: bool, folder: list) -> str:
     # the dist-info listing, not importlib.metadata (14 ms of a no-op apply's import time)
     from .olive.runtime import version
 
     olive = version("olive-ai")
-    parts = [FORMAT, __version__, olive, _code_stamp(), str(root), str(file), check_files, folder_id,
+    parts = [FORMAT, __version__, olive, code_stamp(), str(root), str(file), check_files, folder,
              hashlib.sha256(raw).hexdigest()]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
@@ -66,11 +44,6 @@ def _key(file: Path, root: Path, raw: bytes, check_files: bool, folder_id) -> st
 def _name(file: Path, check_files: bool) -> str:
     # by workflow path (and mode), not by content: a new version overwrites the old memo
     return f"w-{hashlib.sha256(str(file).encode()).hexdigest()[:32]}-{'f' if check_files else 'n'}.json"
-
-
-def _folder_id(folder: Path):
-    st = os.lstat(folder)
-    return [st.st_dev, st.st_ino]
 
 
 def recall(file: Path, raw: bytes, check_files: bool, root: Path, types: dict):
@@ -86,7 +59,7 @@ def recall(file: Path, raw: bytes, check_files: bool, root: Path, types: dict):
             if os.fstat(f.fileno()).st_size > MAX_MEMO_BYTES:
                 return None
             data = json.loads(f.read(MAX_MEMO_BYTES + 1))
-        if data.get("key") != _key(file, root, raw, check_files, _folder_id(folder)):
+        if data.get("key") != _key(file, root, raw, check_files, folder_id(folder)):
             return None
         wf = _decode(data["workflow"], types)
     except (OSError, UnsafePath, ValueError, KeyError, TypeError, AttributeError, RecursionError):
@@ -99,7 +72,7 @@ def recall(file: Path, raw: bytes, check_files: bool, root: Path, types: dict):
 def remember(wf, raw: bytes, check_files: bool) -> None:
     try:
         folder = confined_dir(wf.file.parent, ".olivepipe", "validated")
-        text = json.dumps({"key": _key(wf.file, wf.root, raw, check_files, _folder_id(folder)),
+        text = json.dumps({"key": _key(wf.file, wf.root, raw, check_files, folder_id(folder)),
                            "workflow": _encode(wf)})
         write_atomic(folder / _name(wf.file, check_files), text, durable=False)  # a lost memo costs one validation
         _drop_legacy(folder)

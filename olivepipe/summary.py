@@ -3,13 +3,67 @@
 Kept apart from report.py so the hot path of a no-op apply never imports rich."""
 from __future__ import annotations
 
-CACHED, RUN = "cached", "run"
+CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"  # plan.py's statuses (not imported: it is heavy)
+SYMBOL = {CACHED: ("=", "green"), RUN: ("+", "yellow"), BLOCKED: ("!", "red"), SKIP: ("-", "dim")}
+WORD = {CACHED: "cached", RUN: "will run", BLOCKED: "blocked", SKIP: "skip"}
 
 
 def nothing_to_do(result) -> str:
     """The one-line answer of an apply that found everything cached."""
-    c = sum(1 for o in result.outcomes.values() if o.status == "cached")
-    return f"Apply complete: nothing to do, {c} cached ({result.seconds:.2f}s)"
+    return nothing_to_do_line(sum(1 for o in result.outcomes.values() if o.status == "cached"), result.seconds)
+
+
+def nothing_to_do_line(cached: int, seconds: float) -> str:
+    return f"Apply complete: nothing to do, {cached} cached ({seconds:.2f}s)"
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return ""
+    return f"{s:.1f}s" if s < 120 else f"{s / 60:.1f}min"
+
+
+def plan_lines(plan) -> list[list[tuple[str, str]]]:
+    """The plan as lines of (text, style) parts: report.plan_text prints them through rich; joined
+    they are the plain text (what the no-op fast path replays, olivepipe/fastpath.py)."""
+    title = f"Plan for {plan.workflow}" + (" (REHEARSAL: tiny models, CPU stand-ins)" if plan.rehearse else "")
+    out = [[(title, "bold")]]
+    for s in plan.steps:
+        sym, color = SYMBOL[s.status]
+        head = [(f"  {sym} ", color), (s.name, "bold"),
+                (f"  {s.label} @ {s.device}" + ("" if s.where == "local" else f" on {s.where}"), "cyan"),
+                (f"  {WORD[s.status]}", color)]
+        if s.status == RUN and s.estimate_s:
+            head.append((f"  (~{_fmt_s(s.estimate_s)} last time)", "dim"))
+        out.append(head)
+        if s.status in (RUN, BLOCKED):
+            out += [[(f"      {r}", "dim" if s.status == RUN else "red")] for r in s.reasons]
+        out += [[(f"      ! {w}", "bold magenta")] for w in s.warnings]
+    shown = {s.name for s in plan.steps}
+    out += [[(f"  ~ {name}  REHEARSAL: {note}", "bold magenta")]
+            for name, note in plan.substitutions.items() if name not in shown]
+    c = plan.counts()
+    summary = f"Plan: {c[RUN]} to run, {c[CACHED]} cached, {c[BLOCKED]} blocked"
+    if c[SKIP]:
+        summary += f", {c[SKIP]} skipped"
+    out.append([(summary, "bold")])
+    return out
+
+
+def plan_plain(plan) -> str:
+    return "".join("".join(part for part, _ in line) + "\n" for line in plan_lines(plan))
+
+
+def event_json(e) -> dict:
+    """One `apply --json` line (``e``: an executor.Event)."""
+    out = {"event": e.kind, "step": e.step}
+    if e.message:
+        out["message"] = e.message
+    if e.seconds:
+        out["seconds"] = round(e.seconds, 3)
+    if e.log:
+        out["log"] = e.log
+    return out
 
 
 def status_lines(plan) -> list[str]:

@@ -199,7 +199,7 @@ def _imports(path):
 
 def test_cli_package_has_no_import_cycles():
     pkg = REPO / "olivepipe" / "cli"
-    commands = {p.stem for p in pkg.glob("*.py")} - {"__init__", "__main__", "app"}
+    commands = {p.stem for p in pkg.glob("*.py")} - {"__init__", "__main__", "app", "entry"}
     assert commands >= {"run", "cache", "review"}
     for mod, names in _imports(pkg / "app.py"):  # the app knows no command module
         assert not (mod == "." and set(names) & commands) and mod.lstrip(".") not in commands, (mod, names)
@@ -220,7 +220,7 @@ def test_cli_package_has_no_import_cycles():
 
 def test_entry_points():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"olivepipe": "olivepipe.cli:main"}
+    assert scripts == {"olivepipe": "olivepipe.cli.entry:main"}
     p = subprocess.run([sys.executable, "-m", "olivepipe.cli", "--version"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("olivepipe 0.1.0 (olive-ai ")
     p = subprocess.run([sys.executable, "-c", "from olivepipe.cli import main; main()", "--help"],

@@ -1,4 +1,4 @@
-"""`python -m olivepipe.cli` (the package is imported first, so every command is registered)."""
-from . import main
+"""`python -m olivepipe.cli`: as the console script (fast path first, then every command)."""
+from .entry import main
 
 main()

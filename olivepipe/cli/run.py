@@ -201,6 +201,11 @@ def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, 
     from ..executor import Interrupted
     from ..executor import apply as do_apply
 
+    from ..fastpath import before, remember
+
+    # a stamp for the fast path only from the plain form it answers for (fastpath.py)
+    plain = not (target or force or force_all or cache_dir or rehearse)
+    seen = before(workflow) if plain else None
     ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, force_all)
     run = dict(jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target,
                on_failure="stop" if stop_on_failure else "keep_going")
@@ -237,6 +242,8 @@ def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, 
             click.echo(json.dumps({"event": "interrupted", "running": e.running, **e.result.to_json()}))
         click.echo(f"{e.message}\n    resume: {resume}", err=True)
         return e.exit_code
+    if plain and not (p.to_run or p.blocked):
+        remember(ws, p, result, seen)
     return 0 if result.ok else 1
 
 
