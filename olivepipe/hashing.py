@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import sqlite3
 import threading
 from pathlib import Path
@@ -23,12 +24,65 @@ from urllib.parse import quote
 from .fastpath import stat_sig
 from .safefs import UnsafePath, confined_dir, open_nofollow
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+PIPELINE_MIN = 16 << 20  # below this a second thread costs more than the overlap saves
+THREADS = max(1, min(4, os.cpu_count() or 1))  # files hashed at once (sha256 releases the GIL)
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """sha256 of a file's bytes. A large file is read on a second thread while this one
+    hashes (both release the GIL): a cold read and the hashing overlap instead of adding up."""
+    with open(path, "rb", buffering=0) as f:
+        if os.fstat(f.fileno()).st_size < PIPELINE_MIN:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        return _pipelined(f)
+
+
+def _pipelined(f) -> str:
+    h = hashlib.sha256()
+    free: queue.Queue = queue.Queue()
+    full: queue.Queue = queue.Queue()
+    for _ in range(3):  # one being read, one being hashed, one ready
+        free.put(bytearray(CHUNK))
+    failed: list[BaseException] = []
+
+    def read():
+        try:
+            while (buf := free.get()) is not None:
+                n = f.readinto(buf)
+                full.put((buf, n))
+                if not n:
+                    return
+        except BaseException as e:  # handed to the hashing side, which raises it
+            failed.append(e)
+            full.put((None, 0))
+
+    reader = threading.Thread(target=read, name="olivepipe-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            buf, n = full.get()
+            if not n:
+                break
+            h.update(memoryview(buf)[:n])
+            free.put(buf)
+    finally:
+        free.put(None)
+        reader.join()
+    if failed:
+        raise failed[0]
+    return h.hexdigest()
+
+
+def digest_many(fn, items: list) -> list:
+    """``[fn(x) for x in items]``, several at once: hashing threads overlap on several cores
+    and several reads keep the disk busy."""
+    if len(items) < 2 or THREADS == 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(THREADS, len(items)), thread_name_prefix="olivepipe-hash") as pool:
+        return list(pool.map(fn, items))
 
 
 def canonical(obj) -> str:
@@ -98,13 +152,9 @@ class StatCache:
         root = Path(root)
         if root.is_file():
             return {root.name: self.digest(root)}
-        out = {}
-        for dirpath, _, filenames in self._walk(str(root)):
-            for fn in filenames:
-                p = Path(dirpath) / fn
-                if p.is_file():
-                    out[p.relative_to(root).as_posix()] = self.digest(p)
-        return out
+        files = [Path(dirpath) / fn for dirpath, _, filenames in self._walk(str(root)) for fn in filenames]
+        files = [p for p in files if p.is_file()]
+        return {p.relative_to(root).as_posix(): d for p, d in zip(files, digest_many(self.digest, files))}
 
     def _walk(self, top: str):
         """os.walk, names sorted, each folder's stat taken before it is listed (``seen``)."""

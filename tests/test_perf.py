@@ -7,6 +7,8 @@ import os
 import random
 import string
 
+import pytest
+
 from conftest import write
 from fakes import FakeExecutor
 from olivepipe import lock as lockfile
@@ -93,3 +95,46 @@ def test_scheduler_settles_a_failed_inputs_dependents_and_runs_the_rest_in_plan_
     status = {n: o.status for n, o in res.outcomes.items()}
     assert status == {"a": "failed", "b": "skipped", "c": "skipped", "d": "ran", "e": "ran"}
     assert res.ran == ["d", "e"]
+
+
+def test_pipelined_and_parallel_hashing_give_plain_sha256(tmp_path, monkeypatch):
+    import hashlib
+
+    from olivepipe import hashing
+
+    monkeypatch.setattr(hashing, "PIPELINE_MIN", 1)  # every file through the reader thread
+    monkeypatch.setattr(hashing, "CHUNK", 1000)  # many chunks, a partial last one
+    r = random.Random(3)
+    files = []
+    for size in (0, 1, 999, 1000, 1001, 12_345):
+        p = tmp_path / f"f{size}"
+        p.write_bytes(r.randbytes(size))
+        files.append(p)
+    want = [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
+    assert [hashing.file_digest(p) for p in files] == want
+    assert hashing.digest_many(hashing.file_digest, files) == want
+    stats = hashing.StatCache(None)
+    assert stats.tree(tmp_path) == {p.name: d for p, d in zip(files, want)}
+    with pytest.raises(IsADirectoryError):
+        hashing.file_digest(tmp_path)
+
+
+def test_cache_verify_reads_a_file_shared_by_entries_once(tmp_path, monkeypatch):
+    from olivepipe import hashing
+    from olivepipe.stores import local
+
+    store = local.LocalStore(tmp_path / "store")
+    store.ensure()
+    blob = random.Random(5).randbytes(local.LINK_MIN + 1)
+    for name in ("a", "b"):
+        src = tmp_path / name
+        src.mkdir()
+        (src / "shard.bin").write_bytes(blob)  # same bytes: stored once, hard-linked into both entries
+        (src / f"{name}.txt").write_text(name)
+        store.publish(hashing.digest_obj(name), src, {"kind": "olive"})
+    reads = []
+    real = local.file_digest
+    monkeypatch.setattr(local, "file_digest", lambda p: reads.append(p.name) or real(p))
+    memo: dict = {}
+    assert all(store.verify(store.load(k), memo) == [] for k in store.keys())
+    assert sorted(reads) == ["a.txt", "b.txt", "shard.bin"]

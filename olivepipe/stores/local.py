@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoreError, StoreBusy
-from ..hashing import digest_obj, file_digest, tree_digest
+from ..fastpath import stat_sig
+from ..hashing import digest_many, digest_obj, file_digest, tree_digest
 from ..safefs import UnsafePath, confined_dir, open_nofollow, open_text, write_atomic
 from .base import Entry
 from .manifest import FORMAT, BadManifest, parse as parse_manifest, is_key as _is_key
@@ -161,15 +162,28 @@ class LocalStore:
         """What is wrong with an entry (empty: it can be served). Never writes."""
         return self._health(entry, rehash=rehash)[0]
 
-    def verify(self, entry: Entry) -> list[str]:
-        """Full check: re-hash every file against the manifest. Never writes."""
+    def verify(self, entry: Entry, memo: dict | None = None) -> list[str]:
+        """Full check: re-hash every file against the manifest. Never writes. ``memo`` (one dict
+        across a `cache verify`) holds digests by inode and stat data: a file that entries share
+        through a hard link is read once, not once per entry."""
         tree = self._tree(entry)
         problems = self._health(entry, rehash=False)[0]
         known = {p.partition(": ")[0] for p in problems}
         listed = entry.manifest["files"]
+        memo = {} if memo is None else memo
+        todo = {}  # stat data -> path, each distinct file once
+        checks = []
         for rel, f in sorted(listed.items()):
             p = tree / rel
-            if rel not in known and os.path.isfile(p) and not os.path.islink(p) and file_digest(p) != f["digest"]:
+            if rel in known or not os.path.isfile(p) or os.path.islink(p):
+                continue
+            sig = stat_sig(os.stat(p))
+            checks.append((rel, f["digest"], sig))
+            if sig not in memo:
+                todo.setdefault(sig, p)
+        memo.update(zip(todo, digest_many(file_digest, list(todo.values()))))
+        for rel, want, sig in checks:
+            if memo[sig] != want:
                 problems.append(f"{rel}: content does not match its digest")
         if tree_digest({k: v["digest"] for k, v in listed.items()}) != entry.digest:
             problems.append("manifest: file digests do not add up to the entry digest")
@@ -513,14 +527,17 @@ class LocalStore:
         no_link = check_onnx(tree, regular)
         onnx_dirs = {os.path.dirname(rel) for rel in regular if rel.lower().endswith(".onnx")}
         files = {}
-        for rel in sorted(regular):
+        rels = sorted(regular)
+        for rel in rels:
             p = regular[rel]
             if os.lstat(p).st_nlink > 1:  # linked to a file outside the result: take a private copy
                 tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.copy")
                 shutil.copy2(p, tmp)
                 os.replace(tmp, p)
             os.chmod(p, FILE_MODE)
-            digest = file_digest(p)
+        digests = digest_many(file_digest, [regular[rel] for rel in rels])  # several shards at once
+        for rel, digest in zip(rels, digests):
+            p = regular[rel]
             size = os.lstat(p).st_size
             if size >= LINK_MIN and rel not in no_link and not _under(rel, onnx_dirs):
                 self._link_object(p, digest, size)

@@ -148,8 +148,8 @@ class TieredStore:
     def load(self, key: str):
         return self.local.load(key)
 
-    def verify(self, entry: Entry) -> list[str]:
-        return self.local.verify(entry)
+    def verify(self, entry: Entry, memo: dict | None = None) -> list[str]:
+        return self.local.verify(entry, memo)
 
     def health(self, entry: Entry, **kw) -> list[str]:
         return self.local.health(entry, **kw)
