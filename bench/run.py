@@ -1,6 +1,7 @@
 """olivepipe benchmarks, side by side with Olive's own `olive run`. Prints one JSON document.
 
     python bench/run.py [--gb 3] [--skip-olive] [--only SECTION ...] [--example committed|worktree]
+    python bench/run.py --quick --json FILE    # the issue-25 figures in minutes, no Olive (bench/quick.py)
 
 --skip-olive leaves out olive, incremental and concurrency, and runs noop_example on the
 lab-shaped fake pipeline (the example's nodes are Olive passes). BLAKE3 is measured only where
@@ -398,7 +399,15 @@ def main():
     ap.add_argument("--example", choices=["committed", "worktree"], default="committed",
                     help="examples/travel-tiny as committed at HEAD (default) or as in the work tree")
     ap.add_argument("--scale-sizes", default="100,1000,10000", help="expanded node counts of the scale section")
+    ap.add_argument("--quick", action="store_true", help="the issue-25 figures only (bench/quick.py); --gb defaults to 1")
+    ap.add_argument("--json", dest="json_path", help="also write the JSON document to this file")
+    ap.add_argument("--pairs", type=int, default=15, help="--quick: alternating pairs per whole-process ratio")
     args = ap.parse_args()
+    if args.quick:
+        import quick
+
+        quick.main(args.json_path, fake_pipeline, gb=args.gb if "--gb" in sys.argv else 1.0, pairs=args.pairs)
+        return
     EXAMPLE["source"] = args.example
     if args.example == "committed":  # one example for the whole run, whatever lands meanwhile
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -470,6 +479,8 @@ def main():
                                    and not ln.lstrip().startswith("#")]
     out = {"targets": summary(out), **out}
     print(json.dumps(out, indent=2))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -190,7 +190,9 @@ class Writer:
         base, parts = self.path.parent, (".olivepipe",)
         if base.name == ".olivepipe":  # a lock kept in the state folder itself (rehearsals): check that folder too
             base, parts = base.parent, (".olivepipe", ".olivepipe")
-        self._base, self._parts = base, parts
+        self._base = base
+        # checked now, even when nothing will change: a linked state folder is refused up front
+        self._guard = confined_dir(base, *parts) / f"{self.path.name}.flock"
         self._frags: dict[tuple[str, str], str] = {}  # (workflow, node) -> its dumped lines
         self._load()
 
@@ -206,8 +208,7 @@ class Writer:
         """Merge, and write if anything changed; True when the file was written."""
         if not self._changes(self.nodes(), node_updates, remove, keep_only):
             return False
-        guard = confined_dir(self._base, *self._parts) / f"{self.path.name}.flock"
-        with FileMutex(guard, base=self._base):  # opens the guard without following a planted link
+        with FileMutex(self._guard, base=self._base):  # opens the guard without following a planted link
             if _stat_id(self.path) != self._seen:  # written by someone else since we read it
                 self._load()
             wf = self.data["workflows"].setdefault(self.workflow, {"nodes": {}})

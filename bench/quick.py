@@ -1,0 +1,271 @@
+"""`python bench/run.py --quick --json FILE`: the issue-25 figures in a few minutes, no Olive run.
+
+Every figure carries the load average it ran under (1-minute, at its start and end): the
+development machine is shared, so read ratios taken side by side, never absolute walls alone.
+Whole-process timings alternate the command with its baseline, pair by pair (A B A B ...),
+and quote the median of the per-pair ratios.
+
+Keys (targets in docs/performance.md):
+  noop_apply_ratio, status_ratio, plan_ratio   no-op `olivepipe apply|status|plan` (console script, fast
+                                               path) / bare `python -c pass` of the same interpreter
+  per_node_ms_100, per_node_ms_1000            apply of a chain of N trivial nodes through the real local
+                                               executor (worker processes): marginal ms per node,
+                                               (wall(N) - wall(1)) / (N - 1)
+  plan_10k_{chain,wide,matrix,fanout}_s        validate + plan of 10,000 expanded nodes, in process
+  hash_cold_over_read                          cold sha256 rate / cold plain read rate of one file
+  verify_s_over_hash_once                      `cache verify`'s loop over entries sharing files / hashing
+                                               each distinct file once
+  load_avg                                     1-, 5-, 15-minute load at the start and at the end
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import targets
+from targets import GIB, MIB, OLIVEPIPE, PY, REPO, bytecode_env, drop_caches, load, run_wall, write_random
+
+
+def _figure(fn):
+    """Run one section; its result carries the load at its start and end and its wall."""
+    l0, t0 = load(), time.perf_counter()
+    out = fn()
+    out["load_start_end"] = [l0, load()]
+    out["section_wall_s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def paired(a: list[str], b: list[str], n: int, env: dict, check=True) -> dict:
+    """A and B in turn, n pairs (which goes first alternates): per-pair ratio A/B."""
+    ra, rb, ratios = [], [], []
+    for i in range(n):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        walls = {}
+        for cmd in order:
+            _, w = run_wall(cmd, env=env, check=check)
+            walls[id(cmd)] = w
+        ra.append(walls[id(a)])
+        rb.append(walls[id(b)])
+        ratios.append(walls[id(a)] / walls[id(b)])
+    return {"ratio_median": round(statistics.median(ratios), 3), "a_median_s": round(statistics.median(ra), 4),
+            "b_median_s": round(statistics.median(rb), 4), "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+            "pairs": n}
+
+
+def _script_entry() -> str:
+    try:
+        text = Path(OLIVEPIPE[0]).read_text()
+    except OSError:
+        return "none: python -m olivepipe.cli"
+    return next((ln.split("import", 1)[0].replace("from", "").strip() for ln in text.splitlines()
+                 if ln.startswith("from olivepipe")), "?")
+
+
+def noop(tmp: Path, fake_pipeline, pairs: int) -> dict:
+    wf, _ = fake_pipeline(tmp / "noop", {})
+    env = bytecode_env(tmp)
+    trace = {**env, "OLIVEPIPE_FASTPATH": "trace"}
+    run_wall([*OLIVEPIPE, "apply", str(wf)], env=env)  # completes the lock the fake pipeline left
+    time.sleep(1.1)  # the stamp trusts no file modified within the last second
+    p, _ = run_wall([*OLIVEPIPE, "apply", str(wf)], env=trace)
+    stamp_note = p.stderr.strip()
+    bare = [PY, "-c", "pass"]
+    cmds = {"apply": [*OLIVEPIPE, "apply", str(wf)], "status": [*OLIVEPIPE, "status", str(wf)],
+            "plan": [*OLIVEPIPE, "plan", str(wf)]}
+    taken = {k: run_wall(c, env=trace)[0].stderr.strip() for k, c in cmds.items()}
+    for c in [bare, *cmds.values()]:  # bytecode of everything these import
+        run_wall(c, env=env)
+    out = {"workflow": "lab-shaped 6-node pipeline, results published directly (bench/run.py fake_pipeline)",
+           "bare_python": f"{PY} -c pass",
+           "install_layout": f"{sys.prefix}: made by .ci/setup-env (pip -e --config-settings editable_mode=compat: a "
+                             ".pth path entry, no import finder); bytecode cached (PYTHONPYCACHEPREFIX in the bench's temp folder)",
+           "console_script": OLIVEPIPE, "console_script_imports": _script_entry(),
+           "stamp_written_by_second_apply": stamp_note, "fast_path_trace": taken}
+    for k, c in cmds.items():
+        out[k] = paired(c, bare, pairs, env)
+    off = {**env, "OLIVEPIPE_FASTPATH": "off"}
+    out["apply_full_path"] = paired(cmds["apply"], bare, max(5, pairs // 3), off)
+    out["apply_full_path"]["note"] = "OLIVEPIPE_FASTPATH=off: what a no-op costs when the stamp does not hold"
+    return out
+
+
+def per_node(tmp: Path, sizes=(1, 100, 1000)) -> dict:
+    """A chain of N `sleep` nodes (tests/fakekinds.py, 0 s) through the real local executor."""
+    tests = str(REPO / "tests")
+    sys.path.insert(0, tests)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests, str(REPO), os.environ.get("PYTHONPATH")) if p)
+    import fakekinds
+
+    from olivepipe import kinds
+    from olivepipe.executor import apply
+    from olivepipe.plan import make_plan
+    from olivepipe.workspace import open_workspace
+
+    kinds.register(fakekinds.KIND, "fakekinds")
+    rows = {}
+    for n in sizes:
+        d = tmp / f"chain-{n}"
+        (d / "base").mkdir(parents=True)
+        (d / "base" / "config.json").write_text("{}")
+        (d / "workflow.yaml").write_text("olivepipe: 1\nname: chain\nmodels:\n  base: {path: base}\nnodes:\n" + "".join(
+            f"  n{i}: {{kind: sleep, input: {'base' if i == 0 else f'n{i - 1}'}}}\n" for i in range(n)))
+        l0 = load()
+        ws = open_workspace(d / "workflow.yaml")
+        plan = make_plan(ws)
+        t0 = time.perf_counter()
+        res = apply(ws, plan)
+        wall = time.perf_counter() - t0
+        assert res.ok and len(res.ran) == n, res.to_json()
+        ws.stats.close()
+        rows[n] = {"apply_wall_s": round(wall, 3), "wall_per_node_ms": round(wall / n * 1000, 2),
+                   "lock_bytes": (d / "olivepipe.lock").stat().st_size, "load_start_end": [l0, load()]}
+        shutil.rmtree(d, ignore_errors=True)
+    one = rows[1]["apply_wall_s"]
+    for n, row in rows.items():
+        if n > 1:
+            row["marginal_ms_per_node"] = round((row["apply_wall_s"] - one) / (n - 1) * 1000, 2)
+    return {"rows": {str(k): v for k, v in rows.items()},
+            "what": "executor.apply of a chain of N trivial nodes (kind sleep, 0 s) on the real local executor: "
+                    "worker round trip, publish, output link and lock write per node; marginal = "
+                    "(wall(N) - wall(1)) / (N - 1), so the worker pool's start is not spread over the nodes"}
+
+
+def scale(tmp: Path) -> dict:
+    return targets.bench_scale(tmp, [10000], repeat=1, cli_repeat=0)
+
+
+def hashing(tmp: Path, size: int, rounds: int = 3) -> dict:
+    from olivepipe.hashing import file_digest
+
+    f = tmp / "hash" / "big.bin"
+    write_random(f, size)
+    os.sync()
+    rows, ratios = [], []
+    for i in range(rounds):
+        row = {}
+        for what in (("read", "sha256") if i % 2 == 0 else ("sha256", "read")):
+            dropped = drop_caches()
+            t0 = time.perf_counter()
+            if what == "read":
+                targets_read(f)
+            else:
+                file_digest(f)
+            row[what] = size / (time.perf_counter() - t0) / 1e9
+            row["cold"] = dropped
+        ratios.append(row["sha256"] / row["read"])
+        rows.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
+    t0 = time.perf_counter()
+    file_digest(f)  # in page cache now
+    hot = size / (time.perf_counter() - t0) / 1e9
+    shutil.rmtree(f.parent)
+    return {"bytes": size, "rounds_gb_s": rows, "ratio_median": round(statistics.median(ratios), 3),
+            "sha256_hot_gb_s": round(hot, 3),
+            "cold": all(r["cold"] for r in rows) or "drop_caches refused: these are not cold reads",
+            "how": "olivepipe.hashing.file_digest (reads on a second thread, hashing here) vs a plain 1 MiB readinto "
+                   "loop, each after drop_caches, order alternating"}
+
+
+def targets_read(path: Path) -> None:
+    buf = bytearray(MIB)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+
+
+def verify(tmp: Path, size: int, rounds: int = 3) -> dict:
+    from olivepipe.hashing import digest_many, digest_obj, file_digest
+    from olivepipe.stores.local import LocalStore
+
+    store = LocalStore(tmp / "verify" / "store")
+    store.ensure()
+    proto = tmp / "verify" / "proto"
+    for i in range(2):
+        write_random(proto / f"shard-{i}.safetensors", size // 2)
+    for name in ("base", "finetune", "merged"):  # three entries sharing two shards (stored once, hard links)
+        src = tmp / "verify" / name
+        shutil.copytree(proto, src)
+        (src / "config.json").write_text(json.dumps({"name": name}))
+        store.publish(digest_obj(name), src, {"kind": "olive"})  # moves src into the store
+    keys = store.keys()
+    distinct = {}
+    for k in keys:
+        tree = store.entry_dir(k) / "tree"
+        for p in tree.rglob("*"):
+            if p.is_file():
+                st = p.stat()
+                distinct.setdefault((st.st_dev, st.st_ino), p)
+    walls = {"verify": [], "hash_once": []}
+    for i in range(rounds):
+        for what in (("verify", "hash_once") if i % 2 == 0 else ("hash_once", "verify")):
+            t0 = time.perf_counter()
+            if what == "verify":  # the loop of `olivepipe cache verify`
+                memo: dict = {}
+                bad = [k for k in keys if store.verify(store.load(k), memo)]
+                assert not bad, bad
+            else:
+                digest_many(file_digest, list(distinct.values()))
+            walls[what].append(time.perf_counter() - t0)
+    v, h = statistics.median(walls["verify"]), statistics.median(walls["hash_once"])
+    shutil.rmtree(tmp / "verify", ignore_errors=True)
+    return {"entries": len(keys), "distinct_files": len(distinct), "verify_s_median": round(v, 3),
+            "hash_once_s_median": round(h, 3), "ratio": round(v / h, 3),
+            "walls": {k: [round(x, 3) for x in xs] for k, xs in walls.items()},
+            "how": "page cache warm for both (the first round reads the disk for whichever goes first)"}
+
+
+def main(json_path: str | None, fake_pipeline, gb: float = 1.0, pairs: int = 15) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="olivepipe-quick-"))
+    out: dict = {"machine": {**targets.machine(), "python": sys.version.split()[0], "executable": PY},
+                 "command": " ".join(["bench/run.py", *sys.argv[1:]]),
+                 "git": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                       capture_output=True, text=True).stdout.strip()}
+    load0 = load()
+    sections = {}
+    try:
+        for name, fn in (("noop", lambda: noop(tmp, fake_pipeline, pairs)), ("per_node", lambda: per_node(tmp)),
+                         ("scale", lambda: scale(tmp)), ("hashing", lambda: hashing(tmp, int(gb * GIB))),
+                         ("verify", lambda: verify(tmp, int(gb / 2 * GIB)))):
+            print(f"[quick] {name} ... (load {load()})", file=sys.stderr, flush=True)
+            try:
+                sections[name] = _figure(fn)
+            except Exception as e:  # one broken section must not lose the others' figures
+                import traceback
+
+                traceback.print_exc()
+                sections[name] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    get = lambda *path: _get(sections, path)  # noqa: E731
+    keys = {
+        "noop_apply_ratio": get("noop", "apply", "ratio_median"),
+        "status_ratio": get("noop", "status", "ratio_median"),
+        "plan_ratio": get("noop", "plan", "ratio_median"),
+        "per_node_ms_100": get("per_node", "rows", "100", "marginal_ms_per_node"),
+        "per_node_ms_1000": get("per_node", "rows", "1000", "marginal_ms_per_node"),
+        **{f"plan_10k_{s}_s": get("scale", s, "10000", "validate_plus_plan_s") for s in ("chain", "wide", "matrix", "fanout")},
+        "hash_cold_over_read": get("hashing", "ratio_median"),
+        "verify_s_over_hash_once": get("verify", "ratio"),
+        "load_avg": {"start": load0, "end": load()},
+    }
+    result = {**keys, "loads_by_figure": {k: v.get("load_start_end") for k, v in sections.items()},
+              **out, "sections": sections}
+    text = json.dumps(result, indent=2)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+    print(text)
+    return result
+
+
+def _get(d, path):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
