@@ -85,3 +85,20 @@ def cache_gc(workflow, cache_dir, force_all, dry_run):
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {len(res['entries_removed'])} entries, "
                f"{res['bytes_freed'] / 1e6:.1f} MB; kept {res['kept']} referenced by lock files")
+
+
+@cache.command("keygen")
+@click.argument("name")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the key files go (default: ~/.config/olivepipe/keys).")
+def cache_keygen(name, folder):
+    """Make a signing key NAME for the shared cache; prints its public half (docs/shared-cache.md)."""
+    from ..stores.config import ENV_SIGNING_KEY, user_config_file
+    from ..stores.signing import keygen
+
+    folder = folder or user_config_file(os.environ).parent / "keys"
+    secret, pub = keygen(name, folder)
+    click.echo(str(pub))
+    click.echo(f"secret key: {secret} (keep it private: whoever holds it can publish results you trust)\n"
+               f"sign with it:  export {ENV_SIGNING_KEY}={secret}\n"
+               f"trust it:      add '{pub}' to cache.trusted_keys in .olivepipe/config.yaml", err=True)

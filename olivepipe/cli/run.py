@@ -151,8 +151,9 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
     """Show what apply would do, and why: cached, will run (which input/param/version changed), blocked."""
     ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, read_only=True)
     f = "json" if as_json else fmt
+    trust = getattr(ws.store, "trust_note", None)  # only with a shared cache
     if f == "json":
-        click.echo(json.dumps(p.to_json(), indent=2))
+        click.echo(json.dumps({**p.to_json(), **({"shared_cache": trust} if trust else {})}, indent=2))
     elif f == "markdown":
         from ..report import plan_markdown
 
@@ -167,6 +168,8 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
         from ..report import plan_text
 
         plan_text(p, console())
+    if trust and f != "json":
+        click.echo(trust, err=True)
     return _pending_code(p) if detailed_exitcode else 0
 
 

@@ -66,7 +66,7 @@ class BlobStore:
     function that makes one (called on first use: opening a store costs no request or import)."""
 
     def __init__(self, container, *, prefix: str = "", label: str | None = None, secrets=(),
-                 hint: str = ""):
+                 hint: str = "", trusted: dict | None = None, signer=None):
         self._container = None if callable(container) else container
         self._factory: Callable | None = container if callable(container) else None
         self.prefix = "/".join(p for p in prefix.split("/") if p)
@@ -79,6 +79,10 @@ class BlobStore:
         # objects whose bytes failed their sha256 on download: entries naming them are broken
         # until a publish uploads them again (a same-size corruption passes the HEAD check)
         self._bad_objects: set[str] = set()
+        # signed entries (signing.py): {name: PublicKey} a manifest must be signed by (None: any is
+        # accepted), and the key this writer signs its manifests with
+        self.trusted = trusted or None
+        self.signer = signer
         self.stats = {"objects_uploaded": 0, "bytes_uploaded": 0, "objects_downloaded": 0, "bytes_downloaded": 0}
 
     @classmethod
@@ -102,8 +106,15 @@ class BlobStore:
                 raise StoreError(f"cannot use the remote cache {cfg.url}: {redact(str(e))[:200]}",
                                  f"check {cfg.source} and the credentials ({how})") from None
 
+        from .signing import Signer, parse_public
+
+        trusted = {}
+        for text in cfg.trusted_keys:
+            k = parse_public(text, "trusted_keys")
+            trusted[k.name] = k
+        signer = Signer.from_file(Path(cfg.signing_key)) if cfg.signing_key else None
         return cls(connect, prefix=cfg.prefix, label=cfg.url, secrets=secrets,
-                   hint=f"credentials: {how}; configured by {cfg.source}")
+                   hint=f"credentials: {how}; configured by {cfg.source}", trusted=trusted, signer=signer)
 
     def __repr__(self) -> str:
         return f"BlobStore({self.label!r})"  # never the client: its credential is in there
@@ -253,7 +264,10 @@ class BlobStore:
         manifest = {"format": FORMAT, "key": key, "id": uuid.uuid4().hex,
                     "digest": tree_digest({k: v["digest"] for k, v in files.items()}),
                     "files": files, "created": time.time(), **meta}
-        body = self._scrub(json.dumps(manifest, indent=1, sort_keys=True)).encode("utf-8")
+        text = self._scrub(json.dumps(manifest, indent=1, sort_keys=True))
+        if self.signer is not None:  # signed as it will be read: after scrubbing
+            text = json.dumps(self.signer.sign(json.loads(text)), indent=1, sort_keys=True)
+        body = text.encode("utf-8")
         blob = self.container.get_blob_client(self.manifest_name(key))
         etag = None  # None: create only if absent; else replace exactly the broken manifest we saw
         for _ in range(3):
@@ -318,6 +332,13 @@ class BlobStore:
         refused = model_config_problems(manifest.get("model")) if manifest.get("model") is not None else []
         if refused:  # a model config no reader acts on: not a result anyone can use
             raise _Broken(f"model: {refused[0]}")
+        if self.trusted:
+            from .signing import BadSignature, check
+
+            try:
+                check(manifest, self.trusted)
+            except BadSignature as e:
+                raise _Broken(f"signature: {e}") from None
         return BlobEntry(key, manifest, self.label, etag)
 
     def _winner(self, key: str) -> tuple[BlobEntry | None, str | None]:

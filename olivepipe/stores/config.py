@@ -34,6 +34,8 @@ ENV_PUSH = "OLIVEPIPE_REMOTE_PUSH"
 ENV_SAS = "OLIVEPIPE_BLOB_SAS"
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 ENV_TRUSTED = "OLIVEPIPE_TRUSTED_ENDPOINTS"
+ENV_TRUSTED_KEYS = "OLIVEPIPE_TRUSTED_KEYS"
+ENV_SIGNING_KEY = "OLIVEPIPE_SIGNING_KEY"
 CONFIG_FILE = Path(".olivepipe") / "config.yaml"
 SCHEME = "azblob"
 
@@ -43,7 +45,9 @@ _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _CACHE_KEYS = {"remote": "azblob://<account>/<container>[/prefix]",
                "account_url": "the blob endpoint, e.g. https://<account>.blob.core.windows.net",
-               "push": "true (apply uploads new results) or false (read the remote, never write it)"}
+               "push": "true (apply uploads new results) or false (read the remote, never write it)",
+               "trusted_keys": "public keys (NAME:BASE64, from `olivepipe cache keygen`) whose signed entries are "
+                               "accepted; none: unsigned entries are accepted"}
 # text that only a credential contains: a connection string's key or SAS, a SAS query
 _SECRET_TEXT = re.compile(r"(?i)(AccountKey\s*=|SharedAccessSignature\s*=|SharedAccessKey\s*=|[?&]sig=|\bsig=|"
                           r"DefaultEndpointsProtocol\s*=)")
@@ -65,6 +69,10 @@ class RemoteConfig:
     # environment did): a credential from the environment never goes where only a file points
     remote_at: str = ""
     url_at: str = ""
+    # signed entries (stores/signing.py): public keys "NAME:BASE64" a remote entry must be signed by
+    # (empty: unsigned entries are accepted), and the secret key file this machine signs with
+    trusted_keys: tuple = ()
+    signing_key: str = ""
 
     @property
     def endpoint(self) -> str:
@@ -119,7 +127,27 @@ def remote_config(workspace: Path | None = None, env: Mapping[str, str] | None =
         if _account_of(endpoint, where) != account:
             raise StoreError(f"{where} is for account '{_account_of(endpoint, where)}' but the remote cache is in "
                              f"account '{account}'", "make them name the same storage account")
-    return RemoteConfig(account, container, prefix, endpoint.rstrip("/"), push, source, remote_at, url_at)
+    trusted = tuple(re.split(r"[,\s]+", (env.get(ENV_TRUSTED_KEYS) or "").strip())) if env.get(ENV_TRUSTED_KEYS) \
+        else tuple(file_cache.get("trusted_keys") or ())
+    trusted = tuple(t for t in trusted if t)
+    return RemoteConfig(account, container, prefix, endpoint.rstrip("/"), push, source, remote_at, url_at,
+                        trusted, signing_key_path(env))
+
+
+def signing_key_path(env: Mapping[str, str]) -> str:
+    """The secret key this machine signs with: OLIVEPIPE_SIGNING_KEY, else `signing_key:` in the
+    user's own config (~/.config/olivepipe/config.yaml), never a repository's file."""
+    path = (env.get(ENV_SIGNING_KEY) or "").strip()
+    if path:
+        return path
+    data, _ = read_config(user_config_file(env))
+    key = data.get("signing_key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) else ""
+
+
+def user_config_file(env: Mapping[str, str]) -> Path:
+    home = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(home) / "olivepipe" / "config.yaml"
 
 
 def parse_remote(text: str, where: str) -> tuple[str, str, str]:
@@ -163,6 +191,11 @@ def load_cache_section(path: Path, *, positions: bool = False):
         if k not in _CACHE_KEYS:
             raise StoreError(f"{where('cache', k)}: unknown setting `cache.{k}`",
                              "known: " + "; ".join(f"{n}: {what}" for n, what in _CACHE_KEYS.items()))
+        if k == "trusted_keys":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise StoreError(f"{where('cache', k)}: `cache.trusted_keys` must be a list of public keys",
+                                 _CACHE_KEYS[k])
+            continue
         want = bool if k == "push" else str
         if not isinstance(v, want):
             raise StoreError(f"{where('cache', k)}: `cache.{k}` must be "
@@ -295,8 +328,7 @@ def trusted_endpoints(env: Mapping[str, str] | None = None) -> set[str]:
     committed config file names them."""
     env = os.environ if env is None else env
     out = {_norm_endpoint(u) for u in re.split(r"[,\s]+", env.get(ENV_TRUSTED) or "") if u}
-    home = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    user_file = Path(home) / "olivepipe" / "config.yaml"
+    user_file = user_config_file(env)
     data, _ = read_config(user_file)
     listed = data.get("trusted_endpoints") if isinstance(data, dict) else None
     if listed is not None and not (isinstance(listed, list) and all(isinstance(u, str) for u in listed)):
@@ -422,4 +454,5 @@ def default_credential(cfg: RemoteConfig):
 
 __all__ = ["RemoteConfig", "remote_config", "parse_remote", "load_cache_section", "credential_for",
            "parse_connection_string", "config_path", "ENV_REMOTE", "ENV_ACCOUNT_URL", "ENV_CONTAINER",
-           "ENV_PREFIX", "ENV_PUSH", "ENV_SAS", "ENV_CONNECTION_STRING", "ENV_TRUSTED", "trusted_endpoints", "CONFIG_FILE", "SECRET_HINT"]
+           "ENV_PREFIX", "ENV_PUSH", "ENV_SAS", "ENV_CONNECTION_STRING", "ENV_TRUSTED", "trusted_endpoints",
+           "ENV_TRUSTED_KEYS", "ENV_SIGNING_KEY", "user_config_file", "CONFIG_FILE", "SECRET_HINT"]

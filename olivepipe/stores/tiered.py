@@ -117,6 +117,16 @@ class TieredStore:
                 log.warning("%s (treated as not cached)", text)
             return None
 
+    @property
+    def trust_note(self) -> str:
+        """What this workspace accepts from the shared cache, for plan."""
+        trusted = getattr(self.remote, "trusted", None)
+        if trusted:
+            return (f"shared cache {self.remote.label}: only entries signed by {', '.join(sorted(trusted))} "
+                    "are used")
+        return (f"shared cache {self.remote.label}: entries are not signature-checked (no cache.trusted_keys): "
+                "anyone who can write to it can supply results; see docs/shared-cache.md#signed-entries")
+
     # -- the local store's business --------------------------------------------------------------
     @property
     def root(self):
