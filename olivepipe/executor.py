@@ -303,17 +303,17 @@ class Scheduler:
     def _start(self, n: str):
         log = self.ws.log_path(n)  # its folder was made confined by apply() before anything ran
         os.close(open_nofollow(log))  # a fresh log per run
+        key, record = self.running[n]
         try:
-            job = self.ws.job(n, self.entries)
+            job = self.ws.job(n, self.entries, key=key, record=record, replace=self.steps[n].action == FORCED,
+                              offline=not self._needs_hub())
         except OlivepipeError as e:
             self.running.pop(n)
             self._fail(n, e.message, 0.0, str(log), None)
             return
         self.emit(Event("start", n, self.steps[n].label, log=str(log)))
-        key, record = self.running[n]
         ctx = RunContext(store=self.ws.store, root=self.ws.workflow.root, log=log, stats=self.ws.stats,
-                         offline=not self._needs_hub(), gpu=self.pinned.get(n, ""), key=key, record=record,
-                         replace=self.steps[n].action == FORCED, workflow=self.ws.lock_name)
+                         gpu=self.pinned.get(n, ""), workflow=self.ws.lock_name)
         self.executor.start(job, ctx)
 
     def _finished(self, res):
@@ -330,7 +330,7 @@ class Scheduler:
             step = self.steps[n]
             meta = {"model": res.model, "kind": step.kind, "record": record, "duration_s": round(res.seconds, 3)}
             try:
-                if res.published:  # the job published it where it ran (a remote executor)
+                if res.published:  # the node runtime published it where the job ran
                     entry = self.ws.store.get(key)
                     if entry is None:
                         raise StoreError(f"{n} reported its result {key[:12]} as stored, but the cache has no "

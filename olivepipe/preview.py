@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from .errors import OlivepipeError
+from .job import DataFile, Job, ModelFolder, StoredResult, TextDataset
 from .olive.runtime import substitute
 from .plan import CACHED, make_plan
 from .safefs import confined_dir, write_atomic
@@ -48,31 +49,33 @@ def compile_preview(ws: Workspace, nodes: list[str], *, check: bool = False) -> 
     for n in nodes or olive_nodes:
         job = ws.job(n, entries)
         paths = _paths(ws, n, job, entries)
-        config = substitute(job["spec"]["config"], paths)
+        config = substitute(job.spec["config"], paths)
         if check:
             validate_with_olive(config)
         out[n] = config
     return out
 
 
-def _paths(ws: Workspace, name: str, job: dict, entries: dict) -> dict:
+def _paths(ws: Workspace, name: str, job: Job, entries: dict) -> dict:
     base = ws.workflow.file.parent
     here = confined_dir(base, ".olivepipe", "compiled", name)
     paths = {"$OUT": str(here / "output"), "$SCRATCH": str(here / "scratch")}
     inputs = ws.step_inputs(name)
-    for ph, ref in job["refs"].items():
-        if "entry" in ref:
+    for ph, ref in job.refs.items():
+        if isinstance(ref, StoredResult):
             i = int(ph[len("$IN"):])
             entry = entries[inputs[i]]
             found = ws.store.peek(entry.key) if entry.key else None
             paths[ph] = str(ws.store.fetch(found)) if found else str(ws.outputs / inputs[i])
-        elif "file" in ref or "tree" in ref:
-            paths[ph] = str(ws.workflow.root / (ref.get("file") or ref.get("tree")))
-    for ph, ref in job["refs"].items():
-        if "text_dataset" in ref:  # Olive's AWQ pass reads a folder with a `text` column
+        elif isinstance(ref, DataFile):
+            paths[ph] = str(ws.workflow.root / ref.file)
+        elif isinstance(ref, ModelFolder):
+            paths[ph] = str(ws.workflow.root / ref.tree)
+    for ph, ref in job.refs.items():
+        if isinstance(ref, TextDataset):  # Olive's AWQ pass reads a folder with a `text` column
             from .datasets import read_rows, render
 
-            ds = ws.workflow.datasets[ref["text_dataset"]["name"]]
+            ds = ws.workflow.datasets[ref.fields["name"]]
             folder = confined_dir(here, "calibration")
             rows = [json.dumps({"text": t}, ensure_ascii=False) + "\n"
                     for f in ds.files for t in render(ds, read_rows(f, ds.format))]

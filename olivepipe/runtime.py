@@ -1,26 +1,26 @@
-"""The node runtime a remote job runs: ``python -m olivepipe.runtime JOB.json --store URL --out RESULT.json``.
+"""The node runtime: one job resolved, run, checked and published, wherever it runs.
 
-JOB.json is the plain job (``Workspace.job``) plus what the scheduler knows: ``key``,
-``record``, ``replace`` (``--force``) and ``offline``. Every placeholder is resolved here,
-from the store alone:
+``run_node(job, store, ...)`` is the one function every executor runs a node through: the local
+executor (its threads hand the kind's work to a worker process, worker.py), Azure ML command jobs
+(``python -m olivepipe.runtime JOB.json --store URL --out RESULT.json``, below) and Ray tasks.
+Its job is a typed ``job.Job``; every placeholder is resolved here:
 
-* ``{"entry": key}``: a stored result (an upstream node's output);
-* ``{"entry": key, "input": "file", "path": name, "digest": d}``: a data file, uploaded by the
-  submitter as a content-addressed input entry (:func:`input_key`); the file is re-hashed here,
-  so the bytes the node reads are the bytes in its key;
-* ``{"entry": key, "input": "tree", "digest": d[, "path": name]}``: a local model folder (or
-  file), uploaded the same way; the entry's digest must be the one in the key;
-* ``{"text_dataset": {...}, "files": [placeholders]}``: built here from the data inputs above
-  (``olivepipe.datasets``), and itself cached in the store.
+* ``StoredResult`` ($IN<i>): an upstream result, fetched from the store;
+* ``DataFile`` ($DATA<i>): a workspace data file, snapshotted into staging and re-hashed, so the
+  bytes the node reads are the bytes in its key (only where the workspace is: ``root``);
+* ``ModelFolder`` ($SRC<i>, $ADP<i>): a local model folder, checked against its digest before
+  and watched during the run (a change fails the node; only where the workspace is);
+* ``UploadedInput``: a data file or model folder a submitter uploaded as a content-addressed
+  entry (:func:`input_key`), re-checked against its digest;
+* ``TextDataset`` ($CALIB): built here from the data inputs above (``olivepipe.datasets``), and
+  itself cached in the store.
 
-``{"file": ...}`` and ``{"tree": ...}`` refs name the submitting machine's files and are refused:
-the submitter uploads them first and rewrites the refs (executors/azureml.py).
-
-Then the kind's worker side runs in this process (``kinds.load_in_worker``), the result is
-published under the job's key with the scheduler's metadata (model, kind, record, duration_s),
-and RESULT.json says ``{"ok", "error", "model", "seconds", "key", "digest", "linked"}``. A job
-whose key is already in the store publishes nothing and reports ok with ``linked: true``, so a
-chain of jobs can short-circuit what is already computed. Exit status: 0 ok, 1 failed, 2 usage.
+Then the kind's worker side runs, the result is published under the job's key with the
+scheduler's metadata (model, kind, record, duration_s), and a ``NodeResult`` comes back (a remote
+job writes it as RESULT.json: ``{"ok", "error", "model", "seconds", "key", "digest", "linked"}``).
+A job whose key is already in the store publishes nothing and reports ok with ``linked: true``,
+so a chain of jobs can short-circuit what is already computed. Exit status of the command:
+0 ok, 1 failed, 2 usage.
 """
 from __future__ import annotations
 
@@ -38,11 +38,15 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputChanged, OlivepipeError, StoreError
-from .hashing import file_digest
+from .hashing import file_digest, tree_digest
+from .job import FORMAT, DataFile, Job, ModelFolder, NodeResult, StoredResult, TextDataset, UploadedInput
 from .keys import key_of
+from .kinds.base import JobIO
+from .olive.runtime import substitute
 from .safefs import write_atomic
 
-FORMAT = 1
+#: execute(job, resolved spec, io) -> the kind's result ({"model", ...}; {"ok": False, "error"} on failure)
+Execute = Callable[[Job, dict, JobIO], dict]
 INPUT_KIND = "olivepipe-input"  # the manifest kind of an uploaded data file or model folder
 
 
@@ -74,103 +78,192 @@ def open_store_url(url: str):
     return LocalStore(url.removeprefix("file://"))
 
 
-def run_job(job: dict, store, *, log: Path | None = None) -> dict:
-    """Run one job against ``store``; returns the RESULT document (never raises for a node failure)."""
+def run_node(job: Job, store, *, log: Path | None = None, root: Path | None = None, stats=None,
+             execute: Execute | None = None) -> NodeResult:
+    """Run one job against ``store`` and publish its result under ``job.key``: the one node runtime
+    of every executor (the local worker pool, Azure ML jobs, Ray tasks). Never raises for a node
+    failure: the result says it.
+
+    ``root`` (and ``stats``, a hashing.StatCache): the workspace the job was planned in, when it
+    runs on that machine; then data files and local model folders are read from it (data files
+    snapshotted first). Without it, a job reads only the store (inputs uploaded as entries).
+    ``execute(job, spec, io) -> dict``: runs the kind on the resolved spec (the local executor hands
+    it to a worker process); default: in this process."""
     t0 = time.perf_counter()
-    key = job.get("key")
+    key = job.key
     try:
-        _check_job(job)
-        replace = bool(job.get("replace"))
-        if not replace:
+        _check_key(key)
+        if not job.replace:
             entry = store.get(key)
             if entry is not None:  # computed before (by anyone sharing the store): link, publish nothing
-                print(f"olivepipe.runtime: {job['step']}: result {key[:12]} is already in the store", flush=True)
-                return _result(True, t0, key, model=entry.model, digest=entry.digest, linked=True)
-        staging = Path(store.staging(job["step"]))
+                print(f"olivepipe.runtime: {job.step}: result {key[:12]} is already in the store", flush=True)
+                return NodeResult(True, key, model=entry.model, digest=entry.digest, linked=True,
+                                  seconds=time.perf_counter() - t0)
+        staging = Path(store.staging(job.step))
         try:
             out, scratch = staging / "out", staging / "scratch"
             scratch.mkdir()
-            paths = {"$OUT": str(out), "$SCRATCH": str(scratch)}
-            # text datasets last: they are built from the data inputs resolved before them
-            for ph, ref in sorted(job["refs"].items(), key=lambda kv: "text_dataset" in kv[1]):
-                paths[ph] = str(_resolve(ph, ref, store, paths, job["refs"]))
-            from .kinds import JobIO, load_in_worker
-            from .olive.runtime import substitute
-
-            kind = load_in_worker(job["kind"], job["module"])
             io = JobIO(out=out, scratch=scratch, log=Path(log) if log else staging / "node.log")
-            res = kind.run(substitute(job["spec"], paths), io) or {}
+            inputs = _Inputs(job, store, staging, root, stats)
+            spec = inputs.resolve()
+            res = (execute or _in_process)(job, spec, io) or {}
+            inputs.check_unchanged()
+            if not res.get("ok", True):
+                return NodeResult(False, key, error=res.get("error") or "failed", seconds=time.perf_counter() - t0)
             out.mkdir(exist_ok=True)  # a kind with nothing to write still has a (empty) result
-            seconds = time.perf_counter() - t0
-            meta = {"model": res.get("model"), "kind": job["kind"], "record": job.get("record"),
-                    "duration_s": round(seconds, 3)}
-            entry = store.publish(key, out, meta, replace=replace)
-            extra = {k: v for k, v in res.items() if k != "model"}
-            return _result(True, t0, key, model=entry.model, digest=entry.digest, extra=extra)
+            meta = {"model": res.get("model"), "kind": job.kind, "record": job.record,
+                    "duration_s": round(time.perf_counter() - t0, 3)}
+            entry = store.publish(key, out, meta, replace=job.replace)
+            extra = {k: v for k, v in res.items() if k not in ("ok", "model", "error", "seconds")}
+            return NodeResult(True, key, model=entry.model, digest=entry.digest, extra=extra,
+                              seconds=time.perf_counter() - t0)
         finally:
-            discard = getattr(store, "discard", None)  # not in the protocol; both stores have it
-            if discard:
-                discard(staging)
-            else:
-                shutil.rmtree(staging, ignore_errors=True)
+            store.discard(staging)
     except OlivepipeError as e:
         print(f"olivepipe.runtime: {e.format()}", file=sys.stderr, flush=True)
-        return _result(False, t0, key, error=e.message)
+        return NodeResult(False, key, error=e.message, seconds=time.perf_counter() - t0)
     except BaseException as e:  # noqa: BLE001 - like a worker: any failure is the node's, reported
-        traceback.print_exc()
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         if isinstance(e, KeyboardInterrupt):
             raise
-        return _result(False, t0, key, error=f"{type(e).__name__}: {msg}"[:500])
+        traceback.print_exc()
+        return NodeResult(False, key, error=failure_text(e), seconds=time.perf_counter() - t0)
 
 
-def _check_job(job: dict) -> None:
-    if job.get("format") != FORMAT:
-        raise OlivepipeError(f"job format {job.get('format')!r} is not {FORMAT}",
-                             "the job was written by another olivepipe version than the one running it")
-    key = job.get("key")
+def run_kind(kind: str, module: str, spec: dict, io: JobIO) -> dict:
+    """A kind's worker side, in this process (``spec`` resolved: local paths only); a worker
+    process (worker.py) calls this too."""
+    from .kinds import load_in_worker
+
+    return load_in_worker(kind, module).run(spec, io)
+
+
+def _in_process(job: Job, spec: dict, io: JobIO) -> dict:
+    return run_kind(job.kind, job.module, spec, io)
+
+
+def failure_text(e: BaseException) -> str:
+    """One line for a node's failure: the exception's type and first line."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}"[:500]
+
+
+def _check_key(key) -> None:
     if not (isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key)):
         raise OlivepipeError(f"job has no valid key ({key!r})", "jobs for this runtime carry their step's key")
-    for f in ("step", "kind", "module", "spec", "refs"):
-        if f not in job:
-            raise OlivepipeError(f"job has no `{f}`", "write it with Workspace.job plus key and record")
 
 
-def _resolve(ph: str, ref: dict, store, paths: dict, refs: dict) -> Path:
-    if "entry" in ref:
-        entry = store.get(ref["entry"])
-        label = ref.get("from") or f"result {ref['entry'][:12]}"
-        if entry is None:
-            raise OlivepipeError(f"input {label} ({ph}) is not in the store",
-                                 "the submitter uploads inputs before the job starts; run apply again")
-        rel = ref.get("path") or ""
-        if rel and (rel.startswith("/") or ".." in rel.split("/")):
-            raise OlivepipeError(f"{ph}: path {rel!r} leaves its input entry",
-                                 "this job file was not written by olivepipe")
-        if ref.get("input") == "tree" and entry.digest != ref.get("digest"):
-            raise InputChanged(f"model folder {label} in the store is not the one in the key", "run apply again")
-        tree = Path(store.fetch(entry))
-        path = tree / rel if rel else tree
-        if ref.get("input") == "file" and file_digest(path) != ref.get("digest"):
-            raise InputChanged(f"data file {label} in the store is not the one in the key", "run apply again")
-        return path
-    if "text_dataset" in ref:
-        from .datasets import materialize_text_dataset
-        from .spec import DatasetSpec
+class _Inputs:
+    """Every placeholder of a job resolved to a path here, and what must not change under the run."""
 
-        fields = dict(ref["text_dataset"])
-        files = tuple(Path(paths[f]) for f in ref["files"])
-        record = {"fields": fields, "files": [refs[f]["digest"] for f in ref["files"]]}
-        return materialize_text_dataset(store, DatasetSpec(**fields, files=files), record)
-    if "file" in ref or "tree" in ref:
-        raise OlivepipeError(f"{ph} names {ref.get('file') or ref.get('tree')} on the submitting machine; "
-                             "a job reads its inputs from the store", "submit it through an executor that uploads them")
-    raise OlivepipeError(f"unknown reference {ref!r} for {ph}", "this job file was not written by olivepipe")
+    def __init__(self, job: Job, store, staging: Path, root: Path | None, stats):
+        self.job, self.store, self.staging, self.root, self.stats = job, store, staging, root, stats
+        self.watched: dict[str, tuple[Path, dict]] = {}  # local model folders: stats before the run
+
+    def resolve(self) -> dict:
+        paths = {"$OUT": str(self.staging / "out"), "$SCRATCH": str(self.staging / "scratch")}
+        # text datasets last: they are built from the data inputs resolved before them
+        for ph, ref in sorted(self.job.refs.items(), key=lambda kv: isinstance(kv[1], TextDataset)):
+            paths[ph] = str(self._resolve(ph, ref, paths))
+        return substitute(self.job.spec, paths)
+
+    def check_unchanged(self) -> None:
+        for ph, (path, before) in self.watched.items():  # a local model folder must not change under a run
+            if _stats(path) != before:
+                raise InputChanged(f"model folder {self.job.refs[ph].tree} changed while the node ran; "
+                                   "nothing was published", "run apply again once it is stable")
+
+    def _resolve(self, ph: str, ref, paths: dict) -> Path:
+        store = self.store
+        if isinstance(ref, StoredResult):
+            entry = store.get(ref.key)
+            if entry is None:
+                raise OlivepipeError(f"input result {ref.key[:12]} ({ph}) is no longer in the store",
+                                     "run apply again: the missing input is rebuilt first")
+            return Path(store.fetch(entry))
+        if isinstance(ref, UploadedInput):
+            entry = store.get(ref.key)
+            label = ref.source or f"result {ref.key[:12]}"
+            if entry is None:
+                raise OlivepipeError(f"input {label} ({ph}) is not in the store",
+                                     "the submitter uploads inputs before the job starts; run apply again")
+            rel = ref.path
+            if rel and (rel.startswith("/") or ".." in rel.split("/")):
+                raise OlivepipeError(f"{ph}: path {rel!r} leaves its input entry",
+                                     "this job file was not written by olivepipe")
+            if ref.input == "tree" and entry.digest != ref.digest:
+                raise InputChanged(f"model folder {label} in the store is not the one in the key", "run apply again")
+            tree = Path(store.fetch(entry))
+            path = tree / rel if rel else tree
+            if ref.input == "file" and file_digest(path) != ref.digest:
+                raise InputChanged(f"data file {label} in the store is not the one in the key", "run apply again")
+            return path
+        if isinstance(ref, TextDataset):
+            from .datasets import materialize_text_dataset
+            from .spec import DatasetSpec
+
+            files = tuple(Path(paths[f]) for f in ref.files)
+            record = {"fields": dict(ref.fields), "files": [self.job.refs[f].digest for f in ref.files]}
+            return materialize_text_dataset(store, DatasetSpec(**ref.fields, files=files), record)
+        if isinstance(ref, (DataFile, ModelFolder)) and self.root is None:
+            raise OlivepipeError(f"{ph} names {ref.file if isinstance(ref, DataFile) else ref.tree} on the "
+                                 "submitting machine; a job reads its inputs from the store",
+                                 "submit it through an executor that uploads them")
+        if isinstance(ref, DataFile):  # snapshot: Olive reads this copy, whose digest is the one in the key
+            snap = self.staging / "inputs" / ph.lstrip("$") / Path(ref.file).name
+            snap.parent.mkdir(parents=True)
+            shutil.copyfile(Path(self.root) / ref.file, snap, follow_symlinks=False)
+            if file_digest(snap) != ref.digest:
+                raise InputChanged(f"data file {ref.file} changed after it was hashed; nothing was run or published",
+                                   "run apply again: the plan hashes the file anew")
+            return snap
+        if isinstance(ref, ModelFolder):
+            src = Path(self.root) / ref.tree
+            no_links_out(src, Path(self.root))
+            before = _stats(src)
+            # the stat cache re-reads only files whose stat changed since they were hashed
+            files = self.stats.tree(src) if self.stats is not None else _hash_tree(src)
+            if tree_digest(files) != ref.digest:
+                raise InputChanged(f"model folder {ref.tree} changed after it was hashed; nothing was run",
+                                   "run apply again")
+            self.watched[ph] = (src, before)
+            return src
+        raise OlivepipeError(f"unknown reference {ref!r} for {ph}", "this job file was not written by olivepipe")
 
 
-def _result(ok: bool, t0: float, key, *, error: str = "", model=None, digest=None, linked=False, extra=None) -> dict:
-    return {"ok": ok, "error": error, "model": model, "seconds": round(time.perf_counter() - t0, 3), "key": key,
-            "digest": digest, "linked": linked, **({"extra": extra} if extra else {})}
+def _hash_tree(src: Path) -> dict:
+    from .hashing import StatCache
+
+    return StatCache(None).tree(src)
+
+
+def no_links_out(root: Path, workspace: Path) -> None:
+    """A model folder may hold links, but none that lead outside the workspace: Olive
+    would read (and the key would hash) a file olivepipe promised never to touch."""
+    top = workspace.resolve()
+    paths = [root] if not root.is_dir() else [Path(d) / n for d, ds, fs in os.walk(root) for n in ds + fs]
+    for p in paths:
+        if p.is_symlink():
+            try:
+                p.resolve(strict=True).relative_to(top)
+            except (ValueError, OSError):
+                raise OlivepipeError(f"{p.relative_to(workspace) if p.is_relative_to(workspace) else p} links to "
+                                     f"{os.readlink(p)}, outside the workspace; nothing was run",
+                                     "copy the file into the model folder instead of linking it") from None
+
+
+def _stats(root: Path) -> dict:
+    """{relative path: (inode, size, mtime_ns, ctime_ns)} of every file under root."""
+    root = Path(root)
+    if root.is_file():
+        st = root.stat()
+        return {root.name: (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)}
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            st = p.stat()
+            out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return out
 
 
 @contextlib.contextmanager
@@ -210,7 +303,7 @@ def _tee(log: Path):
 def main(argv=None, *, open_store: Callable[[str], object] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m olivepipe.runtime",
                                  description="Run one olivepipe job against a store.")
-    ap.add_argument("job", help="the job JSON (a plain job plus key and record)")
+    ap.add_argument("job", help="the job JSON (job.Job.to_json: the job plus its key and record)")
     ap.add_argument("--store", required=True, help="the store URL: azblob://<account>/<container>[/prefix] or a folder")
     ap.add_argument("--out", required=True, help="where to write the RESULT JSON")
     args = ap.parse_args(argv)
@@ -221,27 +314,29 @@ def main(argv=None, *, open_store: Callable[[str], object] | None = None) -> int
     work = Path(tempfile.mkdtemp(prefix="olivepipe-runtime-"))
     try:
         try:
-            job = json.loads(Path(args.job).read_text(encoding="utf-8"))
-            if not isinstance(job, dict):
-                raise OlivepipeError(f"{args.job} is not a job (a JSON object)")
+            try:
+                job = Job.from_json(json.loads(Path(args.job).read_text(encoding="utf-8")))
+            except ValueError as e:
+                raise OlivepipeError(f"{args.job}: {e}",
+                                     "the job was written by another olivepipe version than the one running it") from None
             # what local workers get too: no telemetry, no heartbeat stall, no hub unless the workflow needs it
-            os.environ.update(worker_env({}, offline=bool(job.get("offline", True))))
+            os.environ.update(worker_env({}, offline=job.offline))
             store = (open_store or open_store_url)(args.store)
-        except (OSError, ValueError, OlivepipeError) as e:
+        except (OSError, OlivepipeError) as e:
             msg = e.message if isinstance(e, OlivepipeError) else f"{type(e).__name__}: {e}"
-            res = _result(False, t0, None, error=redact(msg))
+            res = NodeResult(False, error=msg, seconds=time.perf_counter() - t0)
         else:
             with _tee(work / "node.log"):
-                print(f"olivepipe.runtime: {job.get('step')} (key {str(job.get('key'))[:12]}) on store "
-                      f"{redact(args.store)}", flush=True)
-                res = run_job(job, store, log=work / "node.log")
-                print(f"olivepipe.runtime: {job.get('step')}: {'ok' if res['ok'] else 'failed: ' + res['error']} "
-                      f"in {res['seconds']:g} s", flush=True)
-        res["error"] = redact(res["error"])
+                print(f"olivepipe.runtime: {job.step} (key {job.key[:12]}) on store {redact(args.store)}", flush=True)
+                res = run_node(job, store, log=work / "node.log")
+                print(f"olivepipe.runtime: {job.step}: {'ok' if res.ok else 'failed: ' + res.error} "
+                      f"in {res.seconds:g} s", flush=True)
+        res.error = redact(res.error)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, json.dumps(res, indent=1, sort_keys=True) + "\n")  # a reader never sees half a result
-        return 0 if res["ok"] else 1
+        # a reader never sees half a result
+        write_atomic(out, json.dumps(res.to_json(), indent=1, sort_keys=True) + "\n")
+        return 0 if res.ok else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -43,15 +43,16 @@ def _die_with_parent() -> None:
 
 
 def run_job(job: dict) -> dict:
-    """One resolved job: {"kind", "module", "spec", "out", "scratch", "log"} (paths are local here)."""
-    from .kinds import JobIO, load_in_worker
+    """One resolved job: {"kind", "module", "spec", "out", "scratch", "log"} (paths are local here;
+    runtime.run_node resolved them and publishes what this returns)."""
+    from .kinds import JobIO
+    from .runtime import run_kind
 
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
     print(f"olivepipe: worker {os.getpid()} runs {job['kind']}"
           + (f" on GPU {gpus}" if gpus else " (no GPU)" if gpus == "" else ""), file=sys.stderr, flush=True)
-    kind = load_in_worker(job["kind"], job["module"])
     io = JobIO(out=Path(job["out"]), scratch=Path(job["scratch"]), log=Path(job["log"]))
-    return kind.run(job["spec"], io)
+    return run_kind(job["kind"], job["module"], job["spec"], io)
 
 
 def main() -> int:
@@ -73,9 +74,10 @@ def main() -> int:
         try:
             res = {"ok": True, **run_job(job)}
         except BaseException as e:  # noqa: BLE001 - any failure is reported, the worker lives on
+            from .runtime import failure_text
+
             traceback.print_exc()
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            res = {"ok": False, "error": f"{type(e).__name__}: {msg}"[:500]}
+            res = {"ok": False, "error": failure_text(e)}
             if isinstance(e, KeyboardInterrupt):
                 raise
         finally:

@@ -14,6 +14,7 @@ from . import kinds
 from . import lock as lockfile
 from .graph import Graph, build_graph
 from .hashing import StatCache, tree_digest
+from .job import DataFile, Job, ModelFolder, StoredResult
 from .keys import RECORD_FORMAT
 from .spec import ModelSpec, Workflow, load_workflow
 
@@ -127,9 +128,9 @@ class Workspace:
         return {k: v for k, v in ds.__dict__.items() if k != "files"}
 
     def data_refs(self, name: str) -> dict:
-        """Placeholders for a dataset's files: {"$DATA0": {"file": rel, "digest": d}, ...}."""
+        """Placeholders for a dataset's files: {"$DATA0": DataFile(rel, digest), ...}."""
         ds = self.workflow.datasets[name]
-        return {f"$DATA{i}": {"file": self._rel(p), "digest": self.stats.digest(p)} for i, p in enumerate(ds.files)}
+        return {f"$DATA{i}": DataFile(self._rel(p), self.stats.digest(p)) for i, p in enumerate(ds.files)}
 
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.workflow.root).as_posix()
@@ -188,10 +189,10 @@ class Workspace:
                 adapter = None
                 if m.adapter is not None:
                     adapter = f"$ADP{i}"
-                    refs[adapter] = {"tree": self._rel(m.adapter), "digest": tree_digest(self.stats.tree(m.adapter))}
+                    refs[adapter] = ModelFolder(self._rel(m.adapter), tree_digest(self.stats.tree(m.adapter)))
                 if m.source == "path":
                     ph = f"$SRC{i}"
-                    refs[ph] = {"tree": self._rel(m.path), "digest": tree_digest(self.stats.tree(m.path))}
+                    refs[ph] = ModelFolder(self._rel(m.path), tree_digest(self.stats.tree(m.path)))
                     model = model_source_config(m, placeholder=ph, adapter=adapter)
                 else:
                     ph, model = None, model_source_config(m, adapter=adapter)
@@ -199,7 +200,7 @@ class Workspace:
                 continue
             entry = results[inp]
             ph = f"$IN{i}"
-            refs[ph] = {"entry": entry.key}
+            refs[ph] = StoredResult(entry.key)
             model = self.reader_model(inp, entry, ph)
             inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
         return inputs, refs
@@ -220,18 +221,19 @@ class Workspace:
                              "a shared-cache writer published it; `olivepipe cache verify` lists such entries, "
                              f"`olivepipe apply --force {name}` rebuilds it") from None
 
-    def job(self, name: str, results: dict) -> dict:
-        """The plain-data job for a step; ``results`` maps its produced inputs to store entries.
+    def job(self, name: str, results: dict, *, key: str = "", record: dict | None = None, replace: bool = False,
+            offline: bool = True) -> Job:
+        """The typed job for a step; ``results`` maps its produced inputs to store entries.
 
-        {"step", "kind", "module", "device", "spec", "refs"}: no local paths. The executor
-        resolves $OUT, $SCRATCH, $IN*, $SRC*, $DATA* and $CALIB where the job runs."""
+        No local paths: the node runtime resolves $OUT, $SCRATCH, $IN*, $SRC*, $DATA* and $CALIB
+        where the job runs."""
         kind = self.kind_of(name)
         inputs, refs = self.job_inputs(name, results)
         spec = kind.job(self, self.spec_of(name), inputs)
         refs.update(spec.pop("refs", {}))
-        return {"step": name, "kind": kind.name, "module": kinds.module_of(kind.name), "device": self.device(name),
-                "spec": spec, "refs": refs, "timeout_s": getattr(self.spec_of(name), "timeout_s", None),
-                "placement": self.placement(name)}
+        return Job(step=name, kind=kind.name, module=kinds.module_of(kind.name), device=self.device(name), spec=spec,
+                   refs=refs, timeout_s=getattr(self.spec_of(name), "timeout_s", None),
+                   placement=self.placement(name), key=key, record=record, replace=replace, offline=offline)
 
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)

@@ -5,13 +5,8 @@ It satisfies the executor protocol (olivepipe/executors/base.py): jobs "run" for
 and makespans exactly, without sleeping and without worker processes."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-from olivepipe import kinds
 from olivepipe.executors.base import Check, JobResult
-from olivepipe.kinds.base import JobIO
-from olivepipe.olive.runtime import substitute
+from olivepipe.runtime import run_kind, run_node
 
 
 class FakeExecutor:
@@ -50,40 +45,29 @@ class FakeExecutor:
         self.opened = slots
 
     def start(self, job, ctx):
-        seconds = float(job["spec"].get("options", {}).get("seconds", 0))
+        seconds = float(job.spec.get("options", {}).get("seconds", 0))
         self.running.append((self.clock + seconds, job, ctx))
-        self.started.append(job["step"])
-        self.pins[job["step"]] = ctx.gpu
+        self.started.append(job.step)
+        self.pins[job.step] = ctx.gpu
         self.max_running = max(self.max_running, len(self.running))
-        self.max_gpu = max(self.max_gpu, sum(1 for _, j, _ in self.running if j["device"] == "gpu"))
+        self.max_gpu = max(self.max_gpu, sum(1 for _, j, _ in self.running if j.device == "gpu"))
 
     def wait(self, timeout=None):
         if not self.running:
             return []
-        self.running.sort(key=lambda r: (r[0], r[1]["step"]))
+        self.running.sort(key=lambda r: (r[0], r[1].step))
         finish, job, ctx = self.running.pop(0)
         self.clock = max(self.clock, finish)
         return [self._run(job, ctx)]
 
     def _run(self, job, ctx) -> JobResult:
-        staging = ctx.store.staging(job["step"])
-        out, scratch = staging / "out", staging / "scratch"
-        scratch.mkdir()
-        paths = {"$OUT": str(out), "$SCRATCH": str(scratch)}
-        for ph, ref in job["refs"].items():
-            if "entry" in ref:
-                paths[ph] = str(ctx.store.fetch(ctx.store.get(ref["entry"])))
-            else:
-                paths[ph] = str(Path(ctx.root) / (ref.get("tree") or ref.get("file")))
-        io = JobIO(out=out, scratch=scratch, log=Path(ctx.log))
-        cleanup = lambda: shutil.rmtree(staging, ignore_errors=True)  # noqa: E731
-        spec = substitute(job["spec"], paths)
-        spec.get("options", {}).pop("seconds", None)  # virtual time: the clock already moved
-        try:
-            res = kinds.get(job["kind"]).run(spec, io)
-        except Exception as e:
-            return JobResult(job["step"], False, f"{type(e).__name__}: {e}", cleanup=cleanup)
-        return JobResult(job["step"], True, output=out, model=res.get("model"), cleanup=cleanup)
+        def execute(job, spec, io):
+            spec.get("options", {}).pop("seconds", None)  # virtual time: the clock already moved
+            return run_kind(job.kind, job.module, spec, io)
+
+        # the one node runtime every executor uses, in this process
+        res = run_node(job, ctx.store, log=ctx.log, root=ctx.root, stats=ctx.stats, execute=execute)
+        return JobResult(job.step, res.ok, res.error, model=res.model, published=res.ok)
 
     def close(self, *, kill=False):
         self.closed = True

@@ -47,9 +47,6 @@ WORKSPACE_ENV = {"AZURE_SUBSCRIPTION_ID": "00000000-1111-2222-3333-444444444444"
                  "AZURE_RESOURCE_GROUP": "rg-olive", "AZUREML_WORKSPACE_NAME": "ws-olive"}
 PLACED = {"azureml": {"compute": "cpu-cluster"}}
 SECRET = "credential-SECRET-0123456789"
-# the scheduler hands executors the step's key (RunContext.key) and takes "already published"
-# (JobResult.published): docs/azureml.md, "Scheduler support"
-SCHEDULER_READY = "published" in JobResult.__dataclass_fields__ and "key" in RunContext.__dataclass_fields__
 
 
 # -- a fake Azure ML workspace behind the SDK's interface ------------------------------------------
@@ -257,12 +254,6 @@ def open_ws(wf, factory, **kw):
     return open_workspace(wf, executor=Router(LocalExecutor(), {"azureml": factory}), **kw)
 
 
-def context(store, root, log, key, record, **kw) -> RunContext:
-    """A RunContext with the step's key and record, also where RunContext has no such fields yet."""
-    ctx = RunContext(store=store, root=Path(root), log=Path(log))
-    for k, v in {"key": key, "record": record, **kw}.items():
-        setattr(ctx, k, v)
-    return ctx
 
 
 def remote_step(tmp_path, aml, remote_root, *, shared=False, node="b", text=WORKFLOW, **exkw):
@@ -279,10 +270,10 @@ def remote_step(tmp_path, aml, remote_root, *, shared=False, node="b", text=WORK
                                                           "kind": "sleep", "record": rec_a})}
     record, complete = ws.record(node, {k: e.digest for k, e in entries.items()})
     assert complete
-    job = ws.job(node, entries)
+    job = ws.job(node, entries, key=key_of(record), record=record)
     log = write(tmp_path / "logs" / f"{node}.log", "")
     ex.open(slots=2, offline=True, log_dir=log.parent)
-    return ex, ws, job, context(ws.store, ws.workflow.root, log, key_of(record), record, workflow="remote")
+    return ex, ws, job, RunContext(store=ws.store, root=ws.workflow.root, log=log, stats=ws.stats, workflow="remote")
 
 
 def code_of(aml, i=-1) -> Path:
@@ -538,7 +529,7 @@ def test_a_remote_job_from_upload_to_result(tmp_path, sleep_kind, aml, shared):
     ex.start(job, ctx)
     [res] = ex.wait()
     assert res.ok, res.error
-    key = ctx.key
+    key = job.key
     remote = LocalStore(ws.store.root if shared else remote_root)
     entry = remote.get(key)
     result = json.loads((remote.fetch(entry) / "result.json").read_text())
@@ -549,11 +540,11 @@ def test_a_remote_job_from_upload_to_result(tmp_path, sleep_kind, aml, shared):
     assert remote.get(input_key("file", file_digest(root / "rows.jsonl"), "rows.jsonl")) is not None
     tree = remote.get(input_key("tree", tree_digest(ws.stats.tree(root / "base"))))
     assert sorted(tree.files) == ["config.json", "weights/w.bin"]
-    assert remote.get(job["refs"]["$IN0"]["entry"]) is not None  # the upstream result, copied over if need be
+    assert remote.get(job.refs["$IN0"].key) is not None  # the upstream result, copied over if need be
     sent = json.loads((code_of(aml) / "job.json").read_text())
     assert all("entry" in r or "text_dataset" in r for r in sent["refs"].values())
     assert str(tmp_path) not in json.dumps(sent)  # no local path reaches Azure ML
-    assert sent["key"] == key and sent["record"] == ctx.record and sent["step"] == "b"
+    assert sent["key"] == key and sent["record"] == job.record and sent["step"] == "b"
     assert (code_of(aml) / "olivepipe" / "runtime.py").is_file()  # the runtime travels with the job
 
     # what was submitted: where, in which environment, under which names
@@ -601,14 +592,14 @@ def test_a_remote_job_with_the_shared_blob_cache_as_its_store(tmp_path, sleep_ki
     from olivepipe.runtime import open_store_url
 
     blob = open_store_url(url)
-    entry = blob.get(ctx.key)
-    assert entry is not None and entry.manifest["record"] == ctx.record
+    entry = blob.get(job.key)
+    assert entry is not None and entry.manifest["record"] == job.record
     assert blob.get(input_key("file", file_digest(ws.workflow.root / "rows.jsonl"), "rows.jsonl")) is not None
-    assert blob.get(job["refs"]["$IN0"]["entry"]) is not None  # `a`: pushed there by the tiered cache
+    assert blob.get(job.refs["$IN0"].key) is not None  # `a`: pushed there by the tiered cache
     # with the shared cache configured the workspace's store is local in front of that container:
     # the job's result is pulled into the local cache, and the scheduler only looks it up
     assert type(ws.store).__name__ == "TieredStore" and getattr(res, "published", False) and res.output is None
-    local = ws.store.local.get(ctx.key)
+    local = ws.store.local.get(job.key)
     assert local is not None and local.digest == entry.digest
     got = json.loads((ws.store.fetch(local) / "result.json").read_text())
     assert got["node"] == "b" and got["data"] == ['{"prompt": "a", "response": "b"}\n']
@@ -623,7 +614,7 @@ def test_a_failed_remote_job_fails_its_node_with_the_jobs_error(tmp_path, sleep_
     assert not res.ok and res.error == "RuntimeError: b was told to fail"
     log = Path(ctx.log).read_text()
     assert ": Failed" in log and "RuntimeError: b was told to fail" in log  # the traceback, streamed
-    assert LocalStore(tmp_path / "remote").get(ctx.key) is None
+    assert LocalStore(tmp_path / "remote").get(job.key) is None
 
 
 def test_close_kill_cancels_running_remote_jobs(tmp_path, sleep_kind, aml):
@@ -677,8 +668,6 @@ def test_a_data_file_changed_after_planning_is_neither_uploaded_nor_run(tmp_path
 
 # -- apply end to end: one node here, one on "Azure ML" --------------------------------------------
 
-@pytest.mark.skipif(not SCHEDULER_READY, reason="needs RunContext.key/record and JobResult.published in the "
-                                                "scheduler (docs/azureml.md: Scheduler support)")
 def test_apply_runs_placed_nodes_remotely_and_plans_offline(tmp_path, sleep_kind, aml, monkeypatch):
     from olivepipe.executor import apply
     from olivepipe.plan import make_plan
@@ -732,8 +721,6 @@ def test_apply_runs_placed_nodes_remotely_and_plans_offline(tmp_path, sleep_kind
     assert changed["b"].reasons[0].startswith(f"packages.{amljobs.IDENTITY_FIELD}: "), changed["b"].reasons
 
 
-@pytest.mark.skipif(not SCHEDULER_READY, reason="needs RunContext.key/record and JobResult.published in the "
-                                                "scheduler (docs/azureml.md: Scheduler support)")
 def test_apply_with_the_workspace_cache_as_the_jobs_store_links_the_remote_result(tmp_path, sleep_kind, aml):
     from olivepipe.executor import apply
     from olivepipe.plan import make_plan
@@ -749,8 +736,6 @@ def test_apply_with_the_workspace_cache_as_the_jobs_store_links_the_remote_resul
     assert (wf.parent / "outputs" / "remote" / "b" / "result.json").is_file()
 
 
-@pytest.mark.skipif(not SCHEDULER_READY, reason="needs RunContext.key/record and JobResult.published in the "
-                                                "scheduler (docs/azureml.md: Scheduler support)")
 def test_ctrl_c_during_apply_cancels_the_remote_job(tmp_path, sleep_kind, aml):
     from olivepipe.errors import Interrupted
     from olivepipe.executor import apply

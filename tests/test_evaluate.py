@@ -349,9 +349,9 @@ def test_rehearsal_scales_the_evaluation_down(tmp_path):
     assert any("2 warm-up and 5 timed runs (was 10 and 20)" in w and "8 sequences" in w for w in step.warnings)
     assert ws.workflow.nodes["eval-hf"].options["max_samples"] == 8
     job = ws.job("eval-lora", {n: _Pending() for n in ("adapters",)})
-    (m,) = [m for m in job["spec"]["config"]["evaluators"]["olivepipe"]["metrics"] if m["name"] == "latency"]
+    (m,) = [m for m in job.spec["config"]["evaluators"]["olivepipe"]["metrics"] if m["name"] == "latency"]
     assert m["sub_types"][0]["metric_config"]["repeat_test_num"] == 5  # was 5 already: unchanged
-    assert "$OUT" == job["spec"]["config"]["output_dir"] and str(tmp_path) not in json.dumps(job)
+    assert "$OUT" == job.spec["config"]["output_dir"] and str(tmp_path) not in json.dumps(job.to_json())
 
 
 def test_a_matrix_input_fans_out_into_one_evaluation_per_variant(tmp_path):

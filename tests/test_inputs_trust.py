@@ -77,7 +77,7 @@ def test_a_data_file_changed_between_hashing_and_reading_fails_the_node(tmp_path
     (tmp_path / "go").write_text("go")
     import shutil
 
-    from olivepipe.executors import local
+    from olivepipe import runtime  # the node runtime snapshots data files, for every executor
 
     real = shutil.copyfile
 
@@ -85,7 +85,7 @@ def test_a_data_file_changed_between_hashing_and_reading_fails_the_node(tmp_path
         Path(src).write_text('{"text": "edited"}\n')
         return real(src, dst, **kw)
 
-    monkeypatch.setattr(local.shutil, "copyfile", edit_then_copy)
+    monkeypatch.setattr(runtime.shutil, "copyfile", edit_then_copy)
     ws = open_workspace(wf)
     res = apply(ws, make_plan(ws))
     o = res.outcomes["train"]

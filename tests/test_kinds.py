@@ -32,7 +32,7 @@ def test_register_description_reaches_the_model_entity(tmp_path):
     res = apply(ws, make_plan(ws))
     assert res.ok, res.outcomes
     job = ws.job("publish", {"base": ws.store.get(res.outcomes["base"].key)})
-    assert job["spec"]["options"]["description"] == "Phi-3.5 LoRA for travel questions"
+    assert job.spec["options"]["description"] == "Phi-3.5 LoRA for travel questions"
     tree = ws.store.fetch(ws.store.get(res.outcomes["publish"].key))
     record = json.loads((tree / "registration.json").read_text())
     assert record["call"]["entity"]["description"] == "Phi-3.5 LoRA for travel questions"

@@ -218,9 +218,10 @@ SLEEP_JOBS = """
     import olivepipe.store as st
     import olivepipe.workspace as wsmod
     # every step is a quick sleep job (no Olive); the second publish hits a full disk
-    wsmod.Workspace.job = lambda self, name, results: {
-        "step": name, "kind": "sleep", "module": "fakekinds", "device": "cpu",
-        "spec": {"options": {"seconds": 0}, "inputs": [], "node": name}, "refs": {}}
+    from olivepipe.job import Job
+    wsmod.Workspace.job = lambda self, name, results, **kw: Job(
+        step=name, kind="sleep", module="fakekinds", device="cpu",
+        spec={"options": {"seconds": 0}, "inputs": [], "node": name}, **kw)
     real, calls = st._write_durable, []
     def write(path, text):
         calls.append(path)

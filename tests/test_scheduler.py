@@ -12,6 +12,7 @@ from conftest import REPO, tree_snapshot, write
 from fakes import FakeExecutor
 from olivepipe import lock as lockfile
 from olivepipe.executor import apply
+from olivepipe.job import Job, StoredResult
 from olivepipe.plan import make_plan
 from olivepipe.workspace import open_workspace
 
@@ -182,9 +183,10 @@ def test_jobs_are_plain_path_free_data(tmp_path, sleep_kind):
     ws = open_workspace(wf, executor=ex)
     entries = {n: ws.store.peek(s.key) for n, s in make_plan(ws).by_name().items()}
     job = ws.job("c", entries)
-    text = json.dumps(job)
+    text = json.dumps(job.to_json())
     assert str(tmp_path) not in text  # no local path: placeholders resolved where the job runs
-    assert set(job["refs"]) == {"$IN0", "$IN1"} and all("entry" in r for r in job["refs"].values())
+    assert set(job.refs) == {"$IN0", "$IN1"} and all(isinstance(r, StoredResult) for r in job.refs.values())
+    assert Job.from_json(json.loads(text)) == job  # what a remote job reads back is the job
 
 
 

@@ -19,12 +19,11 @@ entry is fetched into staging and published by the scheduler like a local result
 ``close(kill=True)`` (Ctrl-C) cancels every job this executor submitted. A plain ``close``
 leaves running jobs alone: they still publish into the store, so a later apply finds them.
 
-Needs two things from the scheduler that it does not hand every executor yet: the step's key,
-record and --force flag (``RunContext.key/record/replace``) and a way to say "already published"
-(``JobResult.published``): docs/azureml.md, "Scheduler support".
+The job itself runs ``runtime.run_node``, the same node runtime as a local job.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -41,7 +40,8 @@ from typing import Any, Callable, Mapping
 
 from ..errors import InputChanged, OlivepipeError, StoreError
 from ..hashing import tree_digest
-from ..runtime import FORMAT as JOB_FORMAT, INPUT_KIND, input_key, open_store_url
+from ..job import DataFile, Job, ModelFolder, StoredResult, UploadedInput
+from ..runtime import INPUT_KIND, input_key, no_links_out, open_store_url
 from .base import Check, JobResult, RunContext
 
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
@@ -199,11 +199,11 @@ class AzureMLExecutor:
     def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
         self.offline = offline
 
-    def start(self, job: dict, ctx: RunContext) -> None:
+    def start(self, job: Job, ctx: RunContext) -> None:
         run = _Run(job, ctx)
         with self._mutex:
-            self._runs[job["step"]] = run
-        threading.Thread(target=self._drive, args=(run,), name=f"olivepipe-azureml-{job['step']}", daemon=True).start()
+            self._runs[job.step] = run
+        threading.Thread(target=self._drive, args=(run,), name=f"olivepipe-azureml-{job.step}", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> list[JobResult]:
         try:
@@ -233,7 +233,7 @@ class AzureMLExecutor:
     def _drive(self, run: _Run) -> None:
         from ..azure.errors import RegistrationError, short
 
-        step = run.job["step"]
+        step = run.job.step
         try:
             self._submit(run)
             res = self._follow(run)
@@ -257,27 +257,26 @@ class AzureMLExecutor:
         from ..azure.sdk import BoundExceeded, quiet_azure, run_bounded
 
         job, ctx = run.job, run.ctx
-        key, record = getattr(ctx, "key", ""), getattr(ctx, "record", None)
+        key, record = job.key, job.record
         if not key or not record:
             raise OlivepipeError("the scheduler handed the Azure ML executor no key and record for this step",
-                                 "this scheduler predates remote executors (docs/azureml.md: Scheduler support)")
-        opts = _options(job.get("placement"))
+                                 "a job for a remote executor carries its step's key and record")
+        opts = _options(job.placement)
         environment = self._environment_for(job, record, opts)
         client = self._client_for()
         remote = self._store()
         refs = self._stage_inputs(run, remote)
-        doc = {**job, "format": JOB_FORMAT, "refs": refs, "key": key, "record": record,
-               "replace": bool(getattr(ctx, "replace", False)), "offline": self.offline}
+        doc = dataclasses.replace(job, refs=refs).to_json()
         run.code_dir = _code_dir(doc)
         workflow = getattr(ctx, "workflow", "") or Path(ctx.log).parent.name
         run.name = f"olivepipe-{key[:12]}-{uuid.uuid4().hex[:8]}"
         cmd = amljobs.build_command_job(
             code_dir=run.code_dir, store_url=self._store_url()[0], compute=opts.get("compute"),
-            environment=environment, step=job["step"], key=key, name=run.name, workflow=workflow,
-            kind=job["kind"], instance_type=opts.get("instance_type"), timeout_s=job.get("timeout_s"),
+            environment=environment, step=job.step, key=key, name=run.name, workflow=workflow,
+            kind=job.kind, instance_type=opts.get("instance_type"), timeout_s=job.timeout_s,
             environment_variables=_job_env(self.offline), identity=self.identity)
         if self._killed.is_set():  # Ctrl-C while the inputs were uploading: submit nothing
-            raise OlivepipeError(f"interrupted before {job['step']} was submitted to Azure ML")
+            raise OlivepipeError(f"interrupted before {job.step} was submitted to Azure ML")
         try:
             with quiet_azure():
                 created = run_bounded(lambda: client.jobs.create_or_update(cmd), self.submit_timeout_s,
@@ -301,7 +300,7 @@ class AzureMLExecutor:
                 time.sleep(0.05)
             self._cancel(run)
 
-    def _environment_for(self, job: dict, record: dict, opts: dict):
+    def _environment_for(self, job: Job, record: dict, opts: dict):
         """The environment the key promised: the named one, or the generated spec for the job's
         device, checked against the identity in the record (a package upgraded mid-apply fails)."""
         from ..azure import jobs as amljobs
@@ -310,10 +309,10 @@ class AzureMLExecutor:
             return amljobs.named_environment(opts["environment"])
         packages = dict(record.get("packages") or {})
         extras = [p for p in packages if p != amljobs.IDENTITY_FIELD]
-        if self.environment(extras, job.get("placement")) != packages:
-            raise OlivepipeError(f"the Olive stack here changed since {job['step']}'s key was computed",
+        if self.environment(extras, job.placement) != packages:
+            raise OlivepipeError(f"the Olive stack here changed since {job.step}'s key was computed",
                                  "run apply again: the plan pins the versions installed now")
-        spec = amljobs.environment_spec(job.get("device", "cpu"), extras, **self._spec_kw())
+        spec = amljobs.environment_spec(job.device, extras, **self._spec_kw())
         if spec.missing:
             raise OlivepipeError(f"cannot pin {', '.join(spec.missing)} into the Azure ML environment "
                                  "(not installed here)",
@@ -324,7 +323,7 @@ class AzureMLExecutor:
         from ..azure.errors import RegistrationError, short
         from ..azure.sdk import quiet_azure
 
-        client, step = self._client, run.job["step"]
+        client, step = self._client, run.job.step
         status, last_ok, processed, seen_errors = None, time.monotonic(), {}, set()
         while True:
             if self._killed.is_set():
@@ -354,15 +353,15 @@ class AzureMLExecutor:
             return self._collect(run, doc)
         error = (doc or {}).get("error") or f"Azure ML job {run.name} ended {status}"
         if status == "Canceled" and not (doc or {}).get("error"):
-            limit = run.job.get("timeout_s")
+            limit = run.job.timeout_s
             error = f"Azure ML job {run.name} was canceled"
             if limit:
                 error += f" (the workflow's timeout is {limit:g} s)"
         return JobResult(step, False, error)
 
     def _collect(self, run: _Run, doc: dict | None) -> JobResult:
-        step, ctx = run.job["step"], run.ctx
-        key = ctx.key
+        step, ctx = run.job.step, run.ctx
+        key = run.job.key
         entry = self._store().get(key)
         if entry is None:
             why = (doc or {}).get("error")
@@ -483,33 +482,29 @@ class AzureMLExecutor:
         """Every ref made readable from ``remote``: data files and model folders uploaded (once:
         by content), upstream results copied over when the job's store lacks them."""
         refs = {}
-        for ph, ref in run.job["refs"].items():
-            if "entry" in ref:
-                self._ensure_entry(run, ref["entry"], remote)
-                refs[ph] = dict(ref)
-            elif "file" in ref:
-                refs[ph] = self._upload(run, ph, ref, remote, "file")
-            elif "tree" in ref:
-                refs[ph] = self._upload(run, ph, ref, remote, "tree")
+        for ph, ref in run.job.refs.items():
+            if isinstance(ref, StoredResult):
+                self._ensure_entry(run, ref.key, remote)
+                refs[ph] = ref
+            elif isinstance(ref, DataFile):
+                refs[ph] = self._upload(run, ph, ref.file, ref.digest, remote, "file")
+            elif isinstance(ref, ModelFolder):
+                refs[ph] = self._upload(run, ph, ref.tree, ref.digest, remote, "tree")
             else:  # a text dataset: built where the job runs, from the data inputs above
-                refs[ph] = dict(ref)
+                refs[ph] = ref
         return refs
 
-    def _upload(self, run: _Run, ph: str, ref: dict, remote, what: str) -> dict:
-        from .local import _no_links_out
-
-        ctx, rel = run.ctx, ref[what]
+    def _upload(self, run: _Run, ph: str, rel: str, digest: str, remote, what: str) -> UploadedInput:
+        ctx = run.ctx
         src = Path(ctx.root) / rel
-        _no_links_out(src, Path(ctx.root))
+        no_links_out(src, Path(ctx.root))
         label = "data file" if what == "file" else "model folder"
-        if what == "tree" and ctx.stats is not None and tree_digest(ctx.stats.tree(src)) != ref["digest"]:
+        if what == "tree" and ctx.stats is not None and tree_digest(ctx.stats.tree(src)) != digest:
             raise InputChanged(f"{label} {rel} changed after it was hashed; nothing was run", "run apply again")
         name = Path(rel).name if what == "file" else ""
-        key = input_key(what, ref["digest"], name)
+        key = input_key(what, digest, name)
         single = what == "file" or src.is_file()
-        new = {"entry": key, "input": what, "digest": ref["digest"], "from": rel}
-        if single:
-            new["path"] = src.name
+        new = UploadedInput(key, what, digest, rel, src.name if single else "")
         if remote.get(key) is not None:
             return new  # uploaded before (by anyone): content-addressed, nothing to send
         staging = Path(remote.staging(f"input-{ph.lstrip('$')}"))
@@ -517,13 +512,13 @@ class AzureMLExecutor:
             out = staging / "out"
             files = _copy_hashed(src, out / src.name) if single else _copy_hashed(src, out)
             got = files[src.name] if what == "file" else tree_digest(files)
-            if got != ref["digest"]:
+            if got != digest:
                 raise InputChanged(f"{label} {rel} changed after it was hashed; nothing was uploaded or run",
                                    "run apply again: the plan hashes it anew")
             entry = remote.publish(key, out, {"kind": INPUT_KIND, "model": None,
-                                              "record": {"input": what, "digest": ref["digest"], "name": name}})
+                                              "record": {"input": what, "digest": digest, "name": name}})
         finally:
-            _discard(remote, staging)
+            remote.discard(staging)
         self._note(run, f"uploaded {label} {rel} ({sum(f['size'] for f in entry.files.values())} bytes) "
                         f"as input {key[:12]}")
         return new
@@ -546,7 +541,7 @@ class AzureMLExecutor:
 
             remote.publish(key, staging / "out", meta_of(entry.manifest))
         finally:
-            _discard(remote, staging)
+            remote.discard(staging)
         self._note(run, f"copied input result {key[:12]} to the job's store")
 
     # -- the node's log -----------------------------------------------------------------------
@@ -628,14 +623,6 @@ def _copy_one(src: Path, dst: Path) -> str:
                 return h.hexdigest()
             h.update(chunk)
             fo.write(chunk)
-
-
-def _discard(store, staging: Path) -> None:
-    discard = getattr(store, "discard", None)  # not in the protocol; both stores have it
-    if discard:
-        discard(staging)
-    else:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = ["AzureMLExecutor", "TERMINAL"]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from ..job import Job
+
 
 @dataclass(frozen=True)
 class Check:
@@ -36,11 +38,7 @@ class RunContext:
     root: Path  # workspace root: data and local model refs are relative to it
     log: Path  # the step's log file
     stats: object = None  # hashing.StatCache: local inputs are re-checked without re-reading
-    offline: bool = True  # no hub access for workers
     gpu: str = ""  # the GPU the job is pinned to ("" for a CPU job)
-    key: str = ""  # the step's key: a remote job publishes its result under it itself
-    record: dict | None = None  # the step's key record (its `packages` name the remote environment)
-    replace: bool = False  # --force: the new result replaces the stored entry of this key
     workflow: str = ""  # the workflow's name (e.g. the Azure ML experiment)
 
 
@@ -50,10 +48,10 @@ class JobResult:
     ok: bool
     error: str = ""
     seconds: float = 0.0
-    output: Path | None = None  # a local folder holding the result, to publish
+    output: Path | None = None  # a local folder holding the result, for the scheduler to publish
     model: dict | None = None  # the result's model config ($OUT-relative)
     cleanup: Callable[[], None] | None = None  # drop staging once published (or failed)
-    published: bool = False  # already in the store under the step's key (a remote job published it)
+    published: bool = False  # already in the store under the job's key (runtime.run_node published it)
     extra: dict = field(default_factory=dict)
 
 
@@ -75,8 +73,8 @@ class Executor(Protocol):
     def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
         """Get ready to run up to ``slots`` jobs at once."""
 
-    def start(self, job: dict, ctx: RunContext) -> None:
-        """Start a job (returns at once)."""
+    def start(self, job: Job, ctx: RunContext) -> None:
+        """Start a job (returns at once); it runs through runtime.run_node wherever it runs."""
 
     def wait(self, timeout: float | None = None) -> list[JobResult]:
         """Block until at least one started job finished (or ``timeout`` passed: then []);

@@ -1,25 +1,23 @@
-"""The local executor: jobs run in persistent worker processes on this machine.
+"""The local executor: jobs run through the node runtime (runtime.run_node) on this machine.
 
-Where a job runs is where its placeholders are resolved: $IN* to store entries fetched
-here, $DATA* to private snapshots of the data files (Olive reads those, never the
-user's file, so the bytes trained on are the bytes hashed), $SRC* to local model
-folders (checked after the run: a folder changed during the run fails the node), and
-$OUT/$SCRATCH to a staging folder in the store.
+One thread per running job calls ``run_node`` with the workspace root, so data files and
+local model folders are read from here (data files snapshotted); the kind's own work goes to
+a persistent worker process of the pool (worker.py: heavy libraries imported once, a crash
+fails only its node), pinned to its GPU, killed when the node's `timeout:` passes. The
+runtime publishes the result into the scheduler's store.
 """
 from __future__ import annotations
 
 import functools
 import os
 import queue
-import shutil
 import threading
-import time
 from pathlib import Path
 
-from ..errors import OlivepipeError, InputChanged
-from ..hashing import file_digest
-from ..olive.runtime import substitute, version, worker_env
+from ..job import Job
+from ..olive.runtime import version, worker_env
 from ..pool import Pool, WorkerCrashed
+from ..runtime import run_node
 from .base import Check, JobResult, RunContext
 
 
@@ -100,9 +98,9 @@ class LocalExecutor:
     def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
         self.pool = Pool(max(1, slots), worker_env(offline=offline), log_dir)
 
-    def start(self, job: dict, ctx: RunContext) -> None:
+    def start(self, job: Job, ctx: RunContext) -> None:
         self.active += 1
-        t = threading.Thread(target=self._run, args=(job, ctx), name=f"olivepipe-{job['step']}", daemon=True)
+        t = threading.Thread(target=self._run, args=(job, ctx), name=f"olivepipe-{job.step}", daemon=True)
         self.threads.append(t)
         t.start()
 
@@ -127,124 +125,34 @@ class LocalExecutor:
             self.pool.close(kill=kill)
             self.pool = None
 
-    def _run(self, job: dict, ctx: RunContext) -> None:
-        t0 = time.perf_counter()
-        staging = ctx.store.staging(job["step"])
-        cleanup = functools.partial(shutil.rmtree, staging, ignore_errors=True)
+    def _run(self, job: Job, ctx: RunContext) -> None:
         try:
-            res = self._run_in(job, ctx, staging)
-        except OlivepipeError as e:
-            res = JobResult(job["step"], False, e.message)
-        except Exception as e:  # a bug in resolution must fail the node, not hang the scheduler
-            res = JobResult(job["step"], False, f"{type(e).__name__}: {e}")
-        res.seconds = time.perf_counter() - t0
-        res.cleanup = cleanup
-        self.done.put(res)
+            res = run_node(job, ctx.store, log=ctx.log, root=ctx.root, stats=ctx.stats,
+                           execute=functools.partial(self._execute, gpu=ctx.gpu))
+            out = JobResult(job.step, res.ok, res.error, res.seconds, model=res.model, published=res.ok,
+                            extra=res.extra)
+        except BaseException as e:  # noqa: BLE001 - whatever happens, the scheduler must hear of this job
+            out = JobResult(job.step, False, f"{type(e).__name__}: {e}")
+        self.done.put(out)
 
-    def _run_in(self, job: dict, ctx: RunContext, staging: Path) -> JobResult:
-        out, scratch = staging / "out", staging / "scratch"
-        scratch.mkdir()
-        paths = {"$OUT": str(out), "$SCRATCH": str(scratch)}
-        watched: dict[str, tuple[Path, dict]] = {}
-        for ph, ref in sorted(job["refs"].items(), key=lambda kv: "text_dataset" in kv[1]):
-            paths[ph] = str(self._resolve(ph, ref, ctx, staging, paths, watched, job["refs"]))
-        spec = substitute(job["spec"], paths)
-        worker = self.pool.acquire(ctx.gpu)
+    def _execute(self, job: Job, spec: dict, io, *, gpu: str) -> dict:
+        """The kind's work, in a pool worker pinned to ``gpu``; killed when the node's timeout passes."""
+        worker = self.pool.acquire(gpu)
         expired = threading.Event()
         timer = None
-        if job.get("timeout_s"):  # a hung pass must not hang apply: kill it, fail the node
-            timer = threading.Timer(job["timeout_s"], lambda: (expired.set(), worker.kill()))
+        if job.timeout_s:  # a hung pass must not hang apply: kill it, fail the node
+            timer = threading.Timer(job.timeout_s, lambda: (expired.set(), worker.kill()))
             timer.daemon = True
             timer.start()
         try:
-            res = worker.run({"kind": job["kind"], "module": job["module"], "spec": spec, "out": str(out),
-                              "scratch": str(scratch), "log": str(ctx.log)})
+            return worker.run({"kind": job.kind, "module": job.module, "spec": spec, "out": str(io.out),
+                               "scratch": str(io.scratch), "log": str(io.log)})
         except WorkerCrashed as e:
-            res = {"ok": False, "error": f"timed out after {job['timeout_s']:g} s (timeout: in the workflow)"
-                   if expired.is_set() else str(e)}
+            return {"ok": False, "error": f"timed out after {job.timeout_s:g} s (timeout: in the workflow)"
+                    if expired.is_set() else str(e)}
         finally:
             if timer:
                 timer.cancel()
-            if ctx.gpu:  # a finished GPU node's worker exits, so its GPU memory is free for the next
+            if gpu:  # a finished GPU node's worker exits, so its GPU memory is free for the next
                 worker.stop()
             self.pool.release(worker)
-        for ph, (path, before) in watched.items():  # a local model folder must not change under a run
-            if _stats(path) != before:
-                raise InputChanged(f"model folder {job['refs'][ph]['tree']} changed while the node ran; "
-                                   "nothing was published", "run apply again once it is stable")
-        if not res.get("ok"):
-            return JobResult(job["step"], False, res.get("error", "failed"))
-        if not out.exists():
-            out.mkdir()
-        return JobResult(job["step"], True, output=out, model=res.get("model"),
-                         extra={k: v for k, v in res.items() if k not in ("ok", "model")})
-
-    def _resolve(self, ph: str, ref: dict, ctx: RunContext, staging: Path, paths: dict, watched: dict,
-                 refs: dict) -> Path:
-        if "entry" in ref:
-            entry = ctx.store.get(ref["entry"])
-            if entry is None:
-                raise OlivepipeError(f"input result {ref['entry'][:12]} is no longer in the cache",
-                                     "run apply again: the missing input is rebuilt first")
-            return ctx.store.fetch(entry)
-        if "file" in ref:  # snapshot: Olive reads this copy, whose digest is the one in the key
-            src = ctx.root / ref["file"]
-            snap = staging / "inputs" / ph.lstrip("$") / Path(ref["file"]).name
-            snap.parent.mkdir(parents=True)
-            shutil.copyfile(src, snap, follow_symlinks=False)
-            got = file_digest(snap)
-            if got != ref["digest"]:
-                raise InputChanged(f"data file {ref['file']} changed after it was hashed; nothing was run or published",
-                                   "run apply again: the plan hashes the file anew")
-            return snap
-        if "tree" in ref:
-            from ..hashing import tree_digest
-
-            src = ctx.root / ref["tree"]
-            _no_links_out(src, Path(ctx.root))
-            before = _stats(src)
-            # the stat cache re-reads only files whose stat changed since they were hashed
-            if tree_digest(ctx.stats.tree(src)) != ref["digest"]:
-                raise InputChanged(f"model folder {ref['tree']} changed after it was hashed; nothing was run",
-                                   "run apply again")
-            watched[ph] = (src, before)
-            return src
-        if "text_dataset" in ref:
-            from ..datasets import materialize_text_dataset
-            from ..spec import DatasetSpec
-
-            fields = dict(ref["text_dataset"])
-            files = tuple(Path(paths[f]) for f in ref["files"])
-            record = {"fields": fields, "files": [refs[f]["digest"] for f in ref["files"]]}
-            return materialize_text_dataset(ctx.store, DatasetSpec(**fields, files=files), record)
-        raise ValueError(f"unknown reference {ref!r} for {ph}")
-
-
-def _no_links_out(root: Path, workspace: Path) -> None:
-    """A model folder may hold links, but none that lead outside the workspace: Olive
-    would read (and the key would hash) a file olivepipe promised never to touch."""
-    top = workspace.resolve()
-    paths = [root] if not root.is_dir() else [Path(d) / n for d, ds, fs in os.walk(root) for n in ds + fs]
-    for p in paths:
-        if p.is_symlink():
-            try:
-                p.resolve(strict=True).relative_to(top)
-            except (ValueError, OSError):
-                raise OlivepipeError(f"{p.relative_to(workspace) if p.is_relative_to(workspace) else p} links to "
-                                     f"{os.readlink(p)}, outside the workspace; nothing was run",
-                                     "copy the file into the model folder instead of linking it") from None
-
-
-def _stats(root: Path) -> dict:
-    """{relative path: (inode, size, mtime_ns, ctime_ns)} of every file under root."""
-    root = Path(root)
-    if root.is_file():
-        st = root.stat()
-        return {root.name: (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)}
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for fn in filenames:
-            p = Path(dirpath) / fn
-            st = p.stat()
-            out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return out

@@ -62,12 +62,12 @@ class Router:
         self.opened = dict(slots=slots, offline=offline, log_dir=log_dir)
         self.local.open(**self.opened)
 
-    def start(self, job: dict, ctx) -> None:
-        ex = self.executor_for(job.get("placement"))
+    def start(self, job, ctx) -> None:
+        ex = self.executor_for(job.placement)
         if ex is not self.local and not getattr(ex, "_router_opened", False):
             ex.open(**self.opened)
             ex._router_opened = True
-        self.active[job["step"]] = ex
+        self.active[job.step] = ex
         ex.start(job, ctx)
 
     def wait(self, timeout: float | None = None) -> list:

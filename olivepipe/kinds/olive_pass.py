@@ -207,6 +207,7 @@ class OlivePass(NodeKind):
 
     # -- execution ------------------------------------------------------------------
     def job(self, ws, node, inputs):
+        from ..job import TextDataset
         from ..olive.compile import compile_node
 
         dataset = ws.workflow.datasets[node.data] if node.data else None
@@ -216,7 +217,7 @@ class OlivePass(NodeKind):
             data_files = sorted(refs)
             if node.pass_type in passes.TEXT_FOLDER_DATA:
                 calib = "$CALIB"
-                refs["$CALIB"] = {"text_dataset": ws.dataset_fields(node.data), "files": data_files}
+                refs["$CALIB"] = TextDataset(ws.dataset_fields(node.data), tuple(data_files))
         config = compile_node(node, inputs[0]["model"] if inputs else None, ws.catalog, dataset=dataset,
                               output_dir="$OUT", cache_dir="$SCRATCH/olive-cache", data_files=data_files,
                               calibration_folder=calib,

@@ -74,14 +74,15 @@ class Register(NodeKind):
         return Rehearsal(node=node, note="nothing is sent to Azure: an offline registration record is written")
 
     def job(self, ws, node, inputs):
+        from ..job import DataFile
+
         opts = dict(node.options)
         opts["description"] = node.description
         refs = {}
         # the Azure ML config file travels as data, like any input: the job names no local path
         config = self._config_file(ws, node)
         if config is not None:
-            refs["$AZCONFIG"] = {"file": config.relative_to(ws.workflow.root).as_posix(),
-                                 "digest": ws.stats.digest(config)}
+            refs["$AZCONFIG"] = DataFile(config.relative_to(ws.workflow.root).as_posix(), ws.stats.digest(config))
             opts["workspace"] = {**(opts.get("workspace") or {}), "config": "$AZCONFIG"}
         return {"options": opts, "inputs": inputs, "node": node.name, "rehearse": ws.rehearse, "refs": refs}
 

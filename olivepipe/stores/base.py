@@ -52,6 +52,9 @@ class Store(Protocol):
     def staging(self, label: str) -> Path:
         """A fresh private folder on the store's filesystem, for a node to write into."""
 
+    def discard(self, staging: Path) -> None:
+        """Drop a staging folder (published from or abandoned)."""
+
     def publish(self, key: str, src: Path, meta: dict, *, replace: bool = False) -> Entry:
         """Make ``src``'s files the entry ``key``, atomically. Without replace, an existing entry
         wins (and is returned); with replace (``--force``) the new entry takes its place in one
