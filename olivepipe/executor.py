@@ -76,17 +76,22 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
         raise OlivepipeError("this workspace was opened read-only", "open it with open_workspace(...) to apply")
     emit = on_event or (lambda e: None)
     t0 = time.perf_counter()
-    state = confined_dir(ws.workflow.file.parent, ".olivepipe")
-    # every folder apply writes, checked before anything runs: a committed link fails now, not an hour in
-    confined_dir(ws.workflow.file.parent, "outputs", ws.lock_name)
-    confined_dir(ws.workflow.file.parent, os.path.relpath(ws.logs, ws.workflow.file.parent))
-    guard = FileMutex(state / f"apply-{ws.lock_name}.lock")
     try:
+        state = confined_dir(ws.workflow.file.parent, ".olivepipe")
+        # every folder apply writes, checked before anything runs: a committed link fails now, not an hour in
+        confined_dir(ws.workflow.file.parent, "outputs", ws.lock_name)
+        confined_dir(ws.workflow.file.parent, os.path.relpath(ws.logs, ws.workflow.file.parent))
+        guard = FileMutex(state / f"apply-{ws.lock_name}.lock")
         guard.acquire(timeout=0)
     except Busy:
         raise OlivepipeError(f"another `olivepipe apply` of '{ws.lock_name}' is running in {ws.dir.parent} "
                              f"(pid {guard.holder()})",
                              "wait for it to finish; two applies of one workflow would race on its outputs") from None
+    except OSError as e:  # a read-only checkout (EROFS), no permission, a full disk: nothing has run yet
+        raise OlivepipeError(f"cannot write to the workspace {ws.workflow.file.parent}: "
+                             f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}",
+                             "apply writes .olivepipe/ and outputs/ next to the workflow: make that folder "
+                             "writable, or use `olivepipe plan` (it writes nothing)") from None
     try:
         lease = getattr(ws.store, "lease", None)
         with (lease() if lease else _nothing()):  # gc leaves a store alone while an apply may publish

@@ -13,6 +13,10 @@ NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 SCHEMA_ID = "https://olivepipe.dev/schemas/workflow-v1.json"
 
 _str = {"type": "string", "minLength": 1}
+# a git revision (commit, tag, branch like refs/pr/1): never a path out (`..`, a leading /) or shell text
+_revision = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9._/-]*$"}
+# an Azure ML resource name: letters, digits, '-' and '_' (no shell or path characters)
+_aml_name = {"type": "string", "minLength": 2, "maxLength": 64, "pattern": r"^[A-Za-z][A-Za-z0-9_-]*$"}
 _ref = {"type": "string", "pattern": NAME}
 
 _tiny = {
@@ -40,7 +44,7 @@ _model = {
     "properties": {
         "hf": {**_str, "description": "Hugging Face model id, e.g. microsoft/Phi-3.5-mini-instruct",
                "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$"},
-        "revision": {**_str, "description": "Commit, tag or branch; pin a commit for reproducible caching."},
+        "revision": {**_revision, "description": "Commit, tag or branch; pin a commit for reproducible caching."},
         "path": {**_str, "description": "Local model folder (or .onnx file), relative to the workflow file."},
         "tiny": _tiny,
         "adapter": {**_str, "description": "A PEFT adapter folder the model carries (as `olive ... --adapter_path`), "
@@ -68,7 +72,7 @@ _dataset = {
         "format": {"enum": ["json", "jsonl", "csv", "parquet"]},
         "hf": {**_str, "description": "Hugging Face dataset id."},
         "subset": _str,
-        "revision": _str,
+        "revision": _revision,
         "split": {**_str, "default": "train"},
         "text_template": {**_str, "description": "Python format string over the row's columns."},
         "text_field": {**_str, "description": "Column holding ready text (instead of text_template)."},
@@ -95,10 +99,12 @@ _executor = {
          "properties": {"azureml": {
              "type": "object", "additionalProperties": False, "required": ["compute"],
              "properties": {
-                 "compute": {**_str, "description": "Azure ML compute target, e.g. gpu-cluster."},
-                 "environment": {**_str, "description": "Named Azure ML environment `name:version` (default: "
-                                                        "one olivepipe generates with the pinned Olive stack)."},
-                 "instance_type": _str,
+                 "compute": {**_aml_name, "description": "Azure ML compute target, e.g. gpu-cluster."},
+                 "environment": {"type": "string", "maxLength": 300,
+                                 "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+|@latest)?$",
+                                 "description": "Named Azure ML environment `name:version` (default: "
+                                                "one olivepipe generates with the pinned Olive stack)."},
+                 "instance_type": _aml_name,
              }}}},
     ],
 }
@@ -114,10 +120,10 @@ _COMMON_NODE = {
                                         "items": {"type": ["string", "number", "boolean"]}},
                "description": "Expand into one node per combination; values go into params."},
     "description": {"type": "string"},
-    "timeout": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
-                          {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[smh]$"}],
+    "timeout": {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 31_536_000},  # a year at most
+                          {"type": "string", "maxLength": 12, "pattern": r"^[0-9]+(\.[0-9]+)?[smh]$"}],
                 "description": "Stop the node after this long (seconds, or e.g. 90m, 2h); it fails, nothing is published."},
-    "gpu_memory_gb": {"type": "number", "exclusiveMinimum": 0,
+    "gpu_memory_gb": {"type": "number", "exclusiveMinimum": 0, "maximum": 65536,
                       "description": "GPU memory the node needs; nodes with estimates share a GPU while they fit."},
 }
 

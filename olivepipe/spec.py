@@ -330,12 +330,39 @@ def _schema_problems(data, pos, shown) -> list[Problem]:
     out = []
     for err in validator.iter_errors(data):
         out.extend(_explain(err, pos, shown))
+    out.extend(_number_problems(data, pos, shown))
     # one message per location and text
     uniq = {(p.line, p.col, p.message): p for p in out}
     return list(uniq.values())
 
 
 _LAST_VALIDATOR: list = [None, None]  # (schema, validator): the schema changes only when kinds do
+
+
+def _number_problems(data, pos, shown) -> list[Problem]:
+    """What JSON Schema cannot say: no number anywhere is NaN or infinite (NaN passes every
+    minimum and maximum; `.inf` as a timeout enforced nothing), and the format version is the
+    integer 1 (`1.0 == 1` to a schema)."""
+    import math
+
+    out = []
+    version = data.get("olivepipe")
+    if isinstance(version, (float, bool)):
+        line, col = yamlpos.locate(pos, ("olivepipe",), value=True)
+        out.append(Problem(shown, line, col, f"olivepipe: {version!r} is not a format version",
+                           "write `olivepipe: 1` (an integer)", "olivepipe"))
+    stack = [((), data)]
+    while stack:  # iterative: yamlpos bounded the depth, but no recursion is needed either
+        path, v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((path + (k,), x) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((path + (i,), x) for i, x in enumerate(v))
+        elif isinstance(v, float) and not math.isfinite(v):
+            line, col = yamlpos.locate(pos, path, value=True)
+            out.append(Problem(shown, line, col, f"{yamlpos.dotted(path)}: {v} is not a finite number",
+                               "write a plain number", yamlpos.dotted(path)))
+    return out
 
 
 def _validator(jsonschema, schema):
@@ -400,6 +427,10 @@ def _explain(err, pos, shown) -> list[Problem]:
             msg, hint = f"{where} must be a path or a list of paths", "e.g. `files: data/train.jsonl`"
         elif path and path[-1] == "adapters":
             msg, hint = f"{where} must be 'auto', 'none' or a list of adapter files", ""
+        elif path and path[-1] == "executor":
+            msg, hint = (f"{where} must be `local` or `{{azureml: {{compute: NAME}}}}`",
+                         "compute and instance names use letters, digits, '-' and '_' (no shell or path "
+                         "characters); environment is `name:version`")
         else:
             msg, hint = f"{where}: {err.message}", ""
         return [Problem(shown, line, col, msg, hint, yamlpos.dotted(path))]
@@ -409,6 +440,10 @@ def _explain(err, pos, shown) -> list[Problem]:
                  "nodes": "add a `nodes:` mapping with at least one node", "input": "say what the node reads: `input: <model or node>`"}
         return [Problem(shown, line, col, f"{where} is missing required key '{m}'", hints.get(m, ""), yamlpos.dotted(path))
                 for m in missing]
+    if v == "pattern" and path[-1:] == ("revision",):
+        return [Problem(shown, line, col, f"{where}: {err.instance!r} is not a git revision",
+                        "a commit, tag or branch: letters, digits, '.', '_', '-' and '/', never '..'",
+                        yamlpos.dotted(path))]
     if v == "pattern" and path[-1:] == ("hf",):  # an id, not a name: the name hint would mislead
         return [Problem(shown, line, col, f"{where}: {err.instance!r} is not a Hugging Face id",
                         "e.g. `hf: microsoft/Phi-3.5-mini-instruct`", yamlpos.dotted(path))]

@@ -100,3 +100,25 @@ def test_a_linked_register_config_is_not_read(ws, tmp_path):
     wf = write(ws.parent / "reg.yaml", REGISTER.replace("CONFIG", ".azureml/config.json"))
     step = make_plan(open_workspace(wf)).by_name()["reg"]
     assert step.status == "blocked" and "symlink" in " ".join(step.reasons), step
+
+
+def test_apply_on_a_read_only_workspace_is_a_clean_error(ws, monkeypatch, sleep_kind):
+    import errno
+
+    from fakes import FakeExecutor
+
+    from olivepipe import mutex
+    from olivepipe.errors import OlivepipeError
+    from olivepipe.executor import apply
+    from olivepipe.plan import make_plan
+    from olivepipe.workspace import open_workspace
+
+    w = open_workspace(ws, executor=FakeExecutor())
+    plan = make_plan(w)
+
+    def erofs(path, *a, **k):  # what a read-only mount answers (root ignores chmod, so it is simulated)
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(mutex, "open_nofollow", erofs)
+    with pytest.raises(OlivepipeError, match="cannot write to the workspace .*Read-only file system"):
+        apply(w, plan)

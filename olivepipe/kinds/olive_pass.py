@@ -100,6 +100,20 @@ class OlivePass(NodeKind):
                 at = where + ("params",) + ((path[-1],) if path[-1] in own else path)
                 ctx.problem(at, f"'{'.'.join(path)}' names where {spec.pass_type} writes; olivepipe decides that",
                             "remove it: results go to the node's own folder in the cache (see `olivepipe show`)")
+        for path, value in _numbers_and_keys(params):
+            key = path[-1]
+            at = where + ("params",) + ((key,) if key in own else path)
+            if key in (spec.variant or {}):
+                at = where + ("matrix", key)
+            bad = passes.number_range_problem(key, value)
+            if bad:
+                ctx.problem(at, bad[0], bad[1], value=True)
+            if path[0] == "training_args" and len(path) == 2 and value not in (None, False, "", [], {}) and (
+                    key in passes.OUTSIDE_TRAINING_ARGS or key.endswith(passes.OUTSIDE_SUFFIXES)) \
+                    and path not in OUTPUT_LOCATION_PARAMS:
+                why = passes.OUTSIDE_TRAINING_ARGS.get(key, "names a place on disk")
+                ctx.problem(at, f"training argument '{key}' {why}; olivepipe decides what a node reads and writes",
+                            "remove it: a node reads only its inputs and writes only its own result")
         for (pt, key, value), (why, hint) in passes.REFUSED_VALUES.items():
             if pt == spec.pass_type and params.get(key) == value:
                 at = where + (("matrix", key) if key in (spec.variant or {}) else ("params", key))
@@ -242,3 +256,13 @@ def _dig(d, path):
 
 
 KIND = OlivePass()
+
+
+def _numbers_and_keys(params: dict):
+    """(path, value) of every top-level parameter and every training argument."""
+    for k, v in params.items():
+        if k == "training_args" and isinstance(v, dict):
+            for tk, tv in v.items():
+                yield ("training_args", tk), tv
+        else:
+            yield (k,), v

@@ -13,7 +13,6 @@ Imports no Olive: the pass catalog and the tables below are enough.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -140,24 +139,38 @@ class ImportResult:
 
 # -- reading ---------------------------------------------------------------------------
 
+MAX_CONFIG_BYTES = 16 << 20
+
+
 def read_config(path: Path) -> dict:
     """An Olive workflow config from a JSON (or YAML, which `olive run` also reads) file."""
+    from .. import boundedjson, yamlpos
+    from ..safefs import read_regular
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_regular(path)  # a FIFO or a device fails at once instead of hanging
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ImportConfigError(f"{path}: {len(raw):,} bytes; an Olive workflow config is a few kilobytes",
+                                    "give the Olive workflow config (JSON)")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ImportConfigError(f"{path}: no such file", "give the Olive workflow config (JSON)") from None
     except IsADirectoryError:
         raise ImportConfigError(f"{path}: is a directory", "give the Olive workflow config (JSON)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ImportConfigError(f"{path}: cannot read: {e}") from None
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
     try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+        if is_yaml:  # the workflow loader's bounds: alias bombs, nesting, plain data only
+            data, _, problems = yamlpos.load(text.removeprefix("\ufeff"), str(path))
+            if problems:
+                p = problems[0]
+                raise ValueError(f"line {p.line}:{p.col}: {p.message}")
         else:
-            data = json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ImportConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {e}",
+            data = boundedjson.loads(text, max_depth=64)
+    except ValueError as e:  # JSONDecodeError is one
+        raise ImportConfigError(f"{path}: not valid {'YAML' if is_yaml else 'JSON'}: {e}",
                                 "an Olive workflow config is a JSON object") from None
     if not isinstance(data, dict) or not isinstance(data.get("passes"), dict) or "input_model" not in data:
         raise ImportConfigError(f"{path}: not an Olive workflow config (it needs `input_model` and `passes`)",

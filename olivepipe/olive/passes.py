@@ -132,6 +132,61 @@ STAND_INS = {
 TEXT_FOLDER_DATA = {"AutoAWQQuantizer"}
 
 
+# Ranges Olive's pass configs do not check (an int or float of any value passes them): LoRA
+# rank, scaling and dropout, and the HF TrainingArguments that count steps, sizes and rates.
+# (low, high, what); None: unbounded on that side. max_steps keeps HF's "-1: no limit".
+NUMBER_RANGES = {
+    "r": (1, 65536, "the LoRA rank: a whole number from 1 to 65536"),
+    "lora_alpha": (1e-12, 1e6, "LoRA's scaling: a positive number"),
+    "lora_dropout": (0, 0.999, "a dropout probability: at least 0, below 1"),
+    "learning_rate": (1e-12, 10, "a positive learning rate (e.g. 2e-4)"),
+    "max_steps": (-1, 1e9, "a positive step count (or -1: train by epochs)"),
+    "num_train_epochs": (1e-9, 1e6, "a positive number of epochs"),
+    "per_device_train_batch_size": (1, 1e6, "a batch size of at least 1"),
+    "per_device_eval_batch_size": (1, 1e6, "a batch size of at least 1"),
+    "gradient_accumulation_steps": (1, 1e6, "at least 1"),
+    "warmup_steps": (0, 1e9, "zero or more steps"),
+    "warmup_ratio": (0, 1, "a fraction from 0 to 1"),
+    "weight_decay": (0, 1e3, "zero or more"),
+    "max_grad_norm": (0, 1e9, "zero or more"),
+    "logging_steps": (1e-9, 1e9, "a positive number"),
+    "save_steps": (1e-9, 1e9, "a positive number"),
+    "eval_steps": (1e-9, 1e9, "a positive number"),
+    "seed": (0, 2**32 - 1, "0 to 4294967295"),
+}
+# HF TrainingArguments that read or write files, or send things to a hub: olivepipe decides where a
+# node writes and what it reads (its inputs), and a node never uploads anywhere.
+OUTSIDE_TRAINING_ARGS = {
+    "deepspeed": "reads a DeepSpeed config file from anywhere",
+    "resume_from_checkpoint": "reads a checkpoint from anywhere",
+    "hub_token": "is a secret, and olivepipe never pushes to a hub",
+    "push_to_hub": "uploads the model to a hub",
+    "hub_model_id": "names a hub repository to upload to",
+    "hub_strategy": "is about uploading to a hub",
+    "hub_private_repo": "is about uploading to a hub",
+    "fsdp_config": "can name a config file",
+    "accelerator_config": "can name a config file",
+}
+# any training argument named like these names a place on disk
+OUTSIDE_SUFFIXES = ("_dir", "_path", "_file", "_folder")
+
+
+def number_range_problem(key: str, value):
+    """(why, hint) if ``value`` is out of range for the parameter ``key`` (None: fine or unknown)."""
+    rng = NUMBER_RANGES.get(key)
+    if rng is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or value in (float("inf"), float("-inf")):
+        return None  # not a number, or not finite: the finiteness check says so once
+    low, high, what = rng
+    if key == "max_steps" and value == -1:
+        return None
+    if key == "max_steps" and value <= 0 or not (low <= value <= high):
+        return f"{key}: {value!r} is out of range", what
+    if key == "r" and value != int(value):
+        return f"r: {value!r} is not a whole number", what
+    return None
+
+
 # Values Olive 0.13 accepts in its pass config but fails on when the pass runs.
 REFUSED_VALUES = {
     ("ModelBuilder", "precision", "int8"): ("Olive 0.13's ModelBuilder has no int8 mapping (KeyError: Precision.INT8)",

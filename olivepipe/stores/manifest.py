@@ -9,8 +9,7 @@ whether remote code may run, which paths it reads) comes from the reader's own w
 """
 from __future__ import annotations
 
-import json
-
+from .. import boundedjson
 from ..errors import StoreError
 
 FORMAT = 1
@@ -50,40 +49,16 @@ def safe_label(label) -> str:
     return s if s[0].isalpha() else f"s{s}"  # a leading digit would read as a legacy pid
 
 
-def depth(raw: bytes | str) -> int:
-    """The deepest nesting of ``[``/``{`` in JSON text, strings skipped: measured before
-    parsing, so a deeply nested document never reaches the (recursive) parser."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    deepest = level = 0
-    in_str = esc = False
-    for c in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "[{":
-            level += 1
-            deepest = max(deepest, level)
-        elif c in "]}":
-            level -= 1
-    return deepest
 
 
 def parse(raw: bytes, key: str) -> dict:
     """The manifest in ``raw`` for ``key``; BadManifest if it breaks a rule."""
     if len(raw) > MANIFEST_MAX:
         raise BadManifest(f"{len(raw)} bytes: not a manifest")
-    if depth(raw) > MAX_DEPTH:
-        raise BadManifest(f"nested deeper than {MAX_DEPTH} levels")
     try:
-        manifest = json.loads(raw, parse_constant=_no_constant, parse_int=_small_int)
-    except (ValueError, RecursionError):
-        raise BadManifest("not valid JSON") from None
+        manifest = boundedjson.loads(raw, max_depth=MAX_DEPTH)
+    except ValueError as e:
+        raise BadManifest(str(e) if "nested" in str(e) else "not valid JSON") from None
     problem = shape_problem(manifest, key)
     if problem:
         raise BadManifest(problem)
@@ -158,15 +133,7 @@ def meta_of(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if k not in OWN_FIELDS and k != "pulled_from"}
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python accepts them, JSON does not
-
-
-def _small_int(text: str) -> int:
-    if len(text) > 40:  # sizes and times fit in 20 digits; int() of 100,000 digits is quadratic
-        raise ValueError("number too long")
-    return int(text)
 
 
 __all__ = ["FORMAT", "OWN_FIELDS", "MANIFEST_MAX", "BadManifest", "is_key", "check_key", "is_digest", "rel_ok", "safe_label",
-           "parse", "well_formed", "shape_problem", "meta_of", "depth", "reader_problems"]
+           "parse", "well_formed", "shape_problem", "meta_of", "reader_problems"]
