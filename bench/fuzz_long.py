@@ -1,5 +1,9 @@
 """Long fuzz run of ``load_workflow``: mutated corpus and example workflows, and hostile files
-around them (FIFOs, directories, symlink loops, links out of the workspace), for N minutes.
+around them (FIFOs, directories, symlink loops, links out of the workspace), for N minutes;
+and (issue 19) mutated remote manifests through the reader's whole path (peek, get, pull,
+verify rules, the reader's model config) and mutated committed `.olivepipe/config.yaml`
+files with a SAS in the environment (a clean error, or a credential that goes nowhere the file
+alone names).
 
     .venv/bin/python bench/fuzz_long.py --minutes 10 [--seed 1] [--case-timeout 20] [--out DIR]
 
@@ -154,8 +158,84 @@ def mutate(text: str, rng: random.Random, seeds: list[str]) -> str:
     return text
 
 
+# -- remote manifests and config.yaml (issue 19): what a shared-cache writer or a pull request controls --
+
+KEY = "e" * 64
+_D1, _D2 = "1" * 64, "2" * 64
+MANIFEST_SEEDS = [json.dumps(m, indent=1) for m in (
+    {"format": 1, "key": KEY, "id": "x", "digest": "d" * 64, "created": 1.5, "kind": "olive",
+     "files": {"model/config.json": {"digest": _D1, "size": 10}, "adapter/a.safetensors": {"digest": _D2, "size": 20}},
+     "model": {"type": "hfmodel", "config": {"model_path": "$OUT/model", "adapter_path": "$OUT/adapter",
+                                             "load_kwargs": {"extra_args": {"attn_implementation": "eager"},
+                                                             "trust_remote_code": False}}}},
+    {"format": 1, "key": KEY, "id": "y", "digest": "d" * 64, "created": 2, "kind": "olive",
+     "files": {"model.onnx": {"digest": _D1, "size": 10}, "model.onnx.data": {"digest": _D2, "size": 20}},
+     "model": {"type": "onnxmodel", "config": {"model_path": "$OUT", "onnx_file_name": "model.onnx",
+                                               "model_attributes": {"additional_files": ["$OUT/genai_config.json"],
+                                                                    "_name_or_path": "/home/w/x"}}},
+     "signature": {"key": "team", "sig": "AAAA"}},
+)]
+MANIFEST_BITS = ['"$OUT/../../etc"', '"/etc/passwd"', '"evil/model"', "true", "NaN", "Infinity", "-1", "1e999",
+                 "9" * 5000, "[" * 200 + "]" * 200, '{"trust_remote_code": true}', '"model"', '"model/config.json"',
+                 '{"type": "pytorchmodel", "config": {"model_script": "evil.py"}}', '"$OUT"', "null", '""',
+                 '{"digest": "' + _D1 + '", "size": 1}', '"\u0000"', '"..\\x"', '{"inference_settings": {}}']
+CONFIG_SEEDS = [
+    "cache:\n  remote: azblob://teamcache/results\n",
+    "cache:\n  remote: azblob://teamcache/results\n  account_url: https://teamcache.blob.core.windows.net\n"
+    "  push: false\n",
+    "cache:\n  remote: azblob://teamcache/results/pre/fix\n  trusted_keys: ['team:" + "A" * 43 + "=']\n",
+]
+CONFIG_BITS = ["http://127.0.0.1:1/teamcache", "http://evil.example.com/teamcache", "https://evil.example.com",
+               "azblob://evilacct/loot", "&a [*a]", "*a", "[" * 100, "sig=abc", "AccountKey=x", "?sv=1",
+               "https://teamcache.blob.core.windows.net@evil.com", "http://[::1]:1/teamcache", "'%s'" % ("x" * 3000),
+               "!!python/object/apply:os.system [true]", "https://teamcache.blob.core.windows.net:99999",
+               "http://localhost/teamcache", "https://TEAMCACHE.blob.core.windows.net"]
+
+
+def _mutate_json(text: str, rng: random.Random) -> str:
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        i = rng.randint(0, len(text))
+        op = rng.choice(["value", "value", "insert", "delete", "dup"])
+        if op == "value":
+            j = text.find(": ", i)
+            if j != -1:
+                end = re.search(r"[,}\n]", text[j + 2:])
+                end = j + 2 + (end.start() if end else len(text) - j - 2)
+                text = text[:j + 2] + rng.choice(MANIFEST_BITS) + text[end:]
+        elif op == "insert":
+            text = text[:i] + rng.choice(MANIFEST_BITS + [",", "{", "}", '"k": ']) + text[i:]
+        elif op == "delete":
+            text = text[:i] + text[i + rng.randint(1, 12):]
+        else:
+            lines = text.split("\n")
+            k = rng.randrange(len(lines))
+            lines[k:k + 1] = [lines[k], lines[k]]
+            text = "\n".join(lines)
+    return text
+
+
+def _mutate_config(text: str, rng: random.Random) -> str:
+    for _ in range(rng.choice([1, 1, 2])):
+        if rng.random() < 0.6:
+            j = text.find(": ", rng.randint(0, len(text)))
+            if j != -1:
+                end = text.find("\n", j)
+                text = text[:j + 2] + rng.choice(CONFIG_BITS) + (text[end:] if end != -1 else "")
+        else:
+            i = rng.randint(0, len(text))
+            text = text[:i] + rng.choice(CONFIG_BITS + BITS) + text[i:]
+    return text
+
+
 def case(seed: int, index: int, seeds: list[str]) -> dict:
     rng = random.Random(seed * 1_000_003 + index)
+    what = rng.random()
+    if what < 0.15:
+        return {"index": index, "target": "manifest", "text": _mutate_json(rng.choice(MANIFEST_SEEDS), rng),
+                "trusted": rng.random() < 0.3}
+    if what < 0.3:
+        return {"index": index, "target": "config", "text": _mutate_config(rng.choice(CONFIG_SEEDS), rng),
+                "link": rng.random() < 0.1}
     # half from the valid workflows (MINIMAL and the examples, last in the list): they reach the
     # semantic checks, the memo and the file checks; the corpus files mostly stop at the first error
     valid = [seeds[0], *seeds[-2:]]
@@ -251,11 +331,148 @@ def _invariants(wf, check_files: bool) -> list[str]:
     return bad
 
 
+class _Download:
+    def __init__(self, data: bytes):
+        self.data, self.size = data, len(data)
+        self.properties = type("P", (), {"etag": '"1"'})()
+
+    def readall(self):
+        return self.data
+
+    def chunks(self):
+        yield self.data
+
+
+class _FakeContainer:
+    """Just enough of an azure ContainerClient to serve one manifest (and wrong-content objects)."""
+
+    def __init__(self, manifest: bytes):
+        self.manifest = manifest
+
+    def download_blob(self, name):
+        return _Download(self.manifest if name.startswith("entries/") else b"x" * 10)
+
+    def get_blob_client(self, name):
+        return type("B", (), {"get_blob_properties": lambda _self: type("Q", (), {"size": 10})()})()
+
+
+def _traceback(e: BaseException) -> dict:
+    tb = traceback.extract_tb(e.__traceback__)
+    where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb) if "olivepipe" in f.filename),
+                 f"{Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else "?")
+    return {"status": "traceback", "detail": f"{type(e).__name__}: {str(e)[:200]}", "where": where,
+            "tb": "".join(traceback.format_exception(e))[-3000:]}
+
+
+def run_manifest_case(c: dict, ws: Path, outside: Path) -> dict:
+    """A pushed manifest through the reader's whole path: plan's peek, apply's get and pull (into
+    a local store), `cache verify`'s rules and the reader's model config. Never a traceback, never
+    a write outside, never a model config that reaches outside its entry."""
+    from olivepipe.errors import OlivepipeError
+    from olivepipe.olive.runtime import UntrustedModel, reader_model_config
+    from olivepipe.stores.blob import BlobStore
+    from olivepipe.stores.local import LocalStore
+    from olivepipe.stores.manifest import reader_problems
+    from olivepipe.stores.tiered import TieredStore
+
+    _fresh_workspace(ws)
+    before = _snapshot(outside)
+    trusted = {}
+    if c.get("trusted"):
+        from olivepipe.stores.signing import parse_public
+
+        k = parse_public("team:" + "A" * 43 + "=", "fuzz")
+        trusted = {k.name: k}
+    remote = BlobStore(_FakeContainer(c["text"].encode("utf-8", "surrogateescape")), label="azblob://fuzz/c",
+                       trusted=trusted)
+    tiered = TieredStore(LocalStore(ws / ".olivepipe" / "cache", base=ws), remote)
+    try:
+        peeked = tiered.peek(KEY)
+        got = tiered.get(KEY)
+        for e in (peeked, got):
+            if e is None:
+                continue
+            reader_problems(e.manifest)
+            if e.model is not None:
+                try:
+                    cfg = reader_model_config(e.model, "$IN0", None)
+                except UntrustedModel:
+                    continue
+                bad = [v for v in _strings(cfg) if v.startswith(("/", "~")) or ".." in v.split("/")]
+                if bad:
+                    return {"status": "invariant", "detail": f"reader model config reaches outside: {bad[:3]}"}
+            if c.get("trusted") and peeked is not None:
+                return {"status": "invariant", "detail": "an entry without a valid trusted signature was served"}
+        outcome = {"status": "ok" if got or peeked else "miss", "detail": ""}
+    except OlivepipeError as e:
+        outcome = {"status": "olivepipe", "detail": e.message[:200]}
+    except BaseException as e:  # noqa: BLE001
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return _traceback(e)
+    if _snapshot(outside) != before:
+        return {"status": "invariant", "detail": "something was written outside the workspace"}
+    return outcome
+
+
+def _strings(v):
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _strings(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from _strings(x)
+
+
+def run_config_case(c: dict, ws: Path, outside: Path) -> dict:
+    """A committed `.olivepipe/config.yaml` (the pull request's) with a SAS in the environment:
+    a clean StoreError or a remote whose credential goes nowhere the file alone names."""
+    from olivepipe.errors import OlivepipeError
+    from olivepipe.stores.config import credential_for, remote_config
+
+    _fresh_workspace(ws)
+    (ws / ".olivepipe").mkdir()
+    target = ws / ".olivepipe" / "config.yaml"
+    if c.get("link"):
+        (outside / "config.yaml").write_bytes(c["text"].encode("utf-8", "surrogateescape"))
+        target.symlink_to(outside / "config.yaml")
+    else:
+        target.write_bytes(c["text"].encode("utf-8", "surrogateescape"))
+    env = {"OLIVEPIPE_BLOB_SAS": "sv=1&sig=SECRET", "HOME": str(ws / "home")}
+    before = _snapshot(outside)
+    try:
+        cfg = remote_config(ws, env)
+        if cfg is not None:
+            cred, endpoint, _, _ = credential_for(cfg, env)
+            if cred is not None:  # the SAS: only the environment may name where it goes, and it named nothing
+                return {"status": "invariant", "detail": f"the SAS would go to {endpoint}, named only by the file"}
+        outcome = {"status": "ok", "detail": ""}
+    except OlivepipeError as e:
+        if c.get("link") and "symlink" not in e.message and "not read" not in e.message:
+            return {"status": "invariant", "detail": f"a linked config was not refused as a link: {e.message[:120]}"}
+        outcome = {"status": "olivepipe", "detail": e.message[:200]}
+    except BaseException as e:  # noqa: BLE001
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return _traceback(e)
+    if c.get("link") and outcome["status"] == "ok":
+        return {"status": "invariant", "detail": "a linked config.yaml was read"}
+    if _snapshot(outside) != before:
+        return {"status": "invariant", "detail": "something was written outside the workspace"}
+    return outcome
+
+
 def run_case(c: dict, ws: Path, outside: Path) -> dict:
     from olivepipe.errors import OlivepipeError, SpecError
     from olivepipe.graph import build_graph
     from olivepipe.spec import load_workflow
 
+    if c.get("target") == "manifest":
+        return run_manifest_case(c, ws, outside)
+    if c.get("target") == "config":
+        return run_config_case(c, ws, outside)
     _fresh_workspace(ws)
     wf_path = ws / "workflow.yaml"
     wf_path.write_bytes(c["text"].encode("utf-8", "surrogateescape"))
@@ -282,11 +499,7 @@ def run_case(c: dict, ws: Path, outside: Path) -> dict:
         except BaseException as e:  # noqa: BLE001 - that is what we hunt
             if isinstance(e, KeyboardInterrupt):
                 raise
-            tb = traceback.extract_tb(e.__traceback__)
-            where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb) if "olivepipe" in f.filename),
-                         f"{Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else "?")
-            return {"status": "traceback", "detail": f"{type(e).__name__}: {str(e)[:200]}", "where": where,
-                    "tb": "".join(traceback.format_exception(e))[-3000:]}
+            return _traceback(e)
         if _snapshot(outside) != before:
             return {"status": "invariant", "detail": "something was written outside the workspace"}
     return outcome
@@ -327,7 +540,8 @@ def _save(out: Path, seed: int, i: int, what: str, seeds: list[str], extra: dict
     c = case(seed, i, seeds)
     d = out / f"{what}-{i}"
     d.mkdir(parents=True, exist_ok=True)
-    (d / "workflow.yaml").write_bytes(c["text"].encode("utf-8", "surrogateescape"))
+    name = {"manifest": "manifest.json", "config": "config.yaml"}.get(c.get("target"), "workflow.yaml")
+    (d / name).write_bytes(c["text"].encode("utf-8", "surrogateescape"))
     (d / "case.json").write_text(json.dumps({k: v for k, v in {**c, **(extra or {})}.items() if k != "text"}, indent=2))
     return str(d)
 
