@@ -70,3 +70,42 @@ def collect(store, folder: Path, *, force: bool = False, dry_run: bool = False) 
 def _keys(data: dict) -> set[str]:
     return {rec["key"] for wf in data["workflows"].values() for rec in (wf.get("nodes") or {}).values()
             if rec.get("key")}
+
+
+def committed_keys(lock_path: Path, revs: list[str]) -> set[str]:
+    """Keys the lock file references now and in each git revision of ``revs`` (as `dvc gc -c
+    --rev` scopes it): what `cache gc --remote` keeps. A revision without the lock file keeps
+    nothing; an unknown revision or an unreadable lock is an error, and nothing is deleted."""
+    import subprocess
+
+    keys = set()
+    if lock_path.exists():
+        keys |= _keys(lockfile.read(lock_path))
+    if not revs:
+        return keys
+
+    def git(*args) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(["git", *args], cwd=lock_path.parent, capture_output=True, timeout=120)
+        except FileNotFoundError:
+            raise OlivepipeError("--rev needs git, which is not installed", "install git, or leave out --rev") \
+                from None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top.returncode:
+        raise OlivepipeError(f"--rev: {lock_path.parent} is not in a git repository; nothing was deleted",
+                             "leave out --rev to keep what the lock file references now")
+    rel = Path(os.path.relpath(lock_path.resolve(), top.stdout.decode().strip())).as_posix()
+    for rev in revs:
+        if not rev or rev.startswith("-") or "\0" in rev:
+            raise OlivepipeError(f"--rev {rev!r} is not a revision", "e.g. --rev main --rev v1.2")
+        if git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode:
+            raise OlivepipeError(f"--rev {rev}: no such revision; nothing was deleted", "e.g. --rev main")
+        shown = git("show", "--no-textconv", f"{rev}:{rel}")
+        if shown.returncode:
+            continue  # the lock did not exist in that revision: it references nothing
+        try:
+            keys |= _keys(lockfile.loads(shown.stdout.decode("utf-8"), f"{rev}:{rel}"))
+        except (UnicodeDecodeError, AttributeError, TypeError):
+            raise OlivepipeError(f"{rev}:{rel} is not a lock file; nothing was deleted", "") from None
+    return keys

@@ -76,15 +76,48 @@ def cache_verify(workflow, cache_dir, repair):
 @cache_opt
 @click.option("--force", "force_all", is_flag=True, help="Also delete entries that lock files still reference.")
 @click.option("--dry-run", is_flag=True)
-def cache_gc(workflow, cache_dir, force_all, dry_run):
+@click.option("--remote", is_flag=True,
+              help="Clean the shared remote cache instead: keep what the workflow's lock file references, now "
+                   "and in each --rev (like `dvc gc -c`).")
+@click.option("--rev", "revs", multiple=True, help="With --remote: also keep what the lock file of this git "
+                                                   "revision references (repeatable).")
+@click.option("--grace", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="With --remote: hours; nothing younger is deleted (a push may be writing it).")
+def cache_gc(workflow, cache_dir, force_all, dry_run, remote, revs, grace):
     """Delete entries no lock file references, and unreferenced objects."""
     from ..gc import collect
 
+    if remote or revs:
+        return _gc_remote(workflow, remote, revs, grace, dry_run)
     store, wf = _store_for(workflow, cache_dir)
     res = collect(store, wf.file.parent if wf else Path.cwd(), force=force_all, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {len(res['entries_removed'])} entries, "
                f"{res['bytes_freed'] / 1e6:.1f} MB; kept {res['kept']} referenced by lock files")
+
+
+def _gc_remote(workflow, remote, revs, grace, dry_run) -> int:
+    from ..gc import committed_keys
+    from ..spec import load_workflow
+    from ..stores.blob import BlobStore
+    from ..stores.config import remote_config
+
+    if not remote:
+        raise OlivepipeError("--rev scopes `cache gc --remote`", "add --remote")
+    if workflow is None:
+        raise OlivepipeError("`cache gc --remote` needs the workflow whose lock files say what to keep",
+                             "olivepipe cache gc workflow.yaml --remote --rev main")
+    wf = load_workflow(workflow, check_files=False)
+    cfg = remote_config(wf.file.parent)
+    if cfg is None:
+        raise OlivepipeError("no remote cache is configured", "see docs/shared-cache.md")
+    keep = committed_keys(wf.file.parent / "olivepipe.lock", list(revs))
+    res = BlobStore.from_config(cfg).gc(keep, grace_s=grace * 3600, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{cfg.url}: {verb} {len(res['entries_removed'])} entries and {res['objects_removed']} objects "
+               f"({res['bytes_freed'] / 1e6:.1f} MB); kept {res['kept']} entries"
+               + (f"; {res['publishing']} publish(es) running, so no object was deleted" if res["publishing"] else ""))
+    return 0
 
 
 @cache.command("keygen")

@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,6 +43,9 @@ from .manifest import FORMAT, MANIFEST_MAX, OWN_FIELDS, BadManifest, check_key, 
 from .manifest import parse as parse_manifest, safe_label
 
 log = logging.getLogger("olivepipe.store")
+
+INPROGRESS = "inprogress"  # P/inprogress/<uuid>.json: a publish is uploading (see gc)
+MARKER_MAX_AGE_S = 24 * 3600  # a marker older than this is from a publisher that died
 
 WORKERS = 8  # concurrent HEAD/upload/download requests per call; the SDK also splits big blobs
 BLOB_CONCURRENCY = 4
@@ -258,7 +262,10 @@ class BlobStore:
             existing = self.get(key)
             if existing is not None:
                 return existing
-        src = Path(src)
+        with self._in_progress(key):  # `cache gc --remote` deletes no object while a publish runs
+            return self._publish_new(key, Path(src), meta, replace)
+
+    def _publish_new(self, key: str, src: Path, meta: dict, replace: bool) -> BlobEntry:
         files, paths = _index(src)
         self._upload_objects(files, paths)
         manifest = {"format": FORMAT, "key": key, "id": uuid.uuid4().hex,
@@ -302,6 +309,89 @@ class BlobStore:
             pass
         except Exception as e:  # noqa: BLE001
             raise self._error(e, "remove an entry from") from None
+
+    @contextmanager
+    def _in_progress(self, key: str):
+        """A marker blob naming a running publish, there from before its first object upload
+        until after its manifest: gc sees it and leaves every object alone."""
+        name = f"{self.prefix}{INPROGRESS}/{uuid.uuid4().hex}.json"
+        body = json.dumps({"key": key, "started": time.time(), "pid": os.getpid()}).encode()
+        self._call(lambda: self.container.get_blob_client(name).upload_blob(body, overwrite=True), "publish to")
+        try:
+            yield
+        finally:
+            try:
+                self.container.delete_blob(name)
+            except Exception:  # noqa: BLE001 - a marker left behind only delays gc until it is stale
+                log.debug("could not remove %s", name)
+
+    def gc(self, keep: set[str], *, grace_s: float = 3600.0, dry_run: bool = False) -> dict:
+        """Delete manifests not in ``keep`` and objects no remaining manifest names, neither of
+        them younger than ``grace_s`` (by last-modified: what a push is writing now). While a
+        publish is running (a marker younger than MARKER_MAX_AGE_S) no object is deleted at all;
+        older markers are from publishers that died and are dropped. Like `dvc gc -c`: what to
+        keep is the caller's (the lock files of the revisions it names)."""
+        now = time.time()
+
+        def listing(sub: str) -> list:
+            try:
+                return list(self.container.list_blobs(name_starts_with=f"{self.prefix}{sub}/"))
+            except Exception as e:  # noqa: BLE001
+                raise self._error(e, "list") from None
+
+        def age(b) -> float:
+            return now - b.last_modified.timestamp()
+
+        def live_markers() -> list:
+            return [b for b in listing(INPROGRESS) if age(b) < MARKER_MAX_AGE_S]
+
+        running = live_markers()
+        stale = [b.name for b in listing(INPROGRESS) if age(b) >= MARKER_MAX_AGE_S]
+        start = f"{self.prefix}entries/"
+        removed, kept = [], []
+        for b in listing("entries"):
+            k = b.name[len(start):].removesuffix(".json")
+            if not b.name.endswith(".json") or not is_key(k):
+                continue  # not ours to judge
+            (kept if k in keep or age(b) < grace_s else removed).append(k)
+        named: set[str] = set()
+        for k in kept:
+            try:
+                raw = self.container.download_blob(self.manifest_name(k)).readall()
+                named |= {f["digest"] for f in parse_manifest(raw, k)["files"].values()}
+            except BadManifest:
+                continue  # never served; the next publish of it uploads its objects again
+            except Exception as e:  # noqa: BLE001
+                if _code(e) == "BlobNotFound":
+                    continue
+                raise self._error(e, "read") from None
+        objects, freed = [], 0
+        for b in listing("objects"):
+            d = b.name[len(f"{self.prefix}objects/"):]
+            if is_digest(d) and d not in named and age(b) >= grace_s:
+                objects.append(b.name)
+                freed += b.size or 0
+        if running:
+            objects, freed = [], 0
+        if not dry_run:
+            for name in [self.manifest_name(k) for k in removed] + stale:
+                self._delete(name)
+            if objects and live_markers():  # a publish started meanwhile: its objects may be among these
+                objects, freed = [], 0
+            for name in objects:
+                self._delete(name)
+        return {"entries_removed": removed, "objects_removed": len(objects), "bytes_freed": freed,
+                "kept": len(kept), "publishing": len(running)}
+
+    def _delete(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+        except Exception as e:  # noqa: BLE001
+            raise self._error(e, "delete from") from None
 
     # -- internals -----------------------------------------------------------------------------
     def _read(self, key: str) -> BlobEntry | None:
