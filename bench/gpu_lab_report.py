@@ -2,6 +2,10 @@
 
     ... | python3 bench/gpu_lab_report.py stamp > events.jsonl   # `apply --json` lines, each with "t" (epoch s)
     python3 bench/gpu_lab_report.py summary WORKDIR > summary.json
+    python3 bench/gpu_lab_report.py poll OUT.txt               # "EPOCH GPU_MIB RSS_MIB" every 0.5 s
+
+poll: GPU memory (nvidia-smi memory.used) and the summed resident memory of every other
+process on the machine (the apply and its workers: nothing else runs there), twice a second.
 
 summary: per node of every events*.jsonl: status, olivepipe seconds, wall seconds between
 its start and end events, the peak GPU memory (MiB, nvidia-smi's memory.used, polled into
@@ -29,13 +33,38 @@ def stamp() -> None:
             print(json.dumps(ev), flush=True)
 
 
-def _gpumem(path: Path) -> list[tuple[float, int]]:
+def poll(out: Path) -> None:
+    import os
+    import subprocess
+
+    me = os.getpid()
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open(out, "a") as f:
+        while True:
+            try:
+                gpu = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout.split()[0]
+            except Exception:  # noqa: BLE001 - a missed sample is not a reason to stop polling
+                gpu = "-1"
+            rss = 0
+            for pid in os.listdir("/proc"):
+                if pid.isdigit() and int(pid) != me:
+                    try:
+                        rss += int(open(f"/proc/{pid}/statm").read().split()[1]) * page
+                    except (OSError, IndexError, ValueError):
+                        pass
+            f.write(f"{time.time():.3f} {gpu} {rss // 2**20}\n")
+            f.flush()
+            time.sleep(0.5)
+
+
+def _gpumem(path: Path, col: int = 1) -> list[tuple[float, int]]:
     out = []
     if path.exists():
         for line in path.read_text().splitlines():
             parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                out.append((float(parts[0]), int(parts[1])))
+            if len(parts) > col and parts[col].lstrip("-").isdigit():
+                out.append((float(parts[0]), int(parts[col])))
     return out
 
 
@@ -57,6 +86,7 @@ def _log_facts(log: str | None) -> dict:
 
 def summary(work: Path) -> dict:
     mem = _gpumem(work / "gpumem.txt")
+    rss = _gpumem(work / "gpumem.txt", col=2)
     res = {"gpu_mem_samples": len(mem), "workflows": {}}
     for f in sorted(work.glob("events*.jsonl")):
         evs = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
@@ -69,8 +99,10 @@ def summary(work: Path) -> dict:
             elif e.get("event") in ("done", "failed", "cached", "skipped", "blocked") and step:
                 t0 = starts.get(step, e["t"])
                 window = [m for t, m in mem if t0 - 0.5 <= t <= e["t"] + 0.5]
+                rwin = [m for t, m in rss if t0 - 0.5 <= t <= e["t"] + 0.5]
                 nodes[step] = {"status": e["event"], "seconds": e.get("seconds"), "wall_s": round(e["t"] - t0, 1),
                                "gpu_peak_mib": max(window) if window else None,
+                               "host_rss_peak_mib": max(rwin) if rwin else None,
                                **({"error": e.get("message")} if e["event"] in ("failed", "skipped", "blocked") else {}),
                                **_log_facts(e.get("log"))}
             elif e.get("event") == "result":
@@ -85,6 +117,8 @@ def summary(work: Path) -> dict:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["stamp"]:
         stamp()
+    elif sys.argv[1:2] == ["poll"] and len(sys.argv) == 3:
+        poll(Path(sys.argv[2]))
     elif sys.argv[1:2] == ["summary"] and len(sys.argv) == 3:
         print(json.dumps(summary(Path(sys.argv[2])), indent=2))
     else:

@@ -85,6 +85,8 @@ _dataset = {
         "max_samples": {"type": "integer", "minimum": 1,
                         "description": "Sequences to use after tokenization (default 256, as the Olive CLI)."},
         "description": {"type": "string"},
+        "source": {**_str, "description": "Where the data files come from (a URL, a command): "
+                                          "said when one is missing."},
     },
     "oneOf": [{"required": ["files"]}, {"required": ["hf"]}],
 }

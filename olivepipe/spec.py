@@ -617,7 +617,11 @@ class _Builder:
             raw_files = [s["files"]] if isinstance(s["files"], str) else s["files"]
             for i, f in enumerate(raw_files):
                 at = where + ("files",) if isinstance(s["files"], str) else where + ("files", i)
-                p = self.local_path(f, at, "data")
+                p, message, hint = check_local_path(self.base, self.root, f, want="data", check_files=self.check_files)
+                if message and s.get("source") and message.endswith("does not exist"):
+                    hint = f"it comes from {s['source']}; put it at {f} (relative to the workflow file)"
+                if message:
+                    self.problem(at, message, hint, value=True)
                 if p is None:
                     continue
                 files.append(p)

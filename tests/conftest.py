@@ -9,7 +9,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "travel-tiny"
-SHARED_TRAVEL = REPO.parent / "shared" / "data" / "data_sample_travel.jsonl"
+
+
+def _shared_travel() -> Path:
+    """The lab's travel sample in the `shared/` folder beside the checkout (a worktree may sit
+    deeper: the nearest ancestor with shared/data wins; OLIVEPIPE_SHARED names it outright)."""
+    import os
+
+    if os.environ.get("OLIVEPIPE_SHARED"):
+        return Path(os.environ["OLIVEPIPE_SHARED"]) / "data" / "data_sample_travel.jsonl"
+    for up in REPO.parents:
+        if (up / "shared" / "data" / "data_sample_travel.jsonl").is_file():
+            return up / "shared" / "data" / "data_sample_travel.jsonl"
+    return REPO.parent / "shared" / "data" / "data_sample_travel.jsonl"
+
+
+SHARED_TRAVEL = _shared_travel()  # never copied into the project: tests link or copy it into tmp folders
 TESTS = Path(__file__).resolve().parent
 
 # A developer's shell must not turn the whole suite into a tiered (remote) cache.

@@ -18,37 +18,59 @@ LAB = REPO / "workflows" / "phi35-travel.yaml"
 TEMPLATE = "<|user|>\n{prompt}<|end|>\n<|assistant|>\n{response}<|end|>"
 
 
+def _lab_data(folder: Path) -> Path:
+    """The lab's data file where the workflow expects it (data/ beside it): a private copy in the test's
+    temporary folder of shared/'s file (never in the project; a link would leave the workspace),
+    else the example's rows, which have the same columns."""
+    dest = folder / "data" / "data_sample_travel.jsonl"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SHARED_TRAVEL if SHARED_TRAVEL.exists() else EXAMPLE / "data" / "travel.jsonl", dest)
+    return dest
+
+
 @pytest.fixture
 def lab(tmp_path):
-    """The lab workflow, verbatim but for its data path, with the lab's own travel sample when present."""
+    """The committed lab file byte for byte, its data file beside it."""
     d = tmp_path / "lab"
     d.mkdir()
-    src = SHARED_TRAVEL if SHARED_TRAVEL.exists() else EXAMPLE / "data" / "travel.jsonl"
-    shutil.copy(src, d / "travel.jsonl")
-    text = LAB.read_text().replace("../examples/travel-tiny/data/travel.jsonl", "travel.jsonl")
-    return write(d / "phi35-travel.yaml", text)
+    (d / ".git").mkdir()  # the repository root bounds paths
+    _lab_data(d)
+    return Path(shutil.copy(LAB, d / LAB.name))
 
 
 @pytest.fixture
 def lab_verbatim(tmp_path):
     """The committed lab file byte for byte, in a copy of the repo layout it expects (no writes to the repo)."""
-    shutil.copytree(EXAMPLE / "data", tmp_path / "examples" / "travel-tiny" / "data")
     (tmp_path / "workflows").mkdir()
     (tmp_path / ".git").mkdir()  # the repository root bounds paths, as in a real checkout
+    _lab_data(tmp_path / "workflows")
     return Path(shutil.copy(LAB, tmp_path / "workflows" / LAB.name))
 
 
-def test_lab_validates_and_plans_six_steps_with_devices(lab_verbatim):
+def test_lab_validates_and_plans_seven_steps_with_devices(lab_verbatim):
     r = cli("validate", lab_verbatim)
     assert r.returncode == 0, r.stderr
     r = cli("plan", "--json", lab_verbatim, env={"OLIVEPIPE_ASSUME_NO_CUDA": "1"})
     plan = json.loads(r.stdout)
     steps = {s["name"]: s for s in plan["steps"]}
-    assert list(steps) == ["quantize", "finetune", "onnx", "adapters", "chat", "register"]
-    assert [steps[n]["device"] for n in steps] == ["gpu", "gpu", "cpu", "cpu", "cpu", "cpu"]
+    assert list(steps) == ["quantize", "finetune", "dequantize", "onnx", "adapters", "chat", "register"]
+    assert [steps[n]["device"] for n in steps] == ["gpu", "gpu", "gpu", "cpu", "cpu", "cpu", "cpu"]
     assert steps["quantize"]["status"] == "blocked" and "CUDA GPU" in " ".join(steps["quantize"]["missing"])
-    assert any("KNOWN INCOMPATIBILITY: awq -> lora" in w for w in steps["finetune"]["warnings"])
+    # on a CPU machine only CUDA blocks: everything else is blocked because quantize is
+    for n in ("finetune", "dequantize", "onnx", "adapters", "chat", "register"):
+        assert steps[n]["status"] == "blocked" and steps[n]["reasons"][0].startswith("input "), steps[n]
+    assert not [w for s in steps.values() for w in s["warnings"] if "INCOMPATIBILITY" in w]
+    assert "gptqmodel" in steps["finetune"]["needs"]  # LoRA on the AWQ checkpoint loads it through gptqmodel
     assert any("TRUST_REMOTE_CODE" in w for w in steps["quantize"]["warnings"])
+
+
+def test_lab_data_file_missing_says_where_it_comes_from(tmp_path):
+    (tmp_path / ".git").mkdir()
+    wf = Path(shutil.copy(LAB, tmp_path / LAB.name))
+    r = cli("validate", wf)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "data file 'data/data_sample_travel.jsonl' does not exist" in r.stderr
+    assert "PhiCookBook" in r.stderr and "put it at data/data_sample_travel.jsonl" in r.stderr
 
 
 def test_calibration_dataset_is_rendered_content_addressed(lab):
@@ -59,12 +81,13 @@ def test_calibration_dataset_is_rendered_content_addressed(lab):
 
     folder = materialize(ws)
     rows = [json.loads(line) for line in (folder / "data.jsonl").read_text().splitlines()]
-    src = list(read_rows(lab.parent / "travel.jsonl", "json"))
+    data = lab.parent / "data" / "data_sample_travel.jsonl"
+    src = list(read_rows(data, "json"))
     assert len(rows) == len(src) > 0
     assert rows[0]["text"] == TEMPLATE.format(**src[0])
     assert not rows[0]["text"].endswith("\r")  # CRLF input leaves no stray carriage returns
     assert materialize(ws) == folder  # unchanged data: same entry
-    with open(lab.parent / "travel.jsonl", "a") as f:  # the lab's file has no final newline
+    with open(data, "a") as f:  # the lab's file has no final newline
         f.write("\n" + json.dumps({"prompt": "p", "response": "r"}) + "\n")
     assert materialize(open_workspace(lab)) != folder
 

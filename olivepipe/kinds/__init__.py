@@ -14,9 +14,10 @@ BUILTIN = {
     "tiny-model": "olivepipe.kinds.tiny_model",
     "evaluate": "olivepipe.kinds.evaluate",
     "adapters": "olivepipe.kinds.multi_adapter",
+    "dequantize": "olivepipe.kinds.dequantize",
 }
 #: kinds a workflow node may name in `kind:` (tiny-model is a `models:` source, not a node kind)
-_NODE_KINDS = ["olive", "generate", "register", "evaluate", "adapters"]
+_NODE_KINDS = ["olive", "generate", "register", "evaluate", "adapters", "dequantize"]
 _modules = dict(BUILTIN)
 _loaded: dict[str, NodeKind] = {}
 

@@ -114,6 +114,11 @@ class OlivePass(NodeKind):
                 why = passes.OUTSIDE_TRAINING_ARGS.get(key, "names a place on disk")
                 ctx.problem(at, f"training argument '{key}' {why}; olivepipe decides what a node reads and writes",
                             "remove it: a node reads only its inputs and writes only its own result")
+        if _dig(params, ("extra_options", "adapter_path")) is not None:
+            at = where + ("params", "extra_options", "adapter_path") if "extra_options" in own else where + ("params",)
+            ctx.problem(at, "an adapter given as a path in params is outside the node's key (a new adapter would "
+                        "not rebuild it)", "take it from the input: read a LoRA node's result, a `kind: dequantize` "
+                        "node that carries it, or a model with `adapter:`")
         for (pt, key, value), (why, hint) in passes.REFUSED_VALUES.items():
             if pt == spec.pass_type and params.get(key) == value:
                 at = where + (("matrix", key) if key in (spec.variant or {}) else ("params", key))
@@ -146,8 +151,12 @@ class OlivePass(NodeKind):
 
     def needs(self, node, ws=None):
         i = passes.info(node.pass_type)
-        packages = i.needs + passes.input_needs(self._upstream_pass(ws, node), node.pass_type)
-        return Needs(cuda=i.cuda, packages=packages, note=i.note if i.cuda else "")
+        up = self._upstream_pass(ws, node)
+        extra = passes.input_needs(up, node.pass_type)
+        note = i.note if i.cuda else ""
+        if extra:  # a pair that works once these are installed: say why they are needed
+            note = "; ".join(x for x in (note, f"{up} -> {node.pass_type} needs {', '.join(extra)} (docs/gpu.md)") if x)
+        return Needs(cuda=i.cuda, packages=i.needs + extra, note=note)
 
     def package_names(self, node, ws=None):
         # what the input makes a pass need shapes its result too (gptqmodel picks LoRA-on-AWQ's kernel)
@@ -167,7 +176,9 @@ class OlivePass(NodeKind):
         out = []
         for inp in node.inputs:
             up = ws.workflow.nodes.get(inp)
-            why = up and passes.incompatibility(up.pass_type, node.pass_type)
+            # a pair that installed packages resolve is a need (blocked until installed), not a warning
+            why = up and (up.pass_type, node.pass_type) not in passes.RESOLVED_BY \
+                and passes.incompatibility(up.pass_type, node.pass_type)
             if why:
                 out.append(f"KNOWN INCOMPATIBILITY: {up.alias} -> {node.alias}: {why}")
         grand = self._upstream_pass(ws, node, hops=2)
@@ -177,7 +188,14 @@ class OlivePass(NodeKind):
         for k in ("user_script", "script_dir"):
             if k in node.params:
                 out.append(f"USER_SCRIPT: runs {node.params[k]}")
-        return out
+        from ..resources import estimate_warnings
+
+        return out + estimate_warnings(ws, node)
+
+    def preflight(self, ws, node, *, deep):
+        from ..resources import memory_problem
+
+        return memory_problem(ws, node)
 
     def rehearse(self, node, catalog, can_run):
         r = self._stand_in(node, catalog, can_run)

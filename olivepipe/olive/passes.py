@@ -84,11 +84,11 @@ RESOLVED_BY = {("AutoAWQQuantizer", "LoRA"): ("gptqmodel",)}
 # checkpoint trains (with gptqmodel), but onnxruntime-genai cannot build it with its adapter.
 INCOMPATIBLE_CHAIN = {
     ("AutoAWQQuantizer", "LoRA", "ModelBuilder"):
-        "onnxruntime-genai 0.14.1's builder loads an AWQ folder into its own AWQModel (not a torch module) and "
-        "then wraps it in peft's PeftModel for the adapter: AttributeError: 'AWQModel' object has no attribute "
-        "'named_modules'. Nearest working route: dequantize the AWQ checkpoint to fp16 (bench/awq_dequant.py: "
-        "the same effective weights) and build that with extra_options {adapter_path: <the LoRA adapter>, "
-        "int4_block_size: 128, int4_is_symmetric: false}, then extract-adapters (docs/gpu.md)",
+        "onnxruntime-genai's builder (0.14.1; 0.15.2 and 0.18.0 the same) loads an AWQ folder into its own "
+        "AWQModel (not a torch module) and then wraps it in peft's PeftModel for the adapter: AttributeError: "
+        "'AWQModel' object has no attribute 'named_modules'. Put a `kind: dequantize` node between the LoRA node "
+        "and model-builder: it writes the AWQ model's own weights in float with the adapter beside them "
+        "(workflows/phi35-travel.yaml, docs/gpu.md)",
 }
 
 
@@ -214,3 +214,22 @@ def output_format(pass_type: str | None) -> str:
     if pass_type and (pass_type.startswith("Onnx") or pass_type in _ONNX_OUTPUT):
         return "onnx"
     return "hf"
+
+
+# Memory a pass needs, per billion parameters of the model it reads: (host RAM GiB low, high),
+# GPU GiB, and where the numbers come from. Measured at Phi-3.5-mini's shape (3.82 B parameters)
+# on one H100/H200 (docs/gpu.md, bench/gpu-lab-*.json); they scale with the parameter count.
+# A pass missing here has no estimate (plan says nothing rather than guess).
+MEMORY = {
+    # the builder loads the whole model in float32 and keeps its int4 graph beside it
+    "ModelBuilder": ((8.7, 9.7), 0.0, "model-builder int4 at 3.82 B: 33.3-36.9 GiB host RAM"),
+    "AutoAWQQuantizer": ((1.0, 1.3), 1.4, "AWQ at 3.82 B: 4.6 GiB host RAM, 5.4 GB GPU (layer by layer)"),
+    "LoRA": ((1.0, 2.2), 3.6, "LoRA 100 steps, seq 1024, bf16 at 3.82 B: 14.6 GB GPU"),
+}
+# LoRA on an AWQ checkpoint trains over the packed weights (gptqmodel's kernels)
+MEMORY_ON_INPUT = {("AutoAWQQuantizer", "LoRA"): ((1.0, 2.2), 1.2, "LoRA on the AWQ checkpoint at 3.82 B: 4.5 GB GPU")}
+
+
+def memory(pass_type: str | None, upstream: str | None = None):
+    """((host GiB low, high), GPU GiB, source) per billion parameters, or None."""
+    return MEMORY_ON_INPUT.get((upstream, pass_type)) or MEMORY.get(pass_type or "")

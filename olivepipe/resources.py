@@ -1,0 +1,114 @@
+"""What a node needs in memory, known before it runs: plan warns with the estimate and blocks a
+node whose host RAM estimate exceeds this machine's memory (hours are not spent to find out).
+
+The model's size comes from its safetensors headers (a few KB read, packed quantized weights
+counted unpacked); the per-pass figures are measured ones (olivepipe/olive/passes.py MEMORY).
+A node whose model size is unknown (a hub model not on disk) gets no estimate.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from .olive import passes
+
+ENV_RAM = "OLIVEPIPE_HOST_RAM_GIB"  # the host RAM plan assumes (tests, or a machine that lies)
+GIB = 1024 ** 3
+# dequantize holds one shard's float output and the packed input (bytes per parameter)
+_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+
+@functools.lru_cache(maxsize=64)
+def _params(path: str, mtime_ns: int) -> int | None:
+    from .dequant import effective_params
+
+    return effective_params(Path(path))
+
+
+def model_params(ws, node) -> int | None:
+    """Parameters of the model this node reads (its source model: passes keep the shape)."""
+    m = ws.source_model(node.name)
+    if m is None or m.path is None:
+        return None
+    p = Path(m.path)
+    if not p.is_dir():
+        return None
+    try:
+        return _params(str(p), p.stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+def estimate(ws, node) -> dict | None:
+    """{"host_gib": (low, high), "gpu_gib": g, "params_b": b, "source": why} or None."""
+    params = model_params(ws, node)
+    if not params:
+        return None
+    b = params / 1e9
+    if node.kind == "dequantize":
+        per = _DTYPE_BYTES.get(node.options.get("dtype", "float16"), 2) + 0.6
+        lo = hi = per * params / GIB
+        gpu = 0.5 * per * params / GIB / 32 if node.device == "gpu" else 0.0  # one layer's tensors at a time
+        return {"host_gib": (lo, hi * 1.25), "gpu_gib": gpu, "params_b": b,
+                "source": f"float output ({node.options.get('dtype', 'float16')}) plus the packed input"}
+    if node.kind != "olive":
+        return None
+    up = ws.workflow.nodes.get(node.inputs[0]) if node.inputs else None
+    m = passes.memory(node.pass_type, up.pass_type if up is not None else None)
+    if m is None:
+        return None
+    (lo, hi), gpu, source = m
+    return {"host_gib": (lo * b, hi * b), "gpu_gib": gpu * b if node.device == "gpu" else 0.0, "params_b": b,
+            "source": source}
+
+
+def host_ram_gib() -> tuple[float | None, float | None]:
+    """(total, available) host RAM in GiB from /proc/meminfo (no process, no import of psutil)."""
+    if os.environ.get(ENV_RAM):
+        v = float(os.environ[ENV_RAM])
+        return v, v
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        total = int(info["MemTotal"].split()[0]) * 1024 / GIB
+        avail = int(info.get("MemAvailable", info["MemTotal"]).split()[0]) * 1024 / GIB
+        return total, avail
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def _fmt(lo: float, hi: float) -> str:
+    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"
+
+
+def estimate_warnings(ws, node) -> list[str]:
+    e = estimate(ws, node)
+    if e is None:
+        return []
+    lo, hi = e["host_gib"]
+    text = f"MEMORY: about {_fmt(lo, hi)} GiB host RAM"
+    if e["gpu_gib"]:
+        text += f", {e['gpu_gib']:.0f} GiB GPU memory"
+    text += f" for {e['params_b']:.2f} B parameters ({e['source']})"
+    out = [text]
+    if ws.placement(node.name) is None:
+        total, avail = host_ram_gib()
+        if total is not None and lo <= total and avail is not None and hi > avail:
+            out.append(f"MEMORY: this machine has {avail:.0f} GiB of {total:.0f} GiB available now; "
+                       f"{node.name} may need up to {hi:.0f} GiB")
+    return out
+
+
+def memory_problem(ws, node) -> str | None:
+    """A reason to block: the low estimate exceeds this machine's whole RAM (local nodes only)."""
+    if ws.placement(node.name) is not None:
+        return None
+    e = estimate(ws, node)
+    if e is None:
+        return None
+    total, _ = host_ram_gib()
+    lo, hi = e["host_gib"]
+    if total is None or lo <= total:
+        return None
+    return (f"needs about {_fmt(lo, hi)} GiB host RAM ({e['source']}; {e['params_b']:.2f} B parameters here), "
+            f"this machine has {total:.0f} GiB: run it where there is more memory (`executor:`), or on a smaller model")
