@@ -248,3 +248,34 @@ nodes:
     assert any(w.startswith("MEMORY: about 33-37 GiB") for w in step.warnings)
     monkeypatch.setenv(resources.ENV_RAM, "125")
     assert make_plan(open_workspace(wf, read_only=True)).by_name()["onnx"].status == "run"
+
+
+def test_olive_format_is_unpacked_by_olives_own_quantlinear(tmp_path):
+    """Olive's gptq/rtn checkpoints (quant_method olive): tensors packed by Olive's QuantLinear come
+    back as the weights Olive's own forward uses."""
+    import torch
+    from olive.common.quant.nn import QuantLinear
+    from safetensors.torch import load_file, save_file
+
+    from olivepipe.dequant import convert, effective_params
+
+    torch.manual_seed(0)
+    src = tmp_path / "olive"
+    src.mkdir()
+    linears = {"model.layers.0.mlp.down_proj": torch.nn.Linear(128, 64, bias=False),
+               "model.layers.0.self_attn.o_proj": torch.nn.Linear(64, 64, bias=False)}
+    tensors, expected = {"model.norm.weight": torch.ones(64)}, {}
+    for name, lin in linears.items():
+        q = QuantLinear.from_module(lin, bits=4, symmetric=False, group_size=32)
+        tensors.update({f"{name}.qweight": q.qweight, f"{name}.scales": q.scales, f"{name}.qzeros": q.qzeros})
+        x = torch.randn(3, lin.in_features)
+        expected[name] = (x, q(x))
+    save_file(tensors, str(src / "model.safetensors"))
+    (src / "config.json").write_text(json.dumps({"model_type": "phi3", "quantization_config": {
+        "quant_method": "olive", "bits": 4, "symmetric": False, "group_size": 32}}))
+    summary = convert(src, tmp_path / "out", dtype="float32")
+    assert summary["format"] == "olive" and summary["dequantized_linears"] == 2
+    got = load_file(str(tmp_path / "out" / "model.safetensors"))
+    for name, (x, y) in expected.items():
+        assert torch.allclose(x @ got[name + ".weight"].t(), y, atol=1e-5), name
+    assert effective_params(src) == 64 + 128 * 64 + 64 * 64
