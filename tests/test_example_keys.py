@@ -49,13 +49,30 @@ def fake_digest(name: str) -> str:
     return hashlib.sha256(f"result of {name}".encode()).hexdigest()
 
 
+# The lab reads its own data file (workflows/data/data_sample_travel.jsonl), which the repository
+# does not hold: the fixture keys it with the example's rows in that place, the same on every machine.
+LAB_DATA = ("workflows/data/data_sample_travel.jsonl", "examples/travel-tiny/data/travel.jsonl")
+
+
+def _checkout(rel: str, where: Path) -> Path:
+    """The workflow in a copy of the repository layout, with the data files it expects."""
+    import shutil
+
+    if not (REPO / LAB_DATA[0]).exists() and rel.startswith("workflows/"):
+        (where / ".git").mkdir(parents=True, exist_ok=True)
+        (where / LAB_DATA[0]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / LAB_DATA[1], where / LAB_DATA[0])
+        return Path(shutil.copy(REPO / rel, where / rel))
+    return REPO / rel
+
+
 def example_records(rel: str, rehearse: bool, cache: Path) -> dict:
     """{step: {"key", "record"}} for every step of a workflow, as apply would key it."""
     from olivepipe.keys import key_of
     from olivepipe.workspace import open_workspace
 
-    ws = open_workspace(REPO / rel, cache_dir=cache, rehearse=rehearse, executor=PinnedEnvironment(),
-                        read_only=True)
+    ws = open_workspace(_checkout(rel, cache / "checkout"), cache_dir=cache, rehearse=rehearse,
+                        executor=PinnedEnvironment(), read_only=True)
     out = {}
     for name in ws.steps():
         record, complete = ws.record(name, {n: fake_digest(n) for n in ws.steps()})
@@ -85,9 +102,14 @@ def test_fake_digests_reach_the_keys(tmp_path):
     assert {"digest": fake_digest("finetune")} in recs["onnx"]["record"]["inputs"]
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
+if __name__ == "__main__" and sys.argv[1:2] == ["--record"]:
+    # `--record LABEL...` re-records only those workflows (a deliberate change to one of them)
     import tempfile
 
+    sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory() as d:
-        FIXTURE.write_text(json.dumps(_all(Path(d)), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        fixture = json.loads(FIXTURE.read_text(encoding="utf-8")) if sys.argv[2:] else {}
+        for label in sys.argv[2:] or WORKFLOWS:
+            fixture[label] = example_records(*WORKFLOWS[label], Path(d) / label)
+        FIXTURE.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"recorded {FIXTURE}")
