@@ -20,7 +20,13 @@ size="${2:-full}"
 data="$(readlink -f "${3:-../shared/data/data_sample_travel.jsonl}")"
 repo="$(pwd)"
 work="${LAB_WORK:-/tmp/lab-$size}"
-rm -rf "$work" && mkdir -p "$work/ws/workflows/data" "$work/ws/.git"
+# LAB_REUSE=1: keep $work (its cache and model) from an earlier run that stopped: what finished stays cached
+if [ -n "${LAB_REUSE:-}" ] && [ -d "$work/ws" ]; then
+  for f in "$work"/events-lab*.jsonl; do [ -f "$f" ] && mv "$f" "${f%.jsonl}-before-reuse.jsonl"; done
+else
+  rm -rf "$work"
+fi
+mkdir -p "$work/ws/workflows/data" "$work/ws/.git"
 exec > >(tee "$out/run.log") 2>&1
 t_all=$(date +%s)
 say() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - t_all ))s] $*"; }
@@ -47,7 +53,8 @@ poll=$!
 trap 'kill $poll 2>/dev/null' EXIT
 
 say "build $size model"
-python3 bench/build_phi3_lab.py "$work/ws/phi35" --size "$size" --device "${LAB_BUILD_DEVICE:-cuda}" > "$work/build.json" || exit 1
+[ -f "$work/ws/phi35/config.json" ] && [ -n "${LAB_REUSE:-}" ] || \
+  python3 bench/build_phi3_lab.py "$work/ws/phi35" --size "$size" --device "${LAB_BUILD_DEVICE:-cuda}" > "$work/build.json" || exit 1
 cat "$work/build.json"
 cp "$data" "$work/ws/workflows/data/data_sample_travel.jsonl" || exit 1
 sed 's|^    hf: microsoft/Phi-3.5-mini-instruct$|    path: ../phi35|' workflows/phi35-travel.yaml > "$work/ws/workflows/phi35-travel.yaml"
