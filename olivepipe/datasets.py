@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import string
 from pathlib import Path
@@ -43,6 +44,64 @@ def read_rows(path: Path, fmt: str | None):
         yield from pq.read_table(path).to_pylist()
     else:
         raise OlivepipeError(f"{path}: unsupported format {fmt!r}", "use json, jsonl, csv or parquet")
+
+
+HEAD_ROWS = 20  # rows validation reads from each data file: enough to catch a wrong column name
+HEAD_JSON_BYTES = 64 << 20  # a JSON array must be parsed whole: larger ones are left to the run
+
+
+def head_rows(path: Path, fmt: str | None, n: int = HEAD_ROWS) -> list | None:
+    """The first ``n`` rows of a data file, reading no more than it takes (a JSON array file is
+    parsed whole, up to HEAD_JSON_BYTES; None beyond that). Raises OlivepipeError when the file
+    is not what its format says."""
+    fmt = fmt or ("json" if path.suffix.lower() in (".json", ".jsonl") else path.suffix.lower().lstrip("."))
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=n), None)
+        except Exception as e:  # pyarrow raises its own types for a file that is not parquet
+            raise OlivepipeError(f"{path}: not a readable parquet file ({e})", "check the file") from None
+        return batch.to_pylist() if batch is not None else []
+    if fmt == "json":
+        with open(path, "rb") as f:
+            start = f.read(4096).lstrip()
+        if start.startswith(b"["):
+            if path.stat().st_size > HEAD_JSON_BYTES:
+                return None
+            try:
+                return list(json.loads(path.read_text(encoding="utf-8"))[:n])
+            except ValueError as e:
+                raise OlivepipeError(f"{path}: not valid JSON ({e})", "a JSON array of objects, or JSONL") from None
+        rows = []
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            for lineno, line in enumerate(f, 1):
+                if len(rows) >= n:
+                    break
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise OlivepipeError(f"{path}:{lineno}: not valid JSON ({e.msg})",
+                                             "one JSON object per line") from None
+        return rows
+    if fmt == "csv":
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            return [row for _, row in zip(range(n), csv.DictReader(f))]
+    return None
+
+
+def template_columns(template: str) -> list[str]:
+    """The columns a text_template reads, in order of first use ({a.b} and {a[0]} read column a)."""
+    out = []
+    try:
+        for _, field, _, _ in string.Formatter().parse(template):
+            col = re.split(r"[.\[]", field, maxsplit=1)[0] if field else ""
+            if col and not col.isdigit() and col not in out:
+                out.append(col)
+    except ValueError:  # not a format string: validation reports that on its own
+        return []
+    return out
 
 
 def render(ds, rows):

@@ -94,12 +94,22 @@ class Interrupted(OlivepipeError):
 
     exit_code = 130
 
-    def __init__(self, result, running: list[str]):
+    def __init__(self, result, running: list[str], signal_name: str = ""):
         self.result, self.running = result, running
         done = [n for n, o in result.outcomes.items() if o.status in ("ran", "cached")]
         what = f"stopped {', '.join(running)}" if running else "stopped between steps"
-        super().__init__(f"interrupted: {what}; {len(done)} finished step{'s' if len(done) != 1 else ''} "
-                         "are cached and in the lock", "run the same command again to resume")
+        are = "finished step is" if len(done) == 1 else "finished steps are"
+        head = f"terminated ({signal_name})" if signal_name else "interrupted"
+        if signal_name == "SIGTERM":
+            self.exit_code = 143  # 128 + 15, as a shell reports a process SIGTERM ended
+        super().__init__(f"{head}: {what}; {len(done)} {are} cached and in the lock",
+                         "run the same command again to resume")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI runner's cancel, `kill`): stops apply the way Ctrl-C does, and says so."""
+
+    signal_name = "SIGTERM"
 
 
 class InputChanged(OlivepipeError):

@@ -77,16 +77,14 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
     emit = on_event or (lambda e: None)
     t0 = time.perf_counter()
     try:
-        state = confined_dir(ws.workflow.file.parent, ".olivepipe")
+        confined_dir(ws.workflow.file.parent, ".olivepipe")  # ws.dir, where the apply lock lives
         # every folder apply writes, checked before anything runs: a committed link fails now, not an hour in
         confined_dir(ws.workflow.file.parent, "outputs", ws.lock_name)
         confined_dir(ws.workflow.file.parent, os.path.relpath(ws.logs, ws.workflow.file.parent))
-        guard = FileMutex(state / f"apply-{ws.lock_name}.lock")
+        guard = apply_mutex(ws)
         guard.acquire(timeout=0)
     except Busy:
-        raise OlivepipeError(f"another `olivepipe apply` of '{ws.lock_name}' is running in {ws.dir.parent} "
-                             f"(pid {guard.holder()})",
-                             "wait for it to finish; two applies of one workflow would race on its outputs") from None
+        raise _busy(ws, guard) from None
     except OSError as e:  # a read-only checkout (EROFS), no permission, a full disk: nothing has run yet
         raise OlivepipeError(f"cannot write to the workspace {ws.workflow.file.parent}: "
                              f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}",
@@ -106,6 +104,25 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
         guard.release()
 
 
+def apply_mutex(ws: Workspace) -> FileMutex:
+    """The lock one apply of a workflow holds (.olivepipe/apply-<name>.lock)."""
+    return FileMutex(ws.dir / f"apply-{ws.lock_name}.lock")
+
+
+def _busy(ws: Workspace, guard: FileMutex) -> OlivepipeError:
+    return OlivepipeError(f"another `olivepipe apply` of '{ws.lock_name}' is running in {ws.dir.parent} "
+                          f"(pid {guard.holder()})",
+                          "wait for it to finish; two applies of one workflow would race on its outputs")
+
+
+def check_no_other_apply(ws: Workspace) -> None:
+    """Refuse early (before a plan is printed) when another apply of this workflow runs; apply()
+    still takes the lock itself, so a race between this check and it is caught there."""
+    guard = apply_mutex(ws)
+    if guard.held_elsewhere():
+        raise _busy(ws, guard)
+
+
 class _nothing:
     def __enter__(self):
         return self
@@ -117,7 +134,7 @@ class _nothing:
 def _register_root(ws: Workspace) -> None:
     """Tell the store which lock file references its entries, so gc anywhere spares them."""
     register = getattr(ws.store, "register_root", None)
-    if register and not ws.rehearse:  # rehearsal results are collectable by design
+    if register:  # the rehearsal lock too: its results are what the next rehearsal reuses
         register(Path(os.path.abspath(ws.lock_path)))
 
 
@@ -199,13 +216,14 @@ class Scheduler:
                     break
                 for res in self.executor.wait():
                     self._finished(res)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             # stop what runs now; nothing half-done is published (results only land on success)
             self.executor.close(kill=True)
             running = sorted(self.running)
+            why = getattr(e, "signal_name", "") or "Ctrl-C"
             for n in running:
-                self._finish(Outcome(n, "interrupted", error="interrupted by Ctrl-C"))
-            raise Interrupted(self.result, running) from None
+                self._finish(Outcome(n, "interrupted", error=f"interrupted by {why}"))
+            raise Interrupted(self.result, running, getattr(e, "signal_name", "")) from None
         except BaseException:
             self.executor.close(kill=True)
             raise
@@ -333,7 +351,9 @@ class Scheduler:
                 self._fail(n, res.error or "failed", res.seconds, log, key)
                 return
             step = self.steps[n]
-            meta = {"model": res.model, "kind": step.kind, "record": record, "duration_s": round(res.seconds, 3)}
+            # the estimate plan shows next time: the step's own time, without a worker's first imports
+            own = max(0.0, res.seconds - float((res.extra or {}).get("import_s") or 0))
+            meta = {"model": res.model, "kind": step.kind, "record": record, "duration_s": round(own, 3)}
             try:
                 if res.published:  # the node runtime published it where the job ran
                     entry = self.ws.store.get(key)

@@ -17,12 +17,19 @@ from .errors import OlivepipeError
 SKIP_DIRS = {".git", ".olivepipe", "outputs", "node_modules", ".venv", "__pycache__"}
 
 
+def _locks_in(dirpath: str, filenames: list[str]) -> list[Path]:
+    """A folder's lock files: its olivepipe.lock and its rehearsal lock (.olivepipe/rehearsal.lock:
+    a rehearsal's results are what the next rehearsal reuses, so gc keeps them too)."""
+    out = [Path(dirpath) / "olivepipe.lock"] if "olivepipe.lock" in filenames else []
+    rehearsal = Path(dirpath) / ".olivepipe" / "rehearsal.lock"
+    return out + ([rehearsal] if rehearsal.is_file() and not rehearsal.is_symlink() else [])
+
+
 def referenced_keys(root: Path) -> set[str]:
     keys, unreadable = set(), []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-        if "olivepipe.lock" in filenames:
-            path = Path(dirpath) / "olivepipe.lock"
+        for path in _locks_in(dirpath, filenames):
             try:
                 found = _keys(lockfile.read(path))
             except (OlivepipeError, OSError, AttributeError, TypeError):  # unreadable or not shaped like a lock

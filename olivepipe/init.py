@@ -51,6 +51,12 @@ nodes:
     kind: generate
     input: adapters
     prompts: ["what is the best thing to see in chicago"]
+  # What the int4 model with its adapter costs, through Olive's evaluators:
+  # `olivepipe metrics workflow.yaml` prints it, `olivepipe report workflow.yaml -o report.html` draws it.
+  eval:
+    kind: evaluate
+    input: adapters
+    metrics: [latency, size]
 """
 
 _ROWS = [
@@ -79,21 +85,37 @@ GITIGNORE_BLOCK = "\n".join([GITIGNORE_BEGIN, *IGNORED, GITIGNORE_END]) + "\n"
 # YAML in a workflows/ folder except GitHub's CI files). `repo: local` + `language: system` runs the
 # olivepipe of the repository's own environment: the Olive stack is too big for pre-commit to build.
 FILES = r"(^|/)(workflow|[^/]+\.olivepipe)\.ya?ml$|^(?!\.github/)(.*/)?workflows/[^/]+\.ya?ml$"
-HOOKS = f"""\
+VENV = ".venv"  # where the README's set-up puts the environment
+
+
+def _entry(command: str, venv: str = VENV) -> str:
+    """The hook's command: olivepipe from PATH when an environment is active, else the repository's
+    own venv (a `git commit` from a shell without `. .venv/bin/activate` must not fail with
+    "olivepipe: not found"). pre-commit runs hooks from the repository root."""
+    script = f'exec "$(command -v olivepipe || echo {venv}/bin/olivepipe)" {command} "$@"'
+    return json.dumps(f"sh -c '{script}' olivepipe")  # a JSON string is a YAML double-quoted scalar
+
+
+def hooks(venv: str = VENV) -> str:
+    return f"""\
   - repo: local
     hooks:
       - id: olivepipe-validate
         name: olivepipe validate
-        entry: olivepipe validate
+        entry: {_entry("validate", venv)}
         language: system
         files: '{FILES}'
       - id: olivepipe-fmt
         name: olivepipe fmt --check
-        entry: olivepipe fmt --check
+        entry: {_entry("fmt --check", venv)}
         language: system
         files: '{FILES}'
 """
-PRECOMMIT_TEXT = "# pre-commit hooks (https://pre-commit.com): `pre-commit install` once per clone.\nrepos:\n" + HOOKS
+
+
+HOOKS = hooks()
+PRECOMMIT_HEAD = "# pre-commit hooks (https://pre-commit.com): `pre-commit install` once per clone.\nrepos:\n"
+PRECOMMIT_TEXT = PRECOMMIT_HEAD + HOOKS
 
 
 @dataclass
@@ -160,6 +182,21 @@ def init_repo(root: Path, *, force: bool = False) -> InitResult:
                 f.write(("" if not text or text.endswith("\n") else "\n") + "\n" + GITIGNORE_BLOCK)
             res.appended.append(".gitignore")
 
+    repo = _git_root(root)
+    venv = _venv_of(repo or root)
+    if repo is not None and repo != root.resolve():
+        # pre-commit reads only the repository root's config: one written here would never run
+        pc = repo / ".pre-commit-config.yaml"
+        has = os.path.isfile(pc) and "olivepipe-validate" in pc.read_text(encoding="utf-8", errors="replace")
+        if has:
+            res.skipped.append((".pre-commit-config.yaml", f"the repository's {pc} has olivepipe's hooks"))
+        else:
+            res.skipped.append((".pre-commit-config.yaml", f"pre-commit reads only {pc} (the repository root): "
+                                "add the entries below there" if os.path.lexists(pc) else
+                                f"pre-commit reads only {pc} (the repository root): create it with "
+                                "`repos:` and the entries below"))
+            res.add_to_precommit = hooks(venv)
+        return res
     pc = root / ".pre-commit-config.yaml"
     if os.path.lexists(pc):
         text = pc.read_text(encoding="utf-8", errors="replace")
@@ -167,11 +204,34 @@ def init_repo(root: Path, *, force: bool = False) -> InitResult:
             res.skipped.append((".pre-commit-config.yaml", "exists and has olivepipe's hooks"))
         else:
             res.skipped.append((".pre-commit-config.yaml", "exists: add the entries below under `repos:`"))
-            res.add_to_precommit = HOOKS
+            res.add_to_precommit = hooks(venv)
     else:
-        _write_new(pc, PRECOMMIT_TEXT)
+        _write_new(pc, PRECOMMIT_HEAD + hooks(venv))
         res.wrote.append(".pre-commit-config.yaml")
     return res
+
+
+def _git_root(start: Path) -> Path | None:
+    """The enclosing git repository's root (a folder with .git), or None outside any."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return None
+
+
+def _venv_of(repo: Path) -> str:
+    """The environment running this olivepipe, relative to ``repo`` when it lives inside it
+    (e.g. `.venv`, `env`); else the README's `.venv`."""
+    import sys
+
+    prefix = Path(sys.prefix).resolve()
+    if prefix != Path(sys.base_prefix).resolve():
+        try:
+            return prefix.relative_to(repo.resolve()).as_posix()
+        except ValueError:
+            pass
+    return VENV
 
 
 __all__ = ["DATA", "GITIGNORE_BLOCK", "HOOKS", "WORKFLOW", "InitResult", "init_repo"]

@@ -57,6 +57,21 @@ class FileMutex:
         with os.fdopen(fd) as f:
             return f.read().strip() or "?"
 
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock now; creates nothing (a read-only probe)."""
+        try:
+            fd = open_nofollow(self.path, os.O_RDONLY)
+        except (OSError, UnsafePath):
+            return False  # no lock file: nobody ever held it here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self.fd is not None:
             fcntl.flock(self.fd, fcntl.LOCK_UN)

@@ -36,6 +36,7 @@ class Step:
     output_digest: str | None = None  # known when cached
     action: str = ""  # cached | run | forced | blocked | skip: what apply will do
     where: str = "local"  # the executor it runs on: local, azureml:<compute>
+    estimate_note: str = ""  # how estimate_s was made from the last run, when not taken as is
 
     def __post_init__(self):
         if not self.action:
@@ -47,7 +48,7 @@ class Step:
                 "reasons": list(self.reasons), "key": self.key, "inputs": list(self.inputs), "device": self.device,
                 "needs": list(self.check.needs) if self.check else [],
                 "missing": list(self.check.missing) if self.check else [],
-                "estimate_s": self.estimate_s, "warnings": list(self.warnings)}
+                "estimate_s": self.estimate_s, "estimate_note": self.estimate_note, "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
     if targets:
         selected = ws.graph.upstream(targets) | {m for m in steps_order if m in ws.workflow.models}
         selected = {s for s in selected if s in set(steps_order)}
-        # a tiny model is needed only if something selected reads it
-        selected = {s for s in selected if s not in ws.workflow.models or
+        # a tiny model is needed only if it is a target or something selected reads it
+        selected = {s for s in selected if s not in ws.workflow.models or s in targets or
                     any(s in ws.step_inputs(n) for n in selected)}
     locked = ws.lock_nodes()
     digests: dict[str, str | None] = {}
@@ -147,9 +148,9 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         record, complete = ws.record(name, digests)
         check = ws.preflight(name)
         prev = locked.get(name)
-        estimate = prev.get("duration_s") if prev else None
+        estimate, note = _estimate(prev, record)
         key = key_of(record) if complete else None
-        common.update(record=record, check=check, key=key, estimate_s=estimate)
+        common.update(record=record, check=check, key=key, estimate_s=estimate, estimate_note=note)
         blocked_up = [i for i in ws.step_inputs(name) if actions.get(i) == BLOCKED]
         entry = ws.store.peek(key) if key else None
         problem = None
@@ -176,6 +177,24 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             actions[name] = RUN
             out.append(Step(status=RUN, reasons=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
     return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions))
+
+
+def _steps(record: dict | None) -> int | None:
+    targs = ((record or {}).get("params") or {}).get("training_args") or {}
+    steps = targs.get("max_steps") if isinstance(targs, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+
+
+def _estimate(prev: dict | None, record: dict) -> tuple[float | None, str]:
+    """The last run's duration, scaled by the change in training steps (a LoRA going from 4 to 30
+    max_steps takes about 7.5 times as long): (seconds or None, how it was scaled)."""
+    last = prev.get("duration_s") if prev else None
+    if not isinstance(last, (int, float)):
+        return None, ""
+    old, new = _steps(prev.get("record")), _steps(record)
+    if old and new and old != new:
+        return round(last * new / old, 1), f"{last:.1f}s last time for {old} steps, scaled to {new}"
+    return last, ""
 
 
 def _why(ws, name, record, complete, prev, key, digests) -> list[str]:

@@ -72,6 +72,11 @@ class Progress:
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is not None:  # interrupted: the last frame must not show steps still running
+            with self.lock:
+                for name, (st, _) in self.state.items():
+                    if st in ("running", "waiting"):
+                        self.state[name] = ("interrupted" if st == "running" else "not started", "")
         self.stop.set()
         if self.tail:
             self.tail.join(2)
@@ -113,19 +118,23 @@ class Progress:
                     chunk = f.read()
             except OSError:
                 continue
-            cut = chunk.rfind(b"\n") + 1  # whole lines only; the rest comes next time
+            # whole lines, and tqdm's redraws (ended by \r, not \n): a bar shows as it moves,
+            # once per poll (its latest state), instead of only when it finishes, or not at all
+            cut = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
             if not cut:
                 continue
             self.offsets[name] = self.offsets.get(name, 0) + cut
-            for line in chunk[:cut].decode("utf-8", "replace").splitlines():
-                self.console.print(Text(f"[{name}] ", style="cyan") + Text(line.split("\r")[-1]))
+            for line in chunk[:cut].decode("utf-8", "replace").split("\n"):
+                redraws = [r for r in line.split("\r") if r.strip()]
+                if redraws:
+                    self.console.print(Text(f"[{name}] ", style="cyan") + Text(redraws[-1]))
 
     def _table(self) -> Table:
         from .progress import read_progress
 
         t = Table(show_header=False, box=None, pad_edge=False)
         styles = {"running": "yellow", "done": "green", "cached": "green", "failed": "red", "blocked": "red",
-                  "skipped": "dim", "skip": "dim", "waiting": "dim", "interrupted": "red"}
+                  "skipped": "dim", "skip": "dim", "waiting": "dim", "interrupted": "red", "not started": "dim"}
         with self.lock:
             rows = list(self.state.items())
         for name, (st, detail) in rows:

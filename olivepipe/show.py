@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+from . import lock as lockfile
 from .errors import OlivepipeError
 from .plan import Plan, check_targets
 from .workspace import Workspace
@@ -23,6 +24,17 @@ def node_info(ws: Workspace, plan: Plan, name: str) -> dict:
             "log": str(ws.log_path(name)) if ws.log_path(name).exists() else None,
             "output": str(ws.outputs / name) if entry is not None else None,
             "record": step.record}
+    if entry is None and os.path.islink(ws.outputs / name):
+        # outputs/ still links what an earlier run made: say so, rather than print no output at all
+        info["output"] = f"{ws.outputs / name} (an earlier result: stale, `olivepipe apply` rebuilds it)"
+    if not ws.rehearse:
+        try:
+            rehearsed = lockfile.nodes(ws.dir / "rehearsal.lock", f"{ws.lock_name}@rehearsal").get(name)
+        except OlivepipeError:  # an unreadable rehearsal lock hides nothing of the real result
+            rehearsed = None
+        if rehearsed and rehearsed.get("key"):
+            info["rehearsal"] = (f"a rehearsal result exists ({rehearsed['key'][:12]}): "
+                                 f"olivepipe show --rehearse {ws.workflow.file.name} {name}")
     if entry is not None:
         tree = ws.store.fetch(entry)
         info.update(files=len(entry.files), bytes=entry.size, stored_at=str(tree),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import kinds, specmemo, yamlpos
-from .errors import Problem, SpecError
+from .errors import OlivepipeError, Problem, SpecError
 from .olive.passes import EXECUTION_PROVIDERS, KNOWN_PROVIDERS
 
 if TYPE_CHECKING:  # the catalog is loaded only when a file is validated for real, not on a memo hit
@@ -267,6 +267,12 @@ def _memo_still_valid(wf: Workflow, check_files: bool) -> bool:
                 got.append(p)
             if tuple(got) != spec.files:
                 return False
+            # the data may have changed under the same workflow bytes (parquet is left to the run:
+            # reading it costs pyarrow's import on every no-op apply)
+            if check_files and data_column_problems(spec, base, formats=("json", "csv")):
+                return False
+        if check_files and namesakes(wf.file, wf.name):  # a copy made since: validation names it
+            return False
         if not all(isinstance(n, str) and NAME_RE.fullmatch(n) for n in (wf.name, *wf.models, *wf.datasets, *wf.nodes)):
             return False
         known = wf.models.keys() | wf.nodes.keys()
@@ -304,6 +310,7 @@ def parse_workflow(raw: bytes | str, shown: str, *, base: Path, catalog: Catalog
 
         catalog = load_catalog()
     builder = _Builder(data, pos, shown, base, catalog, check_files, file, broken)
+    builder.text = text  # to point inside a scalar (a template's placeholder)
     try:
         return builder.build(extra=problems)
     except SpecError:
@@ -529,6 +536,7 @@ class _Builder:
                  broken: set = frozenset()):
         self.data, self.pos, self.shown, self.base = data, pos, shown, base
         self.broken = set(broken)
+        self.schema_broken = frozenset(broken)  # their schema errors are reported; semantic checks would echo them
         self.root = find_root(base)
         self.catalog, self.check_files, self.file = catalog, check_files, file
         self.problems: list[Problem] = []
@@ -578,6 +586,18 @@ class _Builder:
                              f"(node '{base}' brings it to {total:,})",
                              "split it into several workflows, or use fewer matrix values")
                 break
+        if self.problems:
+            ordered = set(order)
+            for base, n in d["nodes"].items():
+                if base not in ordered:
+                    self.check_alone(base, n, datasets, defaults)
+        self.check_data_columns(datasets)
+        if self.check_files and self.file is not None and isinstance(d.get("name"), str):
+            others = namesakes(self.file, d["name"])
+            if others:
+                listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                self.problem(("name",), f"workflow name '{d['name']}' is also the name of {listed} in this folder", f"give each file its own `name:`: the folder's olivepipe.lock and "
+                             f"outputs/{d['name']}/ are per name, and two files would mix them", value=True)
         if self.problems:
             raise SpecError(self.problems)
         # file order for display (expansion order inside each base); topological order for running
@@ -673,6 +693,33 @@ class _Builder:
                            text_template=s.get("text_template"), text_field=s.get("text_field"),
                            limit=s.get("limit"), max_seq_len=s.get("max_seq_len"),
                            add_special_tokens=s.get("add_special_tokens"), max_samples=s.get("max_samples"))
+
+    def check_data_columns(self, datasets) -> None:
+        """A text_template (or text_field) names columns of the data: checked against the first
+        rows of each local file now, not 36 s into a training run. Each problem points at the
+        placeholder inside the template."""
+        if not self.check_files:
+            return
+        for name, ds in datasets.items():
+            if name in self.broken or not ds.files:
+                continue
+            field = "text_template" if ds.text_template else "text_field" if ds.text_field else None
+            for column, message, hint in data_column_problems(ds, self.base):
+                self.problem_at_text(("datasets", name, field or "files"), column, message, hint)
+
+    def problem_at_text(self, path, needle, message, hint) -> None:
+        """A problem at ``needle`` inside the scalar at ``path`` (its first occurrence at or after
+        where the value starts), else at the value itself."""
+        line, col = yamlpos.locate(self.pos, path, value=True)
+        text = getattr(self, "text", None)
+        if needle and text and line:
+            lines = text.splitlines()
+            for i in range(line - 1, min(len(lines), line + 50)):
+                at = lines[i].find(needle, col - 1 if i == line - 1 else 0)
+                if at >= 0:
+                    line, col = i + 1, at + 1
+                    break
+        self.problems.append(Problem(self.shown, line, col, message, hint, yamlpos.dotted(path)))
 
     # -- graph of names as written --------------------------------------------
     def raw_order(self, models) -> list[str]:
@@ -772,13 +819,35 @@ class _Builder:
                      "use shorter matrix values (or a shorter node name)", value=value)
         return False
 
-    def expand(self, base, n, expanded, models, datasets, defaults) -> list[NodeSpec]:
-        where = ("nodes", base)
-        refs = [n["input"]] if isinstance(n.get("input"), str) else list(n.get("input") or [])
-        inputs_broken = any((b := self.ref_base(r, models)) in self.broken and b not in models for r in refs)
-        if base in self.broken:
-            expanded[base] = []
-            return []
+    def _unknown_variant(self, base, ref, variants, models):
+        """(where, message, hint) for an input naming a variant that does not exist. A node without
+        variants (`input: finetune-v2` where finetune has no matrix) is a misspelled name, so the
+        hint searches node and model names, not variants."""
+        where = self._input_at_ref(base, ref)
+        if len(variants) > 1 or any(v for v, _ in variants):
+            return where, f"no matrix variant named '{ref}'", f"variants: {', '.join(nm for _, nm in variants)}"
+        pool = [*models, *self.data["nodes"]]
+        close = difflib.get_close_matches(ref, pool, n=1, cutoff=0.6)
+        owner = self.ref_base(ref, models)
+        return where, f"node '{base}' reads unknown input '{ref}'", \
+            (f"did you mean '{close[0]}'? " if close else "") + f"('{owner}' has no matrix, so no variants)"
+
+    def _input_at_ref(self, reader, ref) -> tuple:
+        inp = self.data["nodes"][reader]["input"]
+        return ("nodes", reader, "input", inp.index(ref)) if isinstance(inp, list) else ("nodes", reader, "input")
+
+    def check_alone(self, base, n, datasets, defaults) -> None:
+        """A node left out of expansion (a bad reference, a cycle, or one of those upstream) still
+        gets its own checks (keys, pass, params): one bad reference must not hide the file's
+        other problems."""
+        if not isinstance(n, dict) or base in self.schema_broken:
+            return
+        self.own_checks(base, n, ("nodes", base), datasets, defaults, inputs_broken=True)
+
+    def own_checks(self, base, n, where, datasets, defaults, *, inputs_broken: bool):
+        """The checks of a node that need nothing from its inputs; returns (kind, device, provider,
+        own fields), or None when the kind's check failed. With ``inputs_broken`` the node's
+        params are checked as written (no variants: upstream problems are reported already)."""
         kind = n.get("kind", "olive")
         k_impl = kinds.get(kind)
         allowed = COMMON_FIELDS | set(k_impl.fields)
@@ -796,23 +865,37 @@ class _Builder:
         self.datasets = datasets
         own_fields = k_impl.check(self, base, n, where)
         if own_fields is None:
-            return []
-        pass_type, alias = own_fields.get("pass_type"), own_fields.get("alias")
+            return None
         if inputs_broken:
             # upstream problems are reported already; still check this node's own params
-            k_impl.finish(self, NodeSpec(name=base, base=base, kind=kind, inputs=(), pass_type=pass_type, alias=alias,
-                                         params={**(n.get("params") or {})}), where)
+            k_impl.finish(self, NodeSpec(name=base, base=base, kind=kind, inputs=(), pass_type=own_fields.get("pass_type"),
+                                         alias=own_fields.get("alias"), params={**(n.get("params") or {})}), where)
+        return kind, device, provider, own_fields
+
+    def expand(self, base, n, expanded, models, datasets, defaults) -> list[NodeSpec]:
+        where = ("nodes", base)
+        refs = [n["input"]] if isinstance(n.get("input"), str) else list(n.get("input") or [])
+        inputs_broken = any((b := self.ref_base(r, models)) in self.broken and b not in models for r in refs)
+        if base in self.broken:
+            expanded[base] = []
             return []
+        checked = self.own_checks(base, n, where, datasets, defaults, inputs_broken=inputs_broken)
+        if checked is None or inputs_broken:
+            return []
+        kind, device, provider, own_fields = checked
+        k_impl = kinds.get(kind)
+        pass_type, alias = own_fields.get("pass_type"), own_fields.get("alias")
         # each input contributes its expanded variants; a node fans out along them
         choices = []
         for ref in refs:
             if ref in expanded:
                 choices.append(expanded[ref])
             else:  # explicit variant name
-                hits = [(v, nm) for v, nm in expanded.get(self.ref_base(ref, models), []) if nm == ref]
+                variants = expanded.get(self.ref_base(ref, models), [])
+                hits = [(v, nm) for v, nm in variants if nm == ref]
                 if not hits:
-                    self.problem(where + ("input",), f"no matrix variant named '{ref}'",
-                                 f"variants: {', '.join(nm for _, nm in expanded.get(self.ref_base(ref, models), []))}", value=True)
+                    at, message, hint = self._unknown_variant(base, ref, variants, models)
+                    self.problem(at, message, hint, value=True)
                     return []
                 choices.append([({}, ref)])  # a variant named explicitly adds no fan-out
         matrix = n.get("matrix") or {}
@@ -855,6 +938,84 @@ class _Builder:
                 out.append(k_impl.finish(self, spec, where))
         expanded[base] = [(s.variant, s.name) for s in out]
         return out
+
+
+def data_column_problems(ds: DatasetSpec, base: Path, formats=None) -> list[tuple[str, str, str]]:
+    """(needle, message, hint) for each column the dataset's text_template or text_field reads that
+    the first rows of its files lack, or a file whose first rows cannot be read. ``formats``
+    limits which file formats are read (the memo's re-check skips parquet: pyarrow costs an import)."""
+    from .datasets import head_rows, template_columns
+
+    if ds.text_template:
+        wanted, what = template_columns(ds.text_template), "text_template"
+    elif ds.text_field:
+        wanted, what = [ds.text_field], "text_field"
+    else:
+        return []
+    out = []
+    for path in ds.files:
+        if formats is not None and (ds.format or DATA_FORMATS.get(path.suffix.lower())) not in formats:
+            continue
+        if not os.path.isfile(path):  # missing, a folder, a name too long...: reported by the path check
+            continue
+        shown = os.path.relpath(path, base)
+        try:
+            rows = head_rows(path, ds.format)
+        except OSError as e:
+            out.append(("", f"data file '{shown}' cannot be read: {e.strerror or e}", ""))
+            continue
+        except OlivepipeError as e:
+            out.append(("", f"data file {e.message.replace(str(path), shown, 1)}", e.hint))
+            continue
+        for i, row in enumerate(rows or []):
+            if not isinstance(row, dict):
+                out.append(("", f"row {i + 1} of '{shown}' is {type(row).__name__}, not an object with columns",
+                            f"{what} reads named columns: one JSON object per row"))
+                break
+            missing = [c for c in wanted if c not in row]
+            if not missing:
+                continue
+            have = ", ".join(map(str, row)) or "none"
+            for c in missing:
+                close = difflib.get_close_matches(c, [str(k) for k in row], n=1, cutoff=0.6)
+                where = f"'{shown}'" if i == 0 else f"row {i + 1} of '{shown}'"
+                out.append(("{" + c if what == "text_template" else c,
+                            f"{what} reads column '{c}', which {where} does not have",
+                            (f"did you mean '{close[0]}'? " if close else "") + f"its columns: {have}"))
+            break  # one row's problems per file: the next rows would repeat them
+    return out
+
+
+_TOP_NAME = re.compile(rb"^name:[ \t]*[\"']?([A-Za-z][A-Za-z0-9_-]{0,63})[\"']?[ \t]*(?:#.*)?\r?$", re.M)
+_TOP_FORMAT = re.compile(rb"^olivepipe:", re.M)
+NAMESAKE_BYTES = 64 << 10  # `name:` sits at the top of a workflow file; a sibling is read no further
+
+
+def namesakes(file: Path, name: str) -> list[str]:
+    """Other workflow files in ``file``'s folder whose top-level `name:` is ``name``, sorted.
+
+    The folder's olivepipe.lock, outputs/<name>/ and .olivepipe/logs/<name>/ are keyed by the
+    name, so two such files would mix their records and results: validation refuses it (a
+    plain scan of the first bytes of each sibling: no YAML parse on the hot path)."""
+    out = []
+    try:
+        siblings = sorted(os.scandir(file.parent), key=lambda e: e.name)
+    except OSError:
+        return out
+    for e in siblings:
+        if e.name == file.name or not e.name.endswith((".yaml", ".yml")):
+            continue
+        try:
+            if not e.is_file():
+                continue
+            with open(e.path, "rb") as f:
+                head = f.read(NAMESAKE_BYTES)
+        except OSError:
+            continue
+        m = _TOP_NAME.search(head)
+        if m and m.group(1).decode() == name and _TOP_FORMAT.search(head):
+            out.append(e.name)
+    return out
 
 
 def _placement(value) -> dict | None:

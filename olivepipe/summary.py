@@ -34,7 +34,8 @@ def plan_lines(plan) -> list[list[tuple[str, str]]]:
                 (f"  {s.label} @ {s.device}" + ("" if s.where == "local" else f" on {s.where}"), "cyan"),
                 (f"  {WORD[s.status]}", color)]
         if s.status == RUN and s.estimate_s:
-            head.append((f"  (~{_fmt_s(s.estimate_s)} last time)", "dim"))
+            head.append((f"  (~{_fmt_s(s.estimate_s)}" + (f": {s.estimate_note})" if s.estimate_note else " last time)"),
+                         "dim"))
         out.append(head)
         if s.status in (RUN, BLOCKED):
             out += [[(f"      {r}", "dim" if s.status == RUN else "red")] for r in s.reasons]

@@ -150,7 +150,7 @@ def test_every_command_runs_under_the_one_wrapper():
 def mixed(tmp_path):
     good = write(tmp_path / "good.yaml", MINIMAL)
     write(tmp_path / "travel.jsonl", '{"prompt": "a", "response": "b"}\n')
-    bad = write(tmp_path / "bad.yaml", MINIMAL.replace("pass: lora", "pass: lorra"))
+    bad = write(tmp_path / "bad.yaml", MINIMAL.replace("pass: lora", "pass: lorra").replace("name: mini", "name: bad"))
     (tmp_path / "dir.yaml").mkdir()
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)  # a plain read would block forever
@@ -161,7 +161,7 @@ def test_validate_reports_every_file_and_never_hangs(mixed):
     good, bad, folder, fifo = mixed
     p = cli("validate", folder, fifo, "/dev/zero", bad, good, "missing.yaml", timeout=60)
     assert p.returncode == 2, p.stderr
-    assert f"{good}: ok (3 nodes)" in p.stdout
+    assert f"{good}: ok (3 nodes + 1 tiny model: 4 steps)" in p.stdout  # as plan counts them
     assert f"{folder}: is a directory, not a workflow file" in p.stderr
     assert f"{fifo}: is not a regular file (a FIFO, device or socket)" in p.stderr
     assert "/dev/zero: is not a regular file" in p.stderr
@@ -235,7 +235,7 @@ def test_the_hot_path_imports_no_renderer_and_no_validator(tmp_path):
 
     wf = write(tmp_path / "workflow.yaml", MINIMAL.replace("finetune: {pass: lora", "finetune: {pass: rtn").replace(
         ", data: travel, params: {r: 4, max_steps: 2, torch_dtype: float32}", ""))
-    write(tmp_path / "travel.jsonl", "{}\n")
+    write(tmp_path / "travel.jsonl", '{"prompt": "a", "response": "b"}\n')
     # the validation memo as apply records it, then a fresh process on the hot path
     subprocess.run([sys.executable, "-c", f"from olivepipe.spec import load_workflow; "
                     f"load_workflow({str(wf)!r}, remember=True)"], check=True, timeout=300)

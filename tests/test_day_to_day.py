@@ -252,7 +252,7 @@ def test_readme_setup_in_a_fresh_git_repository(tmp_path):
     assert p.returncode == 0, p.stderr
     p = cli("validate", "workflow.yaml", cwd=repo, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "workflow.yaml: ok (4 nodes)"
+    assert p.stdout.strip() == "workflow.yaml: ok (5 nodes + 1 tiny model: 6 steps)"
     assert cli("fmt", "--check", "workflow.yaml", cwd=repo, timeout=120).returncode == 0  # passes its own hook
     # only what init wrote; validate wrote nothing (no .olivepipe/ memo, no lock)
     assert git(repo, "status", "--porcelain", "-uall").splitlines() == [

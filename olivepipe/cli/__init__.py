@@ -13,7 +13,7 @@ def __getattr__(name):
     from .app import main
 
     # registration: their commands land on `main` (`cache push|pull` on the `cache` group)
-    from . import cache, cache_remote, importer, init, metrics, review, run  # noqa: F401
+    from . import cache, cache_remote, importer, init, metrics, report_cmd, review, run  # noqa: F401
 
     globals()["main"] = main
     return main

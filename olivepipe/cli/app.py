@@ -145,6 +145,14 @@ class Group(click.Group):
     command_class = Command
     group_class = type  # subgroups are Groups too
 
+    def format_commands(self, ctx, formatter):
+        """Each command's whole first sentence, wrapped: click cuts it to fit one line (`...`)."""
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 def _print_version(ctx, _param, value):
     if not value or ctx.resilient_parsing:

@@ -74,8 +74,8 @@ def cache_verify(workflow, cache_dir, repair):
 @cache.command("gc")
 @cache_wf
 @cache_opt
-@click.option("--force", "force_all", is_flag=True, help="Also delete entries that lock files still reference.")
-@click.option("--dry-run", is_flag=True)
+@click.option("--force", "force_all", is_flag=True, help="Delete every result, even those lock files use.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @click.option("--remote", is_flag=True,
               help="Clean the shared remote cache instead: keep what the workflow's lock file references, now "
                    "and in each --rev (like `dvc gc -c`).")
@@ -84,7 +84,12 @@ def cache_verify(workflow, cache_dir, repair):
 @click.option("--grace", type=click.FloatRange(0), default=1.0, show_default=True,
               help="With --remote: hours; nothing younger is deleted (a push may be writing it).")
 def cache_gc(workflow, cache_dir, force_all, dry_run, remote, revs, grace):
-    """Delete entries no lock file references, and unreferenced objects."""
+    """Delete cached results that no lock file uses.
+
+    Kept: every result that an olivepipe.lock below the workflow's folder (or the current
+    folder) references, that a rehearsal lock (.olivepipe/rehearsal.lock) references, or that
+    a lock file registered by an earlier apply references, wherever it is. Refuses, deleting
+    nothing, while an apply uses the cache. --remote cleans the shared cache instead."""
     from ..gc import collect
 
     if remote or revs:

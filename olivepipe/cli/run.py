@@ -67,17 +67,24 @@ def validate(workflows, as_json):
             continue
         results.append({"file": where, "ok": True, "nodes": list(w.nodes), "problems": []})
         if not as_json:
-            click.echo(f"{where}: ok ({len(w.nodes)} nodes)")
+            click.echo(f"{where}: ok ({_counted(w)})")
     code = 2 if invalid else failed
     if as_json:
         click.echo(json.dumps({"ok": code == 0, "files": results}, indent=2))
     return code
 
 
+def _counted(w) -> str:
+    """`4 nodes`, or with tiny models (each one more step in plan and apply) `4 nodes + 1 tiny model: 5 steps`."""
+    tiny = sum(1 for name, m in w.models.items() if m.source == "tiny" and any(name in n.inputs for n in w.nodes.values()))
+    nodes = f"{len(w.nodes)} node{'s' if len(w.nodes) != 1 else ''}"
+    return nodes + (f" + {tiny} tiny model{'s' if tiny != 1 else ''}: {len(w.nodes) + tiny} steps" if tiny else "")
+
+
 @main.command()
 @workflow_arg
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "png", "svg"]), default="mermaid")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file (required for png/svg).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file (required for png).")
 @click.option("--status", "with_status", is_flag=True, help="Color each node by what apply would do (mermaid).")
 def graph(workflow, fmt, output, with_status):
     """Print the DAG as mermaid or DOT (png/svg through Graphviz), datasets included."""
@@ -90,6 +97,8 @@ def graph(workflow, fmt, output, with_status):
         _, p = _plan_for(workflow, None, False, read_only=True)
         marks = {s.name: s.status for s in p.steps}
     data = render_graph(build_graph(load_workflow(workflow)), fmt, marks)
+    if fmt == "svg" and isinstance(data, bytes) and not output:
+        data = data.decode("utf-8")  # SVG is text: print it like mermaid and DOT
     if output:
         output.write_bytes(data if isinstance(data, bytes) else data.encode())
     elif isinstance(data, bytes):
@@ -147,9 +156,24 @@ def _terraform(params: dict, code: int, failed: bool) -> int:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing to do, 2 when changes are pending, 1 on error.")
 @click.option("--metrics", "with_metrics", is_flag=True,
               help="With --format markdown: add the evaluate nodes' metrics table (for pull requests).")
-def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_exitcode, with_metrics):
+@click.option("-o", "--out", "save_to", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the plan to this .json file: `olivepipe apply FILE.json` runs exactly it, or refuses "
+                   "if anything it was computed from changed.")
+def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_exitcode, with_metrics, save_to):
     """Show what apply would do, and why: cached, will run (which input/param/version changed), blocked."""
     ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, read_only=True)
+    if save_to is not None:
+        from .. import savedplan
+
+        if save_to.suffix.lower() != ".json":
+            raise OlivepipeError(f"-o {save_to}: a saved plan is a .json file", "e.g. -o plan.json")
+        if os.path.abspath(save_to.parent) != os.path.abspath(ws.workflow.file.parent):
+            raise OlivepipeError(f"-o {save_to}: save the plan next to the workflow file",
+                                 f"e.g. -o {ws.workflow.file.parent / 'plan.json'} (apply finds the workflow there)")
+        savedplan.write(save_to, savedplan.snapshot(ws, p, {"target": list(target), "force": list(force),
+                                                             "rehearse": rehearse,
+                                                             "cache_dir": str(cache_dir) if cache_dir else None}))
+        click.echo(f"saved the plan to {save_to}; run exactly it with `olivepipe apply {save_to}`", err=True)
     f = "json" if as_json else fmt
     trust = getattr(ws.store, "trust_note", None)  # only with a shared cache
     if f == "json":
@@ -199,20 +223,39 @@ def _pending_code(p) -> int:
 def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, cache_dir, rehearse, as_json,
           verbose, quiet):
     """Run what the plan says, through Olive, caching every result."""
+    import signal
     import sys
 
-    from ..executor import Interrupted
+    from .. import savedplan
+    from ..executor import Interrupted, check_no_other_apply
     from ..executor import apply as do_apply
-
     from ..fastpath import before, remember
 
+    saved = None
+    if savedplan.is_saved_plan(workflow):
+        if target or force or force_all or rehearse or cache_dir:
+            raise OlivepipeError("a saved plan carries its own --target/--force/--rehearse/--cache-dir",
+                                 f"apply it as it is (`olivepipe apply {workflow}`), or make a new plan")
+        saved = savedplan.load(workflow)
+        opts = saved.get("options") or {}
+        target, force, rehearse = tuple(opts.get("target") or ()), tuple(opts.get("force") or ()), \
+            bool(opts.get("rehearse"))
+        cache_dir = Path(opts["cache_dir"]) if opts.get("cache_dir") else None
+        workflow = savedplan.workflow_path(workflow, saved)
     # a stamp for the fast path only from the plain form it answers for (fastpath.py)
-    plain = not (target or force or force_all or cache_dir or rehearse)
+    plain = saved is None and not (target or force or force_all or cache_dir or rehearse)
     seen = before(workflow) if plain else None
     ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, force_all)
+    check_no_other_apply(ws)  # before printing a plan that would not run
+    if saved is not None:
+        savedplan.check(saved, ws, p)  # exactly that plan, or nothing
+    signal.signal(signal.SIGTERM, _terminate)  # a CI cancel or `kill`: stop like Ctrl-C, and say so
     run = dict(jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target,
                on_failure="stop" if stop_on_failure else "keep_going")
     resume = _resume_command(sys.argv[1:])
+    if saved is not None:  # the saved plan is spent once anything ran: resume from the workflow
+        resume = _resume_command(["apply", *[a for t in target for a in ("--target", t)],
+                                  *(["--rehearse"] if rehearse else []), str(workflow)])
     try:
         if as_json:
             from ..report import event_json
@@ -248,6 +291,12 @@ def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, 
     if plain and not (p.to_run or p.blocked):
         remember(ws, p, result, seen)
     return 0 if result.ok else 1
+
+
+def _terminate(signum, frame):
+    from ..errors import Terminated
+
+    raise Terminated()
 
 
 def _resume_command(argv: list[str]) -> str:
@@ -290,7 +339,7 @@ def show(workflow, node, cache_dir, rehearse, export_to, as_json):
         click.echo(json.dumps(info, indent=2))
         return 0
     for k in ("name", "kind", "label", "action", "key", "output", "stored_at", "files", "bytes", "duration_s",
-              "log", "reports", "source"):
+              "log", "reports", "source", "rehearsal"):
         if info.get(k) not in (None, [], ""):
             click.echo(f"{k + ':':<11} {info[k]}")
     for r in info.get("reasons") or []:
@@ -311,18 +360,25 @@ def logs(workflow, node, rehearse, follow):
     from ..plan import check_targets
     from ..workspace import open_workspace
 
+    from ..executor import apply_mutex
+
     ws = open_workspace(workflow, rehearse=rehearse, read_only=True)
     check_targets(ws, (node,))
     path = ws.log_path(node)
     if not path.exists():
         raise OlivepipeError(f"node '{node}' has no log yet", f"it is written when the node runs: {path}")
+    running = apply_mutex(ws)
     with open(path, "rb") as f:
         while True:
+            # asked before reading: whatever the apply wrote before it ended is read below
+            live = follow and running.held_elsewhere()
             chunk = f.read(1 << 16)
             if chunk:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
-            elif not follow:
+            elif not live:
+                if follow:  # a finished node's log is complete: following it would wait forever
+                    click.echo(f"(no apply of '{ws.lock_name}' is running: the log is complete)", err=True)
                 return 0
             else:
                 time.sleep(0.5)

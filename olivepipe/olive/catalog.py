@@ -118,8 +118,12 @@ class Catalog:
         issues: list[ParamIssue] = []
         for k, v in params.items():
             if k not in spec:
-                close = difflib.get_close_matches(k, list(spec), n=1, cutoff=0.6)
-                hint = f"did you mean '{close[0]}'?" if close else f"{pass_type} accepts: {', '.join(sorted(spec))}"
+                # a trainer takes transformers' training arguments flat in params too: search both
+                targs = list(self.training_args) if pass_type in TRAINING_PASSES else []
+                close = difflib.get_close_matches(k, list(spec) + targs, n=1, cutoff=0.6)
+                hint = (f"did you mean '{close[0]}'" + (" (a training argument)?" if close[0] not in spec else "?")
+                        if close else f"{pass_type} accepts: {', '.join(sorted(spec))}"
+                        + (" and transformers' training arguments (e.g. max_steps)" if targs else ""))
                 issues.append(ParamIssue((k,), f"unknown parameter '{k}' for {pass_type}", hint))
                 continue
             if spec[k]["type"] == "data_config":

@@ -1,0 +1,263 @@
+"""Issue 26, day to day: validation that checks data against what reads it, hints that search where
+the user meant, workflow identity, the saved plan, and the rough edges a new user hit.
+
+Most tests use the test-only `sleep` kind (fakekinds.py) and never import Olive."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import write
+
+from olivepipe.errors import SpecError
+from olivepipe.spec import load_workflow
+
+ROWS = '{"prompt": "p1", "response": "r1"}\r\n{"prompt": "p2", "response": "r2"}\r\n'
+
+
+def problems_of(path: Path) -> list:
+    with pytest.raises(SpecError) as e:
+        load_workflow(path)
+    return e.value.problems
+
+
+def shown(problems) -> str:
+    return "\n".join(f"{p.line}:{p.col}: {p.message} | {p.hint}" for p in problems)
+
+
+# -- validate checks data against what reads it ------------------------------------------------
+
+def test_a_template_column_the_data_lacks_is_located_on_the_placeholder(tmp_path):
+    write(tmp_path / "data" / "t.jsonl", ROWS)
+    write(tmp_path / "data" / "t.csv", "prompt,responses\np,r\n")
+    wf = write(tmp_path / "w.yaml", (
+        "olivepipe: 1\nname: cols\nmodels:\n  m: {tiny: {arch: phi3}}\ndatasets:\n"
+        "  travel:\n    files: data/t.jsonl\n"
+        '    text_template: "<|user|>\\n{prompt}<|end|>\\n{answer}<|end|>"\n'
+        "  sheet: {files: data/t.csv, text_field: response}\n"
+        "nodes:\n  ft: {pass: lora, input: m, data: travel, params: {max_steps: 1}}\n"))
+    probs = problems_of(wf)
+    assert len(probs) == 2, shown(probs)
+    line8 = wf.read_text().splitlines()[7]
+    tmpl = next(p for p in probs if "text_template" in p.message)
+    assert (tmpl.line, tmpl.col) == (8, line8.index("{answer") + 1), shown(probs)
+    assert tmpl.message == "text_template reads column 'answer', which 'data/t.jsonl' does not have"
+    assert tmpl.hint == "its columns: prompt, response"
+    field = next(p for p in probs if "text_field" in p.message)
+    assert "'response'" in field.message and "did you mean 'responses'?" in field.hint, shown(probs)
+    # fixed: the same file validates
+    wf.write_text(wf.read_text().replace("{answer}", "{response}").replace("text_field: response", "text_field: responses"))
+    assert load_workflow(wf).name == "cols"
+
+
+def test_a_row_without_the_column_and_unreadable_data_are_reported(tmp_path, sleep_kind):
+    write(tmp_path / "base" / "config.json", "{}")
+    write(tmp_path / "a.jsonl", ROWS + '{"prompt": "p3"}\n')
+    write(tmp_path / "b.jsonl", '{"prompt": "p"}\nnot json\n')
+    wf = write(tmp_path / "w.yaml", (
+        "olivepipe: 1\nname: rows\nmodels:\n  base: {path: base}\ndatasets:\n"
+        "  a: {files: a.jsonl, text_template: '{prompt} {response}'}\n"
+        "  b: {files: b.jsonl, text_template: '{prompt}'}\n"
+        "nodes:\n  x: {kind: sleep, input: base, data: a}\n  y: {kind: sleep, input: base, data: b}\n"))
+    probs = problems_of(wf)
+    text = shown(probs)
+    assert "text_template reads column 'response', which row 3 of 'a.jsonl' does not have" in text
+    assert "data file b.jsonl:2: not valid JSON" in text, text
+
+
+def test_the_validation_memo_rechecks_the_data_columns(tmp_path, sleep_kind):
+    """apply remembers a validated file; data edited afterwards must not slip past the memo."""
+    write(tmp_path / "base" / "config.json", "{}")
+    data = write(tmp_path / "t.jsonl", ROWS)
+    wf = write(tmp_path / "w.yaml", (
+        "olivepipe: 1\nname: memo\nmodels:\n  base: {path: base}\ndatasets:\n"
+        "  t: {files: t.jsonl, text_template: '{prompt} {response}'}\n"
+        "nodes:\n  x: {kind: sleep, input: base, data: t}\n"))
+    load_workflow(wf, remember=True)
+    assert load_workflow(wf).name == "memo"  # a memo hit
+    data.write_text('{"prompt": "p", "responses": "r"}\n')
+    assert "did you mean 'responses'?" in shown(problems_of(wf))
+
+
+# -- one bad reference hides nothing; hints search where the user meant ---------------------------
+
+def test_every_problem_is_reported_behind_a_bad_reference(tmp_path):
+    wf = write(tmp_path / "w.yaml", (
+        "olivepipe: 1\nname: many\nmodels:\n  m: {tiny: {arch: phi3}}\n"
+        "nodes:\n"
+        "  onnx: {pass: model-builder, input: mm, params: {precision: int4}}\n"      # bad reference
+        "  adapters: {pass: extract-adaptors, input: onnx}\n"                          # downstream: unknown pass
+        "  chat: {kind: generate, input: adapters, prompts: [hi], promts: [x]}\n"      # downstream of that: a typo
+        "  q: {pass: model-builder, input: onnx, params: {precison: int4}}\n"))        # downstream: a param typo
+    text = shown(problems_of(wf))
+    assert "node 'onnx' reads unknown input 'mm'" in text and "did you mean 'm'?" in text, text
+    assert "unknown pass 'extract-adaptors'" in text, text
+    assert "promts" in text, text
+    assert "unknown parameter 'precison' for ModelBuilder" in text, text
+
+
+def test_hints_search_training_arguments_and_node_names(tmp_path):
+    wf = write(tmp_path / "w.yaml", (
+        "olivepipe: 1\nname: hints\nmodels:\n  m: {tiny: {arch: phi3}}\n"
+        "datasets:\n  d: {hf: org/data, text_field: text}\n"
+        "nodes:\n"
+        "  finetune: {pass: lora, input: m, data: d, params: {r: 4, max_step: 4}}\n"
+        "  onnx: {pass: model-builder, input: finetune-v2, params: {precision: int4}}\n"))
+    probs = problems_of(wf)
+    text = shown(probs)
+    assert "unknown parameter 'max_step' for LoRA | did you mean 'max_steps' (a training argument)?" in text, text
+    assert "node 'onnx' reads unknown input 'finetune-v2' | did you mean 'finetune'?" in text, text
+    assert "no matrix variant" not in text, text
+
+
+# -- workflow identity ----------------------------------------------------------------------------
+
+def test_two_files_with_one_name_in_a_folder_are_an_error(tmp_path, sleep_kind):
+    """Their lock sections and outputs/<name>/ links would mix: validate refuses, and so does a memo hit
+    (the copy is made after the original was applied)."""
+    write(tmp_path / "base" / "config.json", "{}")
+    orig = write(tmp_path / "lab.yaml", "olivepipe: 1\nname: lab\nmodels:\n  base: {path: base}\n"
+                                        "nodes:\n  x: {kind: sleep, input: base}\n")
+    load_workflow(orig, remember=True)
+    copy = write(tmp_path / "lab-copy.yml", orig.read_text().replace("kind: sleep", "kind: sleep, note: mine"))
+    for f, other in ((orig, "lab-copy.yml"), (copy, "lab.yaml")):
+        probs = problems_of(f)
+        assert [(p.line, p.col) for p in probs] == [(2, 7)], shown(probs)
+        assert probs[0].message == f"workflow name 'lab' is also the name of {other} in this folder"
+        assert "give each file its own `name:`" in probs[0].hint
+    copy.write_text(copy.read_text().replace("name: lab", "name: lab-mine"))
+    assert load_workflow(orig).name == "lab" and load_workflow(copy).name == "lab-mine"
+    # another folder has its own lock and outputs: the same name there is fine
+    write(tmp_path / "sub" / "base" / "config.json", "{}")
+    write(tmp_path / "sub" / "lab.yaml", orig.read_text())
+    assert load_workflow(tmp_path / "sub" / "lab.yaml").name == "lab"
+
+
+# -- the HTML report, in a real headless browser --------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# .ci/run installs Chromium and sets this: there the test fails instead of skipping
+needs_chromium = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("OLIVEPIPE_REQUIRE_CHROMIUM"),
+                                    reason="needs chromium (Debian: apt-get install chromium)")
+
+
+def chromium(*args, timeout=180) -> subprocess.CompletedProcess:
+    assert CHROMIUM, "OLIVEPIPE_REQUIRE_CHROMIUM is set but chromium is not installed"
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND", *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@needs_chromium
+def test_report_is_one_self_contained_page_a_browser_renders(tmp_path, sleep_kind):
+    from PIL import Image
+    from test_day_to_day import run_cli, sleep_workflow
+
+    from olivepipe import htmlreport
+    from olivepipe.workspace import open_workspace
+
+    wf = sleep_workflow(tmp_path, "rep", "  a: {kind: sleep, input: base, seconds: 0}\n"
+                                         "  b: {kind: sleep, input: a, seconds: 0}\n"
+                                         "  c: {kind: sleep, input: base, fail: true}\n")
+    assert run_cli(tmp_path, "apply", "-q", wf).returncode == 1  # c fails: its log tail must be in the page
+    page = tmp_path / "out" / "report.html"
+    p = run_cli(tmp_path, "report", wf, "-o", page)
+    assert p.returncode == 0 and p.stdout.strip() == f"wrote {page} (3 steps)", p.stdout + p.stderr
+
+    # the metrics section (table, plot, goals) from what `olivepipe metrics` collects, rendered the same way
+    data = htmlreport.collect(open_workspace(wf, read_only=True))
+    data["metrics"] = {"workflow": "rep", "metrics": ["latency_avg", "perplexity"],
+                       "units": {"latency_avg": "ms", "perplexity": ""},
+                       "rows": [{"node": "eval-int4", "input": "onnx", "values": {"latency_avg": 3.2, "perplexity": 41.5},
+                                 "status": "current"},
+                                {"node": "eval-fp32", "input": "fp32", "values": {"latency_avg": 7.9, "perplexity": 40.1},
+                                 "status": "stale", "why": "the workflow changed since this was measured"}],
+                       "goals": [{"goal": "latency_avg < 5 ms", "node": "eval-int4", "met": True}]}
+    with_metrics = tmp_path / "metrics.html"
+    with_metrics.write_text(htmlreport.render(data))
+
+    for f in (page, with_metrics):
+        text = f.read_text()
+        # nothing to load: no external reference of any kind, styles and pictures inline
+        assert not re.search(r"""(?:src|href)\s*=|url\(|@import|<link|<script|<img|https?://""", text), f
+    shot = tmp_path / "shot.png"
+    r = chromium("--window-size=1200,1600", f"--screenshot={shot}", with_metrics.as_uri())
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1200, 1600)
+    colors = img.getcolors(maxcolors=1 << 20)
+    assert len(colors) > 50  # text, boxes, a plot: not a blank page
+    white = sum(n for n, c in colors if c == (255, 255, 255))
+    assert 0.3 < white / (1200 * 1600) < 0.98, white
+    pixels = {c for _, c in colors}
+    assert (0x2e, 0x7d, 0x32) in pixels and (0xb2, 0x6a, 0x00) in pixels  # up-to-date and will-run boxes drawn
+
+    r = chromium("--dump-dom", with_metrics.as_uri())
+    assert r.returncode == 0, r.stderr[-2000:]
+    dom = r.stdout
+    for step, status in (("base", "model"), ("a", "cached"), ("b", "cached"), ("c", "run")):
+        assert f'data-step="{step}" data-status="{status}"' in dom, (step, status)
+    assert re.search(r'<tr data-step="a"><td>a</td><td>sleep</td>.*?up to date.*?<td class="key">[0-9a-f]{12}</td>'
+                     r'<td class="num">[0-9.]+ s</td><td>local \(cpu\)</td>', dom), dom[:3000]
+    assert 'data-node="eval-int4"' in dom and ">3.2<" in dom and ">stale<" in dom
+    assert dom.count('<g class="point"') == 2 and "latency_avg (ms)" in dom
+    assert "<h3>Goals</h3>" in dom and "latency_avg &lt; 5 ms" in dom
+    log = re.search(r'<details open="" class="log" data-step="c">(.*?)</details>', dom, re.S)
+    assert log and "RuntimeError: c was told to fail" in log.group(1)
+
+
+# -- a saved plan ---------------------------------------------------------------------------------
+
+def test_a_saved_plan_runs_exactly_or_refuses_with_the_differences(tmp_path):
+    from test_day_to_day import run_cli, sleep_workflow
+
+    write(tmp_path / "rows.jsonl", '{"text": "a"}\n')
+    wf = sleep_workflow(tmp_path, "saved", "  a: {kind: sleep, input: base, data: rows}\n"
+                                           "  b: {kind: sleep, input: a}\n")
+    wf.write_text(wf.read_text().replace("nodes:", "datasets:\n  rows: {files: rows.jsonl}\nnodes:"))
+    lock = tmp_path / "olivepipe.lock"
+
+    def plan_to(name):
+        p = run_cli(tmp_path, "plan", "-o", tmp_path / name, wf, cwd=tmp_path)
+        assert p.returncode == 0 and "saved the plan to" in p.stderr, p.stderr
+        return tmp_path / name
+
+    # the data changes after the plan: refused, the change named, nothing run or written
+    saved = plan_to("plan.json")
+    write(tmp_path / "rows.jsonl", '{"text": "b"}\n')
+    p = run_cli(tmp_path, "apply", saved, cwd=tmp_path)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "the saved plan is out of date; nothing was run" in p.stderr
+    assert "step a: " in p.stderr and "rows.jsonl" in p.stderr, p.stderr
+    assert not lock.exists() and not (tmp_path / "outputs").exists()
+
+    # a fresh plan applies as saved
+    saved = plan_to("plan.json")
+    first = plan_to("first.json")
+    p = run_cli(tmp_path, "apply", saved, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "outputs" / "saved" / "b").exists() and lock.exists()
+    # the older plan (made before that apply) is stale now: the lock and the cache moved on
+    p = run_cli(tmp_path, "apply", first, cwd=tmp_path)
+    assert p.returncode == 1 and "olivepipe.lock changed" in p.stderr, p.stderr
+    assert "step a: the plan said run, now cached (its result is in the cache by now)" in p.stderr, p.stderr
+
+    # the workflow, and the package versions a step was planned with
+    saved = plan_to("plan.json")
+    doc = json.loads(saved.read_text())
+    doc["steps"][0]["record"]["packages"] = {"olive-ai": "0.0.1"}
+    doc["steps"][0]["key"] = "0" * 64
+    saved.write_text(json.dumps(doc))
+    wf.write_text(wf.read_text() + "  c: {kind: sleep, input: base}\n")
+    p = run_cli(tmp_path, "apply", saved, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert "saved.yaml changed" in p.stderr and "step c: new since the plan" in p.stderr, p.stderr
+    assert "packages" in p.stderr and "0.0.1" in p.stderr, p.stderr
+    # options belong to the plan
+    p = run_cli(tmp_path, "apply", "--target", "a", saved, cwd=tmp_path)
+    assert p.returncode == 1 and "a saved plan carries its own" in p.stderr, p.stderr
