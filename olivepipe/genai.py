@@ -82,6 +82,11 @@ def run_generate(job: dict, out: Path) -> dict:
                        template=opts.get("chat_template", DEFAULT_TEMPLATE))
         rep["model"] = inp["name"]
         reports.append(rep)
+    for rep in reports:  # the answers belong in the node's log too (`olivepipe logs FILE chat`)
+        for r in rep["runs"]:
+            print(f"{rep['model']}" + (f" + adapter {r['adapter']}" if r["adapter"] else "")
+                  + f": {r['prompt']!r}\n  -> {r['answer']!r}  ({r['new_tokens']} tokens, {r['tokens_per_s']} tokens/s)",
+                  flush=True)
     report = reports[0] if len(reports) == 1 else {"models": reports}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

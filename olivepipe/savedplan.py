@@ -112,8 +112,16 @@ def differences(doc: dict, ws, plan) -> list[str]:
             what.insert(0, f"the plan said {a['action']}, now {b.action}"
                            + (" (its result is in the cache by now)" if b.action == "cached" else
                               " (its cached result is gone)" if a["action"] == "cached" else ""))
-        out.append(f"step {name}: " + ("; ".join(what[:4]) if what else "its key changed"))
+        out.append(f"step {name}: " + ("; ".join(map(_said, what[:4])) if what else "its key changed"))
     return out
+
+
+def _said(reason: str) -> str:
+    """A record difference as plan words it: `data.files.rows.jsonl: a… -> b…` is a data file that changed."""
+    if reason.startswith("data.files."):
+        path, _, change = reason[len("data.files."):].partition(": ")
+        return f"data file {path} changed ({change})" if change else f"data file {path} added or removed"
+    return reason
 
 
 def check(doc: dict, ws, plan) -> None:

@@ -596,8 +596,9 @@ class _Builder:
             others = namesakes(self.file, d["name"])
             if others:
                 listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-                self.problem(("name",), f"workflow name '{d['name']}' is also the name of {listed} in this folder", f"give each file its own `name:`: the folder's olivepipe.lock and "
-                             f"outputs/{d['name']}/ are per name, and two files would mix them", value=True)
+                self.problem(("name",), f"workflow name '{d['name']}' is also the name of {listed} in this folder",
+                             f"give each file its own `name:`: the folder's olivepipe.lock and outputs/{d['name']}/ "
+                             "are per name, and two files would mix them", value=True)
         if self.problems:
             raise SpecError(self.problems)
         # file order for display (expansion order inside each base); topological order for running

@@ -273,6 +273,14 @@ def test_readme_setup_in_a_fresh_git_repository(tmp_path):
     git(repo, "commit", "-q", "-m", "lock")
     p = cli("status", "workflow.yaml", cwd=repo, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr  # up to date
+    # the README's next steps: the chat answer in its log, the starter's metrics, the report page
+    p = cli("logs", "workflow.yaml", "chat", cwd=repo, timeout=120)
+    assert p.returncode == 0 and "what is the best thing to see in chicago" in p.stdout and "  -> " in p.stdout, p.stdout
+    p = cli("metrics", "workflow.yaml", cwd=repo, timeout=120)
+    assert p.returncode == 0 and re.search(r"^eval\s+adapters\s+[0-9.]+", p.stdout, re.M), p.stdout + p.stderr
+    page = tmp_path / "report.html"
+    p = cli("report", "workflow.yaml", "-o", page, cwd=repo, timeout=120)
+    assert p.returncode == 0 and 'data-node="eval"' in page.read_text(), p.stdout + p.stderr
     p = cli("apply", "workflow.yaml", cwd=repo, timeout=300)
     assert p.returncode == 0 and "nothing to do" in (p.stdout + p.stderr).lower(), p.stdout + p.stderr
     assert git(repo, "status", "--porcelain", "-uall") == ""
@@ -290,7 +298,7 @@ def test_init_keeps_what_exists(tmp_path):
     assert f"skipped  {tmp_path / 'workflow.yaml'}: exists (--force replaces it)" in p.stdout
     assert (tmp_path / ".gitignore").read_text() == "*.pyc\n\n" + GITIGNORE_BLOCK
     assert (tmp_path / ".pre-commit-config.yaml").read_text() == "repos: []\n"
-    assert "add under `repos:`" in p.stdout and "entry: olivepipe fmt --check" in p.stdout
+    assert "add under `repos:`" in p.stdout and "- id: olivepipe-fmt" in p.stdout and "fmt --check" in p.stdout
     # a second run appends nothing more; --force replaces the workflow only
     res = init_repo(tmp_path, force=True)
     assert res.wrote == ["workflow.yaml"] and res.appended == []

@@ -618,7 +618,7 @@ PLAN_KEYS = {"format": int, "workflow": str, "rehearse": bool, "substitutions": 
 STEP_KEYS = {"name": str, "kind": str, "label": str, "status": str, "action": str, "where": str, "reasons": list,
              "key": (str, type(None)),
              "inputs": list, "device": str, "needs": list, "missing": list,
-             "estimate_s": (float, int, type(None)), "warnings": list}
+             "estimate_s": (float, int, type(None)), "estimate_note": str, "warnings": list}
 
 
 def test_plan_json_shape_is_pinned(mini):

@@ -299,7 +299,7 @@ def test_cli_validate_goes_on_after_a_file_it_cannot_read(tmp_path, mini):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     for bad in (tmp_path / "fifo.yaml", "/dev/zero"):
         assert re.search(rf"^{re.escape(str(bad))}: .*not a regular file", r.stderr, re.M), r.stderr
-    assert f"{mini}: ok (3 nodes)" in r.stdout
+    assert f"{mini}: ok (3 nodes + 1 tiny model: 4 steps)" in r.stdout
 
 
 def test_names_with_a_trailing_newline_are_invalid(tmp_path):

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .runtime import normalize_model_config
@@ -17,7 +18,23 @@ class NoOutputModel(RuntimeError):
     """Olive finished but produced no model (it logs a warning and exits 0)."""
 
 
+# Warnings this stack prints on every run that no user can act on (they flooded node logs): Olive
+# 0.13 calls transformers' pre-v6 gradient-checkpointing names, each call a FutureWarning, and
+# torch warns about pinned memory on every CPU-only training run. Any other warning stays.
+KNOWN_NOISE = (
+    (FutureWarning, r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated and will be removed"),
+    (UserWarning, r"'pin_memory' argument is set as true but no accelerator is found"),
+)
+
+
+def quiet_known_noise() -> None:
+    """Filter KNOWN_NOISE in this (worker) process; idempotent."""
+    for category, message in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def run_olive(config: dict, log_path: Path | None = None) -> dict:
+    quiet_known_noise()
     t0 = time.perf_counter()
     from olive.workflows import run as olive_run  # heavy: paid once per worker
 
