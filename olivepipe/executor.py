@@ -351,9 +351,10 @@ class Scheduler:
                 self._fail(n, res.error or "failed", res.seconds, log, key)
                 return
             step = self.steps[n]
-            # the estimate plan shows next time: the step's own time, without a worker's first imports
-            own = max(0.0, res.seconds - float((res.extra or {}).get("import_s") or 0))
-            meta = {"model": res.model, "kind": step.kind, "record": record, "duration_s": round(own, 3)}
+            from .runtime import own_seconds
+
+            meta = {"model": res.model, "kind": step.kind, "record": record,
+                    "duration_s": round(own_seconds(res.seconds, res.extra), 3)}
             try:
                 if res.published:  # the node runtime published it where the job ran
                     entry = self.ws.store.get(key)

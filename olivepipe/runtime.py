@@ -78,6 +78,12 @@ def open_store_url(url: str):
     return LocalStore(url.removeprefix("file://"))
 
 
+def own_seconds(seconds: float, res: dict | None) -> float:
+    """A node's own time, the duration plan estimates from: a worker's first import of Olive, which
+    the job reports as ``import_s``, is the worker's cost, not the node's."""
+    return max(0.0, seconds - float((res or {}).get("import_s") or 0))
+
+
 def run_node(job: Job, store, *, log: Path | None = None, root: Path | None = None, stats=None,
              execute: Execute | None = None) -> NodeResult:
     """Run one job against ``store`` and publish its result under ``job.key``: the one node runtime
@@ -112,7 +118,7 @@ def run_node(job: Job, store, *, log: Path | None = None, root: Path | None = No
                 return NodeResult(False, key, error=res.get("error") or "failed", seconds=time.perf_counter() - t0)
             out.mkdir(exist_ok=True)  # a kind with nothing to write still has a (empty) result
             meta = {"model": res.get("model"), "kind": job.kind, "record": job.record,
-                    "duration_s": round(time.perf_counter() - t0, 3)}
+                    "duration_s": round(own_seconds(time.perf_counter() - t0, res), 3)}
             entry = store.publish(key, out, meta, replace=job.replace)
             extra = {k: v for k, v in res.items() if k not in ("ok", "model", "error", "seconds")}
             return NodeResult(True, key, model=entry.model, digest=entry.digest, extra=extra,

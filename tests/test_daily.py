@@ -342,7 +342,8 @@ def test_estimates_scale_with_training_steps_and_leave_out_the_import(tmp_path, 
     res = apply(ws, make_plan(ws))
     took = res.outcomes["a"].seconds
     recorded = ws.lock_nodes()["a"]["duration_s"]
-    assert took >= 0.3 and abs(recorded - max(0.0, took - 0.3)) < 0.01, (took, recorded)
+    # recorded before the result is published (took is after): at most took - 0.3, whatever the load
+    assert took >= 0.3 and 0 <= recorded <= took - 0.3 + 0.005, (took, recorded)
 
 
 def test_interrupted_grammar_and_the_last_live_frame(tmp_path):
