@@ -10,7 +10,6 @@ results up in the same store. The results are plain JSON-able dicts; the CLI ren
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -25,6 +24,7 @@ CURRENT, STALE, MISSING, UNREADABLE = "current", "stale", "not evaluated", "unre
 
 def read_result(store, key: str | None) -> tuple[dict | None, str | None]:
     """(metrics.json of a stored evaluate result, why not): never runs anything."""
+    from . import boundedjson
     from .errors import StoreError
     from .safefs import read_regular
 
@@ -32,7 +32,8 @@ def read_result(store, key: str | None) -> tuple[dict | None, str | None]:
     if entry is None:
         return None, "not in the cache"
     try:
-        doc = json.loads(read_regular(Path(store.fetch(entry)) / "metrics.json"))
+        # bounded: a shared cache's writer wrote this file (deep nesting, huge numbers, NaN)
+        doc = boundedjson.loads(read_regular(Path(store.fetch(entry)) / "metrics.json"), max_depth=32)
     except (OSError, ValueError, StoreError) as e:
         return None, f"metrics.json unreadable ({getattr(e, 'strerror', None) or e.__class__.__name__})"
     if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), dict):
