@@ -141,3 +141,10 @@ def test_a_hostile_config_file_is_a_located_error(tmp_path, text, why):
     with pytest.raises(StoreError) as err:
         remote_config(tmp_path, {})
     assert ".olivepipe/config.yaml:" in err.value.message and why in err.value.message.lower()
+
+
+def test_an_address_urlsplit_cannot_read_is_a_located_error(tmp_path):
+    # found by bench/fuzz_long.py: an unbalanced '[' made urlsplit raise ValueError (a traceback on plan)
+    committed(tmp_path, "cache:\n  remote: azblob://te[amcache/results\n")
+    with pytest.raises(StoreError, match=r"config.yaml:2:11: cache.remote: .* is not a remote cache address"):
+        remote_config(tmp_path, {})

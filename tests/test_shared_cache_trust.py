@@ -127,6 +127,11 @@ def test_reader_model_config_takes_load_settings_from_the_reader():
     hub = {"type": "HfModel", "config": {"model_path": "org/model", "adapter_path": "$OUT/adapter"}}
     assert reader_model_config(hub, "$IN0", trusting)["config"]["load_kwargs"] == {"trust_remote_code": True,
                                                                                   "revision": "abc"}
+    # found by bench/fuzz_long.py: an attention "implementation" may name a hub kernel repository
+    # (code transformers fetches and runs): only transformers' own survive
+    kernel = {"type": "HfModel", "config": {"model_path": "$OUT", "load_kwargs": {
+        "extra_args": {"attn_implementation": "evil/kernels"}, "torch_dtype": "../x"}}}
+    assert reader_model_config(kernel, "$IN0", plain)["config"]["load_kwargs"] == {"trust_remote_code": False}
     with pytest.raises(UntrustedModel, match="not this workflow's model"):
         reader_model_config({"type": "HfModel", "config": {"model_path": "evil/model"}}, "$IN0", trusting)
 

@@ -113,6 +113,16 @@ _SAFE_LOAD_KWARGS = {"torch_dtype": (str,), "attn_implementation": (str,), "low_
                      "device_map": (str, dict), "max_memory": (dict,), "quantization_method": (str,),
                      "quantization_config": (dict,)}
 _SAFE_EXTRA_ARGS = {"attn_implementation": (str,)}
+# transformers' own attention implementations; anything else (e.g. "org/kernel-repo") would be a
+# kernel fetched from the hub and run
+_ATTENTION = {"eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention"}
+_WORD = __import__("re").compile(r"^[A-Za-z0-9_.:-]{1,40}$")  # float16, auto, cuda:0, bitsandbytes
+
+
+def _load_setting_ok(name: str, value) -> bool:
+    if name == "attn_implementation":
+        return value in _ATTENTION
+    return not isinstance(value, str) or bool(_WORD.match(value))
 _HUB_ID = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
@@ -263,12 +273,13 @@ def _reader_config(cfg, placeholder, source, depth: int) -> dict:
         elif k == "load_kwargs":
             if not isinstance(v, dict):
                 raise UntrustedModel("load_kwargs is not a mapping")
-            kept = {n: x for n, x in v.items() if isinstance(x, _SAFE_LOAD_KWARGS.get(n, ()))}
+            kept = {n: x for n, x in v.items() if isinstance(x, _SAFE_LOAD_KWARGS.get(n, ())) and _load_setting_ok(n, x)}
             for n in ("device_map", "max_memory", "quantization_config"):
                 if isinstance(kept.get(n), dict):
                     _check_plain(kept[n], f"load_kwargs.{n}")
             extra = v.get("extra_args")
-            extra = {n: x for n, x in extra.items() if isinstance(x, _SAFE_EXTRA_ARGS.get(n, ()))} \
+            extra = {n: x for n, x in extra.items()
+                     if isinstance(x, _SAFE_EXTRA_ARGS.get(n, ())) and _load_setting_ok(n, x)} \
                 if isinstance(extra, dict) else {}
             if extra:
                 kept["extra_args"] = extra

@@ -156,9 +156,12 @@ def parse_remote(text: str, where: str) -> tuple[str, str, str]:
     if _SECRET_TEXT.search(text) or "?" in text:
         raise StoreError(f"{where}: a remote cache address carries no credentials (a SAS or key was given in it)",
                          SECRET_HINT)
-    u = urlsplit(text)
+    try:
+        u = urlsplit(text)
+    except ValueError:  # e.g. an unbalanced '[' (urlsplit reads it as an IPv6 host)
+        u = urlsplit("")
     if u.scheme != SCHEME or not u.netloc:
-        raise StoreError(f"{where}: {text!r} is not a remote cache address",
+        raise StoreError(f"{where}: {text[:200]!r} is not a remote cache address",
                          f"write it as {SCHEME}://<account>/<container>[/prefix]")
     if "@" in u.netloc or ":" in u.netloc:
         raise StoreError(f"{where}: the account part of {SCHEME}://<account>/... is a storage account name only",
@@ -317,7 +320,10 @@ def _loopback(host: str) -> bool:
 
 
 def _norm_endpoint(url: str) -> str:
-    u = urlsplit(url.strip())
+    try:
+        u = urlsplit(url.strip())
+    except ValueError:
+        return url.strip().lower()  # matches nothing a checked endpoint normalizes to
     return f"{u.scheme.lower()}://{(u.netloc or '').lower()}{u.path.rstrip('/')}"
 
 
