@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -82,6 +83,18 @@ def own_seconds(seconds: float, res: dict | None) -> float:
     """A node's own time, the duration plan estimates from: a worker's first import of Olive, which
     the job reports as ``import_s``, is the worker's cost, not the node's."""
     return max(0.0, seconds - float((res or {}).get("import_s") or 0))
+
+
+def _open_datastore_view(url: str, *, publish_to: str):
+    """The shared cache as an Azure ML job sees it through a datastore: mounted at ``url``
+    (read-only), written into ``publish_to`` (uploaded by Azure ML after the command)."""
+    from .stores.blob import BlobStore
+    from .stores.folders import FolderContainer
+
+    read = Path(url.removeprefix("file://"))
+    if not read.is_dir():
+        raise StoreError(f"the datastore mount {read} is not a folder", "the job's inputs.cache binding is wrong")
+    return BlobStore(FolderContainer(read, Path(publish_to)), label=f"datastore mount {read}")
 
 
 def run_node(job: Job, store, *, log: Path | None = None, root: Path | None = None, stats=None,
@@ -312,12 +325,18 @@ def main(argv=None, *, open_store: Callable[[str], object] | None = None) -> int
     ap.add_argument("job", help="the job JSON (job.Job.to_json: the job plus its key and record)")
     ap.add_argument("--store", required=True, help="the store URL: azblob://<account>/<container>[/prefix] or a folder")
     ap.add_argument("--out", required=True, help="where to write the RESULT JSON")
+    ap.add_argument("--publish-to", help="with --store FOLDER: the shared cache (Blob layout) is mounted read-only "
+                                         "at FOLDER and new blobs go into this folder, which Azure ML uploads to "
+                                         "the same datastore path when the job ends (stores/folders.py)")
     args = ap.parse_args(argv)
+    if args.publish_to and open_store is None:
+        open_store = functools.partial(_open_datastore_view, publish_to=args.publish_to)
     from .azure.redact import redact
     from .olive.runtime import worker_env
 
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="olivepipe-runtime-"))
+    job = None
     try:
         try:
             try:
@@ -331,6 +350,9 @@ def main(argv=None, *, open_store: Callable[[str], object] | None = None) -> int
         except (OSError, OlivepipeError) as e:
             msg = e.message if isinstance(e, OlivepipeError) else f"{type(e).__name__}: {e}"
             res = NodeResult(False, error=msg, seconds=time.perf_counter() - t0)
+            # the job's log is what the submitter sees first: the same line a run prints
+            print(f"olivepipe.runtime: {getattr(job, 'step', None)}: failed: {redact(msg)} in {res.seconds:g} s",
+                  flush=True)
         else:
             with _tee(work / "node.log"):
                 print(f"olivepipe.runtime: {job.step} (key {job.key[:12]}) on store {redact(args.store)}", flush=True)

@@ -93,6 +93,9 @@ _dataset = {
 
 _inputs = {"oneOf": [_ref, {"type": "array", "items": _ref, "minItems": 1, "uniqueItems": True}]}
 
+_DURATION = {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
+                       {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[smh]$"}]}
+
 _executor = {
     "description": "Where the node runs: `local` (default) or an Azure ML compute target.",
     "oneOf": [
@@ -106,7 +109,14 @@ _executor = {
                                  "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+|@latest)?$",
                                  "description": "Named Azure ML environment `name:version` (default: "
                                                 "one olivepipe generates with the pinned Olive stack)."},
-                 "instance_type": _aml_name,
+                 "instance_type": {**_aml_name, "description": "VM size, e.g. Standard_NC24ads_A100_v4 (required "
+                                                              "with `compute: serverless`)."},
+                 "datastore": {**_aml_name, "description": "Azure ML datastore over the shared cache's container: "
+                                                           "results are bound as job outputs, the job needs no token."},
+                 "queue_timeout": {**_DURATION, "description": "Cancel and fail the node when its job waits "
+                                                                 "this long in the queue (e.g. 30m)."},
+                 "prepare_timeout": {**_DURATION, "description": "Cancel and fail the node when its environment "
+                                                                   "image takes this long to build (e.g. 45m)."},
              }}}},
     ],
 }

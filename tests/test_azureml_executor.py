@@ -555,12 +555,15 @@ def test_a_remote_job_from_upload_to_result(tmp_path, sleep_kind, aml, shared):
     assert f"olive-ai=={version('olive-ai')}" in cmd.environment.conda_file["dependencies"][-1]["pip"]
     assert "HF_HUB_OFFLINE" in cmd.environment_variables and "AZURE_SUBSCRIPTION_ID" not in cmd.environment_variables
     client = aml.clients[0]
-    assert client["workspace_name"] == "ws-olive" and client["retry_total"] == 0
+    # apply's client retries with back-off (azure-core's policy); plan never builds one
+    assert client["workspace_name"] == "ws-olive" and client["retry_total"] > 0 and client["retry_backoff_factor"] > 0
 
     # status and the job's own log streamed into the node's log; the credential never
     log = Path(ctx.log).read_text()
     assert "olivepipe: submitted Azure ML job olivepipe-" in log and "https://ml.azure.com/runs/" in log
-    assert ": Queued" in log and ": Completed" in log and log.index(": Queued") < log.index(": Completed")
+    assert ": queued (Queued)" in log and ": Completed after" in log
+    assert log.index(": queued (Queued)") < log.index(": running (Running)") < log.index(": Completed")
+    assert "time in each phase: queued " in log
     assert "olivepipe.runtime: b (key" in log and "olivepipe.runtime: b: ok" in log
     assert "uploaded data file rows.jsonl" in log and SECRET not in log
 
@@ -611,7 +614,8 @@ def test_a_failed_remote_job_fails_its_node_with_the_jobs_error(tmp_path, sleep_
     ex, ws, job, ctx = remote_step(tmp_path, aml, tmp_path / "remote", text=text)
     ex.start(job, ctx)
     [res] = ex.wait()
-    assert not res.ok and res.error == "RuntimeError: b was told to fail"
+    assert not res.ok and res.error.startswith("RuntimeError: b was told to fail (Azure ML job ")
+    assert "last lines of the job's log:\n" in res.error and "  | olivepipe.runtime: b: failed: RuntimeError" in res.error
     log = Path(ctx.log).read_text()
     assert ": Failed" in log and "RuntimeError: b was told to fail" in log  # the traceback, streamed
     assert LocalStore(tmp_path / "remote").get(job.key) is None

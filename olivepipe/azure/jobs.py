@@ -142,10 +142,20 @@ def build_environment(spec: EnvironmentSpec, *, description: str = "") -> Any:
                            description=description or f"olivepipe {spec.device} stack {spec.digest()[:16]}")
 
 
-def runtime_command(store_url: str, job_file: str = "job.json", out: str = "outputs/result.json") -> str:
-    """The job's command. ``outputs/`` is uploaded with the job's artifacts by Azure ML."""
-    return (f"python -m olivepipe.runtime {shlex.quote(job_file)} --store {shlex.quote(store_url)} "
-            f"--out {shlex.quote(out)}")
+def runtime_command(store_url: str, job_file: str = "job.json", out: str = "outputs/result.json",
+                    publish_to: Optional[str] = None) -> str:
+    """The job's command. ``outputs/`` is uploaded with the job's artifacts by Azure ML.
+    ``publish_to``: a job output folder new store blobs go into (datastore binding)."""
+    # ${{...}} bindings are substituted by Azure ML; quoting them would keep them literal
+    arg = (lambda v: v if v.startswith("${{") else shlex.quote(v))
+    return (f"python -m olivepipe.runtime {shlex.quote(job_file)} --store {arg(store_url)} --out {shlex.quote(out)}"
+            + (f" --publish-to {arg(publish_to)}" if publish_to else ""))
+
+
+def datastore_uri(datastore: str, prefix: str = "") -> str:
+    """The Azure ML URI of the shared cache's folder on ``datastore`` (a datastore over the
+    cache's container): ``azureml://datastores/<ds>/paths/<prefix>``."""
+    return f"azureml://datastores/{datastore}/paths/{prefix.strip('/')}".rstrip("/") + "/"
 
 
 def experiment_name(workflow: str) -> str:
@@ -157,12 +167,16 @@ def experiment_name(workflow: str) -> str:
 def build_command_job(*, code_dir: Path, store_url: str, compute: str, environment: Any, step: str, key: str,
                       name: str, workflow: str = "", kind: str = "", instance_type: Optional[str] = None,
                       timeout_s: Optional[float] = None, environment_variables: Optional[Mapping[str, str]] = None,
-                      identity: Any = None) -> Any:
+                      identity: Any = None, datastore: Optional[str] = None, datastore_prefix: str = "") -> Any:
     """The ``azure.ai.ml.command`` job for one node, validated (:func:`validate_command_job`).
 
     ``code_dir`` holds job.json and olivepipe's code (uploaded as the job's code snapshot);
     ``environment`` is an ``Environment`` or an ``azureml:name:version`` string; ``name`` is the
-    job name (chosen here, so a job can be cancelled even if the submit's answer is lost)."""
+    job name (chosen here, so a job can be cancelled even if the submit's answer is lost).
+    ``compute="serverless"``: Azure ML's serverless compute, sized by ``instance_type``.
+    ``datastore``: the store is bound as job input (read-only mount) and output (upload) on
+    that datastore's ``datastore_prefix`` folder, so the job reaches it with the datastore's
+    credential and needs no token (``--store`` is then the mount)."""
     if not compute:
         raise RegistrationError(f"node {step} has no Azure ML compute", "set `executor: {azureml: {compute: ...}}`",
                                 kind="config")
@@ -171,8 +185,20 @@ def build_command_job(*, code_dir: Path, store_url: str, compute: str, environme
     ml = import_ml()
     tags = {"olivepipe.key": key, "olivepipe.step": step, "olivepipe.workflow": workflow or "", "olivepipe.kind": kind}
     kw = {}
+    if compute == "serverless":
+        if not instance_type:
+            raise RegistrationError(f"node {step} is on serverless compute without an instance_type",
+                                    "set `executor: {azureml: {compute: serverless, instance_type: "
+                                    "Standard_NC24ads_A100_v4}}`", kind="config")
+        compute = None  # no compute target: Azure ML runs it serverless, sized by the instance type
     if instance_type:
         kw["instance_type"] = instance_type
+    command = runtime_command(store_url)
+    if datastore:
+        uri = datastore_uri(datastore, datastore_prefix)
+        kw["inputs"] = {"cache": ml.Input(type="uri_folder", path=uri, mode="ro_mount")}
+        kw["outputs"] = {"publish": ml.Output(type="uri_folder", path=uri, mode="upload")}
+        command = runtime_command("${{inputs.cache}}", publish_to="${{outputs.publish}}")
     if timeout_s:
         kw["timeout"] = max(1, int(-(-float(timeout_s) // 1)))  # whole seconds, rounded up
     if identity is not None:
@@ -180,7 +206,7 @@ def build_command_job(*, code_dir: Path, store_url: str, compute: str, environme
     with quiet_azure():
         job = ml.command(name=name, display_name=step, experiment_name=experiment_name(workflow),
                          description=f"olivepipe node {step} (key {key[:12]})", tags=tags,
-                         command=runtime_command(store_url), code=str(code_dir), environment=environment,
+                         command=command, code=str(code_dir), environment=environment,
                          compute=compute, environment_variables=dict(environment_variables or {}), **kw)
     validate_command_job(job)
     return job
@@ -198,8 +224,9 @@ def validate_command_job(job: Any) -> None:
     problems = []
     if not (getattr(job, "command", "") or "").strip().startswith("python -m olivepipe.runtime "):
         problems.append("the command does not run olivepipe.runtime")
-    if not getattr(job, "compute", None):
-        problems.append("no compute")
+    resources = getattr(job, "resources", None)
+    if not getattr(job, "compute", None) and not getattr(resources, "instance_type", None):
+        problems.append("no compute (and no instance_type for serverless compute)")
     if getattr(job, "environment", None) is None:
         problems.append("no environment")
     try:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 from .errors import RegistrationError
 from .redact import redact
 
-__all__ = ["CLIENT_KWARGS", "BoundExceeded", "run_bounded", "quiet_azure", "import_ml", "sdk_versions",
+__all__ = ["CLIENT_KWARGS", "APPLY_CLIENT_KWARGS", "BoundExceeded", "run_bounded", "quiet_azure", "import_ml", "sdk_versions",
            "sdk_installed", "EXTRA_HINT"]
 
 #: What to run where the `[azure]` extra (azure-ai-ml, azure-identity, azure-storage-blob) is missing.
@@ -22,6 +22,13 @@ EXTRA_HINT = 'install olivepipe[azure] (pip install "olivepipe[azure]")'
 #: backoff (offline: ~4.8 s before failing instead of ~0.02 s). connection_timeout bounds
 #: TCP connects (azure-core default 300 s). enable_telemetry=False: no App Insights logging.
 CLIENT_KWARGS: Dict[str, Any] = {"retry_total": 0, "connection_timeout": 30, "enable_telemetry": False}
+#: MLClient options for apply's calls (submit, code upload, environment, status, logs, cancel):
+#: azure-core's retry policy, which retries 408/429/500/502/503/504 and connection failures and
+#: sleeps what a Retry-After header says (else 0.8 s, 1.6 s, ... up to 60 s). One throttled
+#: request must not fail a two-hour node; a probe (CLIENT_KWARGS) must not hang a plan.
+APPLY_CLIENT_KWARGS: Dict[str, Any] = {**CLIENT_KWARGS, "retry_total": 6, "retry_backoff_factor": 0.8,
+                                       "retry_backoff_max": 60,
+                                       "show_progress": False}  # no upload progress bar over apply's display
 
 
 class BoundExceeded(Exception):

@@ -23,8 +23,10 @@ The job itself runs ``runtime.run_node``, the same node runtime as a local job.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import re
 import hashlib
 import json
 import os
@@ -47,6 +49,14 @@ from .base import Check, JobResult, RunContext
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
 TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
 _CHUNK = 1 << 20
+#: Azure ML job statuses by the phase they belong to (JobStatus in azure.ai.ml.constants): the
+#: environment image is built while Preparing, the job waits for nodes while Queued.
+PHASES = {"NotStarted": "starting", "Starting": "starting", "Provisioning": "queued", "Preparing": "preparing image",
+          "Queued": "queued", "Running": "running", "Finalizing": "finalizing", "CancelRequested": "cancelling"}
+#: ``compute: serverless``: Azure ML picks the machines by ``instance_type``; there is no cluster.
+SERVERLESS = "serverless"
+#: How many of the job's last log lines a failed node's error carries.
+TAIL_LINES = 20
 
 
 @dataclass
@@ -62,15 +72,20 @@ class _Run:
     studio_url: str = ""
     code_dir: Path | None = None
     stream_failed: bool = False  # said once in the log, then quiet
+    tail: Any = field(default_factory=lambda: collections.deque(maxlen=200))  # the job's last log lines
+    phase: str = ""  # the phase the job is in (PHASES)
+    phase_t0: float = field(default_factory=time.monotonic)
+    phases: dict = field(default_factory=dict)  # phase -> seconds spent in it
 
 
 class AzureMLExecutor:
     """``client_factory``: builds the MLClient (default ``azure.ai.ml.MLClient``) from
     ``credential=``, ``subscription_id=``, ``resource_group_name=``, ``workspace_name=`` and
-    azure/sdk.py's CLIENT_KWARGS. ``credential``: default ``DefaultAzureCredential`` (no managed
+    azure/sdk.py's APPLY_CLIENT_KWARGS. ``credential``: default ``DefaultAzureCredential`` (no managed
     identity, no browser), probed with a time bound before the first submit. ``store_url``: the
     store jobs publish into (default: the configured remote cache, stores/config.py).
-    ``open_store``: URL -> Store (default ``runtime.open_store_url``)."""
+    ``open_store``: URL -> Store (default ``runtime.open_store_url``). ``client_kwargs``: more
+    MLClient options over azure/sdk.py's APPLY_CLIENT_KWARGS (retries with back-off)."""
 
     name = "azureml"
 
@@ -79,10 +94,14 @@ class AzureMLExecutor:
                  poll_s: float = 10.0, poll_grace_s: float = 600.0, submit_timeout_s: float = 900.0,
                  image: str | None = None, cuda_image: str | None = None, identity: Any = None,
                  env: Mapping[str, str] | None = None, start_dir: Path | None = None,
-                 workspace_dir: Path | None = None, version: Callable[[str], str | None] | None = None):
+                 workspace_dir: Path | None = None, version: Callable[[str], str | None] | None = None,
+                 client_kwargs: Mapping[str, Any] | None = None, jobs_run_here: bool = False):
         from ..azure import jobs as amljobs
 
         self.client_factory = client_factory
+        self.client_kwargs = dict(client_kwargs or {})  # over APPLY_CLIENT_KWARGS (a test's transport=)
+        # a stand-in for Azure ML that runs jobs on this machine (a test's): a folder store reaches them
+        self.jobs_run_here = jobs_run_here or client_factory is not None
         self._credential = credential
         self.store_url = store_url
         self.open_store = open_store or open_store_url
@@ -135,7 +154,7 @@ class AzureMLExecutor:
         url, why = self._store_url()
         if url is None:
             missing.append(why)
-        elif self.client_factory is None and _is_local(url):
+        elif not self.jobs_run_here and _is_local(url):
             missing.append(f"a store the Azure ML job can reach ({url} is a folder on this machine; "
                            "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
         if device == "gpu" or needs.cuda:
@@ -249,7 +268,8 @@ class AzureMLExecutor:
             if run.code_dir:
                 shutil.rmtree(run.code_dir, ignore_errors=True)
         res.seconds = time.monotonic() - run.t0
-        res.extra.update({"azureml_job": run.name, "studio_url": run.studio_url} if run.submitted else {})
+        res.extra.update({"azureml_job": run.name, "studio_url": run.studio_url,
+                          "azureml_phases": {k: round(v, 3) for k, v in run.phases.items()}} if run.submitted else {})
         self._done.put(res)
 
     def _submit(self, run: _Run) -> None:
@@ -264,6 +284,7 @@ class AzureMLExecutor:
         opts = _options(job.placement)
         environment = self._environment_for(job, record, opts)
         client = self._client_for()
+        self._check_compute(run, client, opts)
         remote = self._store()
         refs = self._stage_inputs(run, remote)
         doc = dataclasses.replace(job, refs=refs).to_json()
@@ -274,7 +295,8 @@ class AzureMLExecutor:
             code_dir=run.code_dir, store_url=self._store_url()[0], compute=opts.get("compute"),
             environment=environment, step=job.step, key=key, name=run.name, workflow=workflow,
             kind=job.kind, instance_type=opts.get("instance_type"), timeout_s=job.timeout_s,
-            environment_variables=_job_env(self.offline), identity=self.identity)
+            environment_variables=_job_env(self.offline), identity=self.identity,
+            **self._datastore_binding(run, client, opts))
         if self._killed.is_set():  # Ctrl-C while the inputs were uploading: submit nothing
             raise OlivepipeError(f"interrupted before {job.step} was submitted to Azure ML")
         try:
@@ -286,9 +308,12 @@ class AzureMLExecutor:
             raise OlivepipeError(f"submitting Azure ML job {run.name} took over {self.submit_timeout_s:g} s",
                                  "check network access to the workspace") from None
         except Exception as e:  # noqa: BLE001 - every SDK failure is one RegistrationError
-            from ..azure.errors import translate
-
-            raise translate(e, credential=self._credential, where=self._where) from None
+            # the job's name was chosen here: if the service created it and only its answer was
+            # lost (after azure-core's retries), the job exists under that name: follow it
+            created = self._existing(client, run.name)
+            if created is None:
+                raise _submit_error(e, self._credential, self._where) from None
+            self._note(run, f"the submit's answer was lost but job {run.name} exists: following it")
         run.submitted = True
         run.name = getattr(created, "name", None) or run.name
         run.studio_url = getattr(created, "studio_url", None) or ""
@@ -299,6 +324,76 @@ class AzureMLExecutor:
             while run.cancelling and time.monotonic() < deadline:
                 time.sleep(0.05)
             self._cancel(run)
+
+    def _datastore_binding(self, run: _Run, client, opts: dict) -> dict:
+        """With ``datastore:``, the job reaches the store as a datastore input and output (no token
+        in the job). The datastore must be the store's container: checked read-only here."""
+        from ..azure.errors import RegistrationError, translate
+        from ..azure.sdk import quiet_azure, run_bounded
+        from ..stores.config import parse_remote
+
+        name = str(opts.get("datastore") or "")
+        if not name:
+            return {}
+        url = self._store_url()[0] or ""
+        if not url.startswith("azblob://"):
+            raise RegistrationError(f"`datastore: {name}` needs the shared cache on Azure Blob storage, not {url}",
+                                    "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>", kind="config")
+        account, container, prefix = parse_remote(url, "the job's store")
+        try:
+            with quiet_azure():
+                ds = run_bounded(lambda: client.datastores.get(name), 120, "olivepipe-azureml-datastore")
+        except Exception as e:  # noqa: BLE001
+            raise translate(e, credential=self._credential, where=self._where) from None
+        got = (getattr(ds, "account_name", None), getattr(ds, "container_name", None))
+        if got != (account, container):
+            raise RegistrationError(f"Azure ML datastore {name!r} is {got[0]}/{got[1]}, not the shared cache's "
+                                    f"{account}/{container}",
+                                    f"register one over the cache: az ml datastore create --type azure_blob "
+                                    f"--name {name} --account-name {account} --container-name {container}",
+                                    kind="config")
+        self._note(run, f"the job reaches the store through datastore {name} (no token in the job)")
+        return {"datastore": name, "datastore_prefix": prefix}
+
+    def _existing(self, client, name: str):
+        from ..azure.sdk import quiet_azure, run_bounded
+
+        try:
+            with quiet_azure():
+                return run_bounded(lambda: client.jobs.get(name), 60, "olivepipe-azureml-get")
+        except Exception:  # noqa: BLE001 - not there (or unreachable): the submit's own error stands
+            return None
+
+    def _check_compute(self, run: _Run, client, opts: dict) -> None:
+        """Before anything is submitted: the compute exists and can ever start a node (a cluster
+        whose maximum node count is 0 queues a job forever). Read-only, at apply only; plan makes
+        no call to Azure ML. ``compute: serverless`` has no compute to read."""
+        from ..azure.errors import RegistrationError, short, translate
+        from ..azure.sdk import quiet_azure, run_bounded
+
+        name = str(opts.get("compute") or "")
+        if name == SERVERLESS:
+            return
+        try:
+            with quiet_azure():
+                compute = run_bounded(lambda: client.compute.get(name), 120, "olivepipe-azureml-compute")
+        except Exception as e:  # noqa: BLE001
+            err = translate(e, credential=self._credential, where=self._where)
+            if err.kind == "not_found":
+                raise RegistrationError(f"Azure ML compute {name!r} does not exist in workspace {self._where}",
+                                        "create it (e.g. `az ml compute create --type amlcompute ...`), or use "
+                                        "`compute: serverless` with an `instance_type`", kind="config") from None
+            self._note(run, f"could not read compute {name} (going on): {short(e)}")
+            return
+        size = getattr(compute, "size", None) or ""
+        top = getattr(compute, "max_instances", None)
+        self._note(run, f"compute {name}: {type(compute).__name__}" + (f" {size}" if size else "")
+                        + (f", up to {top} nodes" if top is not None else ""))
+        if top == 0:
+            raise RegistrationError(f"Azure ML compute {name!r} can start no node (its maximum node count is 0): "
+                                    "a job there would queue forever",
+                                    "raise its maximum nodes (and the VM family's quota), or place the node "
+                                    "elsewhere", kind="config")
 
     def _environment_for(self, job: Job, record: dict, opts: dict):
         """The environment the key promised: the named one, or the generated spec for the job's
@@ -320,10 +415,14 @@ class AzureMLExecutor:
         return amljobs.build_environment(spec)
 
     def _follow(self, run: _Run) -> JobResult:
+        """Poll the job until it ends: each phase change in the node's log with the time spent in
+        the phase before it, the per-phase bounds (``prepare_timeout``, ``queue_timeout``)
+        enforced by cancelling, and the job's log streamed."""
         from ..azure.errors import RegistrationError, short
         from ..azure.sdk import quiet_azure
 
         client, step = self._client, run.job.step
+        bounds = _phase_bounds(_options(run.job.placement))
         status, last_ok, processed, seen_errors = None, time.monotonic(), {}, set()
         while True:
             if self._killed.is_set():
@@ -340,31 +439,59 @@ class AzureMLExecutor:
                     seen_errors.add(short(e))
                     self._note(run, f"could not read the status of {run.name} (will retry): {short(e)}")
                 now_status = status
+            # the SDK's JobStatus is a str enum whose str() is "JobStatus.COMPLETED": use its value
+            now_status = str(getattr(now_status, "value", now_status) or "")
             if now_status != status:
                 status = now_status
-                self._note(run, f"Azure ML job {run.name}: {status}")
+                self._phase(run, status)
             self._stream(run, processed, final=False)
             if status in TERMINAL:
                 break
+            over = _over_bound(run, bounds)
+            if over:
+                self._cancel(run)
+                self._stream(run, processed, final=True)
+                self._phase(run, "")
+                return JobResult(step, False, over)
             self._killed.wait(self.poll_s)
         self._stream(run, processed, final=True)
-        doc = self._result_doc(run)
+        self._phase(run, "")
         if status == "Completed":
-            return self._collect(run, doc)
-        error = (doc or {}).get("error") or f"Azure ML job {run.name} ended {status}"
-        if status == "Canceled" and not (doc or {}).get("error"):
+            return self._collect(run)
+        error = _runtime_error(run) or f"Azure ML job {run.name} ended {status}"
+        if status == "Canceled" and not _runtime_error(run):
             limit = run.job.timeout_s
             error = f"Azure ML job {run.name} was canceled"
             if limit:
                 error += f" (the workflow's timeout is {limit:g} s)"
+        elif _runtime_error(run):
+            error += f" (Azure ML job {run.name} ended {status})"
+        tail = list(run.tail)[-TAIL_LINES:]
+        if tail:
+            error += "\nlast lines of the job's log:\n" + "\n".join(f"  | {ln}" for ln in tail)
         return JobResult(step, False, error)
 
-    def _collect(self, run: _Run, doc: dict | None) -> JobResult:
+    def _phase(self, run: _Run, status: str) -> None:
+        """Record a status change in the node's log: the phase it starts and how long the one
+        before it took. A terminal status ends the last phase; "" (the end) sums them up."""
+        now = time.monotonic()
+        phase = "" if not status or status in TERMINAL else PHASES.get(status, status.lower())
+        if run.phase and phase != run.phase:
+            run.phases[run.phase] = run.phases.get(run.phase, 0.0) + (now - run.phase_t0)
+        if status:
+            before = f" after {_human(now - run.phase_t0)} {run.phase}" if run.phase and phase != run.phase else ""
+            self._note(run, f"Azure ML job {run.name}: " + (f"{phase} ({status})" if phase else status) + before)
+        if phase != run.phase:
+            run.phase, run.phase_t0 = phase, now
+        if not status and run.phases:
+            self._note(run, "time in each phase: " + ", ".join(f"{k} {_human(v)}" for k, v in run.phases.items()))
+
+    def _collect(self, run: _Run) -> JobResult:
         step, ctx = run.job.step, run.ctx
         key = run.job.key
         entry = self._store().get(key)
         if entry is None:
-            why = (doc or {}).get("error")
+            why = _runtime_error(run)
             return JobResult(step, False, f"Azure ML job {run.name} completed but result {key[:12]} is not in "
                                           f"the store {self._store_url()[0]}" + (f" ({why})" if why else ""))
         have = ctx.store.get(key)
@@ -382,22 +509,6 @@ class AzureMLExecutor:
             raise
         return JobResult(step, True, output=out, model=entry.model,
                          cleanup=functools.partial(shutil.rmtree, staging, ignore_errors=True))
-
-    def _result_doc(self, run: _Run) -> dict | None:
-        """RESULT.json from the job's outputs (for its error and timing); None if unreadable."""
-        from ..azure.sdk import quiet_azure, run_bounded
-
-        tmp = Path(tempfile.mkdtemp(prefix="olivepipe-aml-result-"))
-        try:
-            with quiet_azure():
-                run_bounded(lambda: self._client.jobs.download(run.name, download_path=str(tmp)), 300,
-                            "olivepipe-azureml-download")
-            doc = json.loads((tmp / "artifacts" / "outputs" / "result.json").read_text(encoding="utf-8"))
-            return doc if isinstance(doc, dict) else None
-        except Exception:  # noqa: BLE001 - the store is what counts; this only adds the error text
-            return None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _stream(self, run: _Run, processed: dict, *, final: bool) -> None:
         """New lines of the job's user logs into the node's log, read the way ``jobs.stream``
@@ -421,6 +532,7 @@ class AzureMLExecutor:
                     done = processed.get(name, 0)
                     if len(lines) > done:
                         self._write(run, "".join(f"{ln}\n" for ln in lines[done:]))
+                        run.tail.extend(lines[done:])
                         processed[name] = len(lines)
         except Exception as e:  # noqa: BLE001 - logs are a convenience; the job goes on
             if not run.stream_failed:
@@ -451,7 +563,7 @@ class AzureMLExecutor:
         with self._setup:
             if self._client is None:
                 from ..azure.credentials import DEFAULT_CREDENTIAL_TIMEOUT_S, default_credential, probe
-                from ..azure.sdk import CLIENT_KWARGS, import_ml
+                from ..azure.sdk import APPLY_CLIENT_KWARGS, import_ml
                 from ..azure.workspace import resolve_workspace
 
                 sub, rg, ws, _ = resolve_workspace(None, self.env, start_dir=self.start_dir)
@@ -465,7 +577,7 @@ class AzureMLExecutor:
                     self._credential = cred
                 factory = self.client_factory or import_ml().MLClient
                 self._client = factory(credential=cred, subscription_id=sub, resource_group_name=rg,
-                                       workspace_name=ws, **CLIENT_KWARGS)
+                                       workspace_name=ws, **{**APPLY_CLIENT_KWARGS, **self.client_kwargs})
             return self._client
 
     def _store(self):
@@ -564,6 +676,67 @@ class AzureMLExecutor:
 def _options(placement: dict | None) -> dict:
     opts = (placement or {}).get("azureml") if isinstance(placement, dict) else None
     return dict(opts) if isinstance(opts, dict) else {}
+
+
+def _phase_bounds(opts: dict) -> dict:
+    """{phase: seconds} from the placement's ``prepare_timeout`` and ``queue_timeout``."""
+    from ..spec import parse_duration
+
+    out = {}
+    for opt, phase in (("prepare_timeout", "preparing image"), ("queue_timeout", "queued")):
+        if opts.get(opt) is not None:
+            out[phase] = (opt, parse_duration(opts[opt]))
+    return out
+
+
+def _over_bound(run: _Run, bounds: dict) -> str:
+    """Why the job must be stopped now ("" if it may go on): its phase outlived its bound."""
+    if run.phase not in bounds:
+        return ""
+    opt, limit = bounds[run.phase]
+    spent = time.monotonic() - run.phase_t0
+    if spent <= limit:
+        return ""
+    why = {"queued": "the compute may have no quota for its VM size, be at its maximum node count, or be busy; "
+                     "check its quota and nodes in the Azure ML studio",
+           "preparing image": "the environment image is still building; a first build of the generated "
+                              "environment takes 10-30 minutes, later jobs reuse it"}[run.phase]
+    return (f"Azure ML job {run.name} was {run.phase} for {_human(spent)}, over {opt} ({_human(limit)}): "
+            f"canceled. {why}")
+
+
+def _human(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+def _runtime_error(run: _Run) -> str:
+    """The error the node runtime printed last in the job's log ("" if none)."""
+    rx = re.compile(rf"^olivepipe\.runtime: {re.escape(run.job.step)}: failed: (.*?)(?: in [0-9.e+-]+ s)?$")
+    for line in reversed(run.tail):
+        m = rx.match(line.strip())
+        if m:
+            return m[1]
+    return ""
+
+
+def _submit_error(exc: BaseException, credential, where: str):
+    """The submit's failure, with a hint where the SDK's message needs one: a 403 on the code
+    upload means the identity has no data-plane role on the workspace's storage account."""
+    from ..azure.errors import RegistrationError, translate
+
+    err = translate(exc, credential=credential, where=where)
+    text = str(exc)
+    if ("AuthorizationPermissionMismatch" in text or "AuthorizationFailure" in text
+            or (err.kind == "permission" and "blob" in text.lower())):
+        return RegistrationError(f"uploading the job's code to the workspace's storage was refused: {err.message}",
+                                 "your identity needs 'Storage Blob Data Contributor' on the workspace's storage "
+                                 "account (or the workspace's 'AzureML Data Scientist' role with credential-based "
+                                 "datastore access): docs/azureml.md, Roles", kind="permission")
+    return err
 
 
 def _is_local(url: str) -> bool:
