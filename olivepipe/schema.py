@@ -113,6 +113,9 @@ _executor = {
                                                               "with `compute: serverless`)."},
                  "datastore": {**_aml_name, "description": "Azure ML datastore over the shared cache's container: "
                                                            "results are bound as job outputs, the job needs no token."},
+                 "identity": {"enum": ["user", "managed"],
+                              "description": "The job's identity: `user` (yours, on-behalf-of) or `managed` (the "
+                                             "compute's); default Azure ML's job token. Unneeded with `datastore:`."},
                  "queue_timeout": {**_DURATION, "description": "Cancel and fail the node when its job waits "
                                                                  "this long in the queue (e.g. 30m)."},
                  "prepare_timeout": {**_DURATION, "description": "Cancel and fail the node when its environment "

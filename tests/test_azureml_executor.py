@@ -805,3 +805,45 @@ def test_plan_without_the_azure_extra_blocks_the_remote_node_and_names_the_extra
         if args[0] == "plan" and "json" not in args:
             assert "finetune  lora @ cpu on azureml:gpu-cluster  blocked" in out, out
     assert not (tmp_path / "travel" / "olivepipe.lock").exists() and not (tmp_path / "travel" / ".olivepipe").exists()
+
+
+def test_in_job_credential_follows_azure_mls_own_order():
+    """Inside a job: on-behalf-of (with AZUREML_OBO_ENABLED and a user identity on the job), the
+    managed identity Azure ML names in DEFAULT_IDENTITY_CLIENT_ID, then the default chain with
+    managed identity allowed. Built offline: no credential here asks for a token."""
+    from olivepipe.azure.credentials import job_credential
+
+    both = job_credential({"AZUREML_OBO_ENABLED": "true", "DEFAULT_IDENTITY_CLIENT_ID": "0000-client"})
+    assert [type(c).__name__ for c in both.credentials] == [
+        "AzureMLOnBehalfOfCredential", "ManagedIdentityCredential", "DefaultAzureCredential"]
+    [chain] = job_credential({}).credentials
+    assert "ManagedIdentityCredential" in [type(c).__name__ for c in chain.credentials]
+
+
+def test_serverless_identity_and_datastore_options_reach_the_rest_body_and_plan(tmp_path, monkeypatch):
+    key = "cd" * 32
+    env = amljobs.named_environment("olive-stack:3")
+    job = amljobs.build_command_job(code_dir=tmp_path, store_url="azblob://acct/results/team", compute="serverless",
+                                    instance_type="Standard_NC24ads_A100_v4", environment=env, step="s", key=key,
+                                    name="n", identity="user", datastore="cachestore", datastore_prefix="team")
+    rest = job._to_job()._to_rest_object().properties
+    assert rest.compute_id is None and rest.resources.instance_type == "Standard_NC24ads_A100_v4"
+    assert rest.identity.identity_type == "UserIdentity"
+    assert rest.command == ("python -m olivepipe.runtime job.json --store ${{inputs.cache}} --out outputs/result.json "
+                            "--publish-to ${{outputs.publish}}")
+    assert rest.inputs["cache"].uri == rest.outputs["publish"].uri == "azureml://datastores/cachestore/paths/team/"
+    with pytest.raises(RegistrationError, match="serverless compute without an instance_type"):
+        amljobs.build_command_job(code_dir=tmp_path, store_url="x", compute="serverless", environment=env, step="s",
+                                  key=key, name="n")
+    assert amljobs.DEFAULT_CUDA_IMAGE.startswith("mcr.microsoft.com/azureml/") and "cuda12" in amljobs.DEFAULT_CUDA_IMAGE
+
+    monkeypatch.chdir(tmp_path)
+    needs = Needs()
+    ex = AzureMLExecutor(env=dict(WORKSPACE_ENV), store_url="azblob://acct/results")
+    assert ex.preflight(needs, "gpu", {"azureml": {"compute": "serverless", "instance_type": "Standard_NC24ads_A100_v4",
+                                                   "datastore": "cachestore", "queue_timeout": "30m"}}).ok
+    bare = ex.preflight(needs, "gpu", {"azureml": {"compute": "serverless"}})
+    assert not bare.ok and "an instance_type for serverless compute" in bare.missing[0]
+    folder = AzureMLExecutor(env=dict(WORKSPACE_ENV), store_url=str(tmp_path), jobs_run_here=True).preflight(
+        needs, "cpu", {"azureml": {"compute": "c", "datastore": "cachestore"}})
+    assert not folder.ok and "on Azure Blob storage for `datastore: cachestore`" in folder.missing[0]

@@ -21,6 +21,7 @@ __all__ = [
     "credential_label",
     "probe",
     "check_credentials",
+    "job_credential",
 ]
 
 #: Token scope used for the credential check (Azure Resource Manager, which Azure ML uses).
@@ -139,3 +140,29 @@ def check_credentials(timeout_s: float = DEFAULT_CREDENTIAL_TIMEOUT_S, *, creden
     if err is None:
         return CredentialStatus(True, f"Azure credentials OK ({name})", kind="ok", credential=name, elapsed_s=elapsed)
     return CredentialStatus(False, str(err), kind=err.kind, hint=err.hint or None, credential=name, elapsed_s=elapsed)
+
+
+def job_credential(env: Optional[Dict[str, str]] = None) -> Any:
+    """The credential inside an Azure ML job, in the order Azure ML's own tools use: the
+    on-behalf-of credential when ``AZUREML_OBO_ENABLED`` is set (the job runs with the
+    submitter's user identity: ``identity: user``), the managed identity Azure ML names in
+    ``DEFAULT_IDENTITY_CLIENT_ID`` (the compute's), then the default chain with managed identity
+    allowed (the metadata endpoint answers inside a job). Only used where a job must reach the
+    cache itself; a job bound to a datastore (``datastore:``) needs none."""
+    import os  # noqa: PLC0415
+
+    env = os.environ if env is None else env
+    try:
+        from azure.identity import ChainedTokenCredential, ManagedIdentityCredential  # noqa: PLC0415
+    except ImportError:
+        raise RegistrationError("azure-identity is not installed", "pip install azure-identity", kind="dependency") from None
+    chain = []
+    if str(env.get("AZUREML_OBO_ENABLED", "")).lower() in ("1", "true", "yes"):
+        from azure.ai.ml.identity import AzureMLOnBehalfOfCredential  # noqa: PLC0415
+
+        chain.append(AzureMLOnBehalfOfCredential())
+    client_id = (env.get("DEFAULT_IDENTITY_CLIENT_ID") or "").strip()
+    if client_id:
+        chain.append(ManagedIdentityCredential(client_id=client_id))
+    chain.append(default_credential(exclude_managed_identity_credential=False))
+    return ChainedTokenCredential(*chain)

@@ -36,9 +36,10 @@ STACK = (
     "pyyaml", "ruamel.yaml", "jsonschema", "networkx", "rich", "click", "matplotlib",
     "azure-ai-ml", "azure-identity", "azure-storage-blob",
 )
-#: Azure ML base images (Ubuntu 22.04 with conda); CUDA nodes get the CUDA one.
+#: Azure ML base images (Ubuntu 22.04 with conda); CUDA nodes get the CUDA one: CUDA 12.4, as torch
+#: 2.13's CUDA wheels need a 12.x driver stack (they bring their own CUDA runtime libraries).
 DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"
-DEFAULT_CUDA_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04"
+DEFAULT_CUDA_IMAGE = "mcr.microsoft.com/azureml/openmpi5.0-cuda12.4-ubuntu22.04"
 #: PyPI's Linux torch wheels are CUDA builds; the CPU build of the same version lives here.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 #: The field of an environment identity that names the environment (digest or name:version).
@@ -201,6 +202,9 @@ def build_command_job(*, code_dir: Path, store_url: str, compute: str, environme
         command = runtime_command("${{inputs.cache}}", publish_to="${{outputs.publish}}")
     if timeout_s:
         kw["timeout"] = max(1, int(-(-float(timeout_s) // 1)))  # whole seconds, rounded up
+    if isinstance(identity, str):  # the placement's `identity:` (Azure ML's default is the AML token)
+        ents = ml.entities
+        identity = {"user": ents.UserIdentityConfiguration, "managed": ents.ManagedIdentityConfiguration}[identity]()
     if identity is not None:
         kw["identity"] = identity
     with quiet_azure():

@@ -27,8 +27,9 @@ CLIENT_KWARGS: Dict[str, Any] = {"retry_total": 0, "connection_timeout": 30, "en
 #: sleeps what a Retry-After header says (else 0.8 s, 1.6 s, ... up to 60 s). One throttled
 #: request must not fail a two-hour node; a probe (CLIENT_KWARGS) must not hang a plan.
 APPLY_CLIENT_KWARGS: Dict[str, Any] = {**CLIENT_KWARGS, "retry_total": 6, "retry_backoff_factor": 0.8,
-                                       "retry_backoff_max": 60,
-                                       "show_progress": False}  # no upload progress bar over apply's display
+                                       "retry_backoff_max": 60}
+# show_progress stays on: with it off, azure-ai-ml 1.35.2 never reads its upload threads' results,
+# so a refused code upload (403) would pass silently and the job would start without its code
 
 
 class BoundExceeded(Exception):

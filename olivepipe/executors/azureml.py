@@ -144,6 +144,8 @@ class AzureMLExecutor:
         missing = []
         if not compute:
             missing.append("an Azure ML compute (`executor: {azureml: {compute: <name>}}`)")
+        elif compute == SERVERLESS and not opts.get("instance_type"):
+            missing.append("an instance_type for serverless compute (e.g. `instance_type: Standard_NC24ads_A100_v4`)")
         sdk = sdk_installed()
         if not sdk:
             missing.append(f"azure-ai-ml, which is not installed here: {EXTRA_HINT}")
@@ -157,6 +159,8 @@ class AzureMLExecutor:
         elif not self.jobs_run_here and _is_local(url):
             missing.append(f"a store the Azure ML job can reach ({url} is a folder on this machine; "
                            "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
+        elif opts.get("datastore") and not url.startswith("azblob://"):
+            missing.append(f"the shared cache on Azure Blob storage for `datastore: {opts['datastore']}` (not {url})")
         if device == "gpu" or needs.cuda:
             want.append("CUDA GPU (on the compute: not checked from here)")
         if opts.get("environment"):
@@ -295,7 +299,7 @@ class AzureMLExecutor:
             code_dir=run.code_dir, store_url=self._store_url()[0], compute=opts.get("compute"),
             environment=environment, step=job.step, key=key, name=run.name, workflow=workflow,
             kind=job.kind, instance_type=opts.get("instance_type"), timeout_s=job.timeout_s,
-            environment_variables=_job_env(self.offline), identity=self.identity,
+            environment_variables=_job_env(self.offline), identity=self.identity or opts.get("identity"),
             **self._datastore_binding(run, client, opts))
         if self._killed.is_set():  # Ctrl-C while the inputs were uploading: submit nothing
             raise OlivepipeError(f"interrupted before {job.step} was submitted to Azure ML")

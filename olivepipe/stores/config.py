@@ -447,10 +447,13 @@ def default_credential(cfg: RemoteConfig):
     from ..azure.errors import RegistrationError
 
     try:
-        # inside an Azure ML job (executors/azureml.py sets OLIVEPIPE_AZUREML_JOB=1) the compute's managed
-        # identity is the credential; elsewhere it stays excluded (the metadata endpoint can hang a laptop)
+        # inside an Azure ML job (executors/azureml.py sets OLIVEPIPE_AZUREML_JOB=1): Azure ML's own order
+        # (on-behalf-of, the compute's managed identity, the chain); elsewhere managed identity stays
+        # excluded (the metadata endpoint can hang a laptop)
         if os.environ.get("OLIVEPIPE_AZUREML_JOB") == "1":
-            return make(exclude_managed_identity_credential=False)
+            from ..azure.credentials import job_credential
+
+            return job_credential()
         return make()
     except RegistrationError as e:
         raise StoreError(f"no credentials for the remote cache {cfg.url}: {e.message}",
