@@ -256,13 +256,14 @@ def open_ws(wf, factory, **kw):
 
 
 
-def remote_step(tmp_path, aml, remote_root, *, shared=False, node="b", text=WORKFLOW, **exkw):
+def remote_step(tmp_path, aml, remote_root, *, shared=False, node="b", text=WORKFLOW, make=None, **exkw):
     """The remote node's real job (Workspace.job), its upstream `a` already in the cache, and a
-    context for it. ``shared``: the job's store is the workspace's own cache."""
+    context for it. ``shared``: the job's store is the workspace's own cache. ``make(store_url,
+    **exkw)``: the executor (default: one on the fake ``aml``)."""
     wf = workflow(tmp_path, text)
     cache = tmp_path / "cache"
     url = cache if shared else remote_root
-    ex = executor(aml, url, **exkw)
+    ex = make(url, **exkw) if make else executor(aml, url, **exkw)
     ws = open_ws(wf, lambda: ex, cache_dir=cache)
     rec_a, _ = ws.record("a", {})  # `a` ran here: its result is in the workspace's cache only
     out = write(tmp_path / "a-out" / "result.json", '{"node": "a"}').parent
@@ -789,7 +790,7 @@ def test_plan_without_the_azure_extra_blocks_the_remote_node_and_names_the_extra
     wf = copy_example(tmp_path / "travel")
     text = wf.read_text().replace("    data: travel\n", "    data: travel\n    executor: {azureml: {compute: gpu-cluster}}\n", 1)
     wf.write_text(text)
-    script = WITHOUT_AZURE + "from olivepipe.cli.app import main\nsys.exit(main())\n"
+    script = WITHOUT_AZURE + "from olivepipe.cli.entry import main\nsys.exit(main())\n"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "OLIVEPIPE_REMOTE", "OLIVEPIPE_BLOB"))}
     env.update(WORKSPACE_ENV, CI="1")
     # plain `plan` exits 0 whatever it finds (the pinned exit-code table); the Terraform-style answer is 1

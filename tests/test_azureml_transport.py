@@ -10,6 +10,7 @@ records them instead of sleeping.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ import pytest
 
 from amlservice import FakeCredential, Service
 from olivepipe.executors.azureml import AzureMLExecutor
-from test_azureml_executor import WORKFLOW, WORKSPACE_ENV, context, open_ws, workflow
+from test_azureml_executor import WORKFLOW, WORKSPACE_ENV, open_ws, remote_step, workflow
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")
 
@@ -50,22 +51,8 @@ def real_executor(svc: Service, store_url, **kw) -> AzureMLExecutor:
 
 def remote_job(tmp_path, svc, *, text=WORKFLOW, store_url=None, **exkw):
     """Node b's real job with its upstream a in the cache, and a context, as the scheduler makes them."""
-    from olivepipe.keys import key_of
-    from test_azureml_executor import write
-
-    wf = workflow(tmp_path, text)
-    ex = real_executor(svc, store_url or tmp_path / "remote", **exkw)
-    ws = open_ws(wf, lambda: ex, cache_dir=tmp_path / "cache")
-    rec_a, _ = ws.record("a", {})
-    out = write(tmp_path / "a-out" / "result.json", '{"node": "a"}').parent
-    entries = {"a": ws.store.publish(key_of(rec_a), out, {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}},
-                                                          "kind": "sleep", "record": rec_a})}
-    record, complete = ws.record("b", {k: e.digest for k, e in entries.items()})
-    assert complete
-    job = ws.job("b", entries)
-    log = write(tmp_path / "logs" / "b.log", "")
-    ex.open(slots=2, offline=True, log_dir=log.parent)
-    return ex, ws, job, context(ws.store, ws.workflow.root, log, key_of(record), record, workflow="remote")
+    return remote_step(tmp_path, None, store_url or tmp_path / "remote", text=text,
+                       make=functools.partial(real_executor, svc), **exkw)
 
 
 def test_apply_through_the_real_sdk_submits_follows_and_writes_the_lock(tmp_path, sleep_kind, svc):
@@ -220,9 +207,9 @@ def test_results_bound_as_datastore_outputs_need_no_token_in_the_job(tmp_path, s
     assert "--store ${{inputs.cache}}" in props["command"] and "--publish-to ${{outputs.publish}}" in props["command"]
     assert not any(k.startswith(("AZURE", "OLIVEPIPE_BLOB")) for k in props.get("environmentVariables") or {})
     # the entry came into the container through the output upload, and reads back healthy
-    assert (container / "team" / "entries" / f"{ctx.key}.json").is_file()
-    got = open_container("azblob://cacheacct/olivepipe-cache/team").get(ctx.key)
-    assert got is not None and got.manifest["record"] == ctx.record
+    assert (container / "team" / "entries" / f"{job.key}.json").is_file()
+    got = open_container("azblob://cacheacct/olivepipe-cache/team").get(job.key)
+    assert got is not None and got.manifest["record"] == job.record
     assert "through datastore cachestore (no token in the job)" in Path(ctx.log).read_text()
     assert json.loads((res.output / "result.json").read_text())["node"] == "b"
     res.cleanup()

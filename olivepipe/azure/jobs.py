@@ -34,7 +34,7 @@ STACK = (
     "olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "onnxscript", "transformers", "tokenizers",
     "peft", "accelerate", "datasets", "safetensors", "scipy", "numpy", "requests", "torch",
     "pyyaml", "ruamel.yaml", "jsonschema", "networkx", "rich", "click", "matplotlib",
-    "azure-ai-ml", "azure-identity", "azure-storage-blob",
+    "azure-ai-ml", "azure-identity", "azure-storage-blob", "cryptography",
 )
 #: Azure ML base images (Ubuntu 22.04 with conda); CUDA nodes get the CUDA one: CUDA 12.4, as torch
 #: 2.13's CUDA wheels need a 12.x driver stack (they bring their own CUDA runtime libraries).
