@@ -284,6 +284,12 @@ def test_readme_setup_in_a_fresh_git_repository(tmp_path):
     p = cli("apply", "workflow.yaml", cwd=repo, timeout=300)
     assert p.returncode == 0 and "nothing to do" in (p.stdout + p.stderr).lower(), p.stdout + p.stderr
     assert git(repo, "status", "--porcelain", "-uall") == ""
+    # the README's "change something, re-plan": the reason, and the last time scaled to the new step count
+    wf = repo / "workflow.yaml"
+    wf.write_text(wf.read_text().replace("max_steps: 4", "max_steps: 8"))
+    p = cli("plan", "workflow.yaml", cwd=repo, timeout=120)
+    assert p.returncode == 0 and "params.training_args.max_steps: 4 -> 8" in p.stdout, p.stdout + p.stderr
+    assert re.search(r"finetune .*will run\s+\(~[0-9.]+s: [0-9.]+s last time for 4 steps, scaled to 8\)", p.stdout), p.stdout
 
 
 def test_init_keeps_what_exists(tmp_path):
