@@ -42,11 +42,9 @@ def collect(ws) -> dict:
                 "status": "model", "inputs": [], "where": placement_key(None)}
                for m, spec in ws.workflow.models.items()
                if m not in produced and any(m in s["inputs"] for s in steps)]
-    metrics = None
-    if any(n.kind == "evaluate" for n in ws.workflow.nodes.values()):
-        from .metrics import collect as collect_metrics
+    from . import metrics as measured
 
-        metrics = collect_metrics(ws)
+    metrics = measured.collect(ws) if any(n.kind == measured.KIND for n in ws.workflow.nodes.values()) else None
     return {"workflow": ws.lock_name, "file": ws.workflow.file.name, "description": ws.workflow.description,
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "version": __version__,
             "rehearse": ws.rehearse, "steps": steps, "sources": sources, "metrics": metrics,
