@@ -101,6 +101,11 @@ class Service:
         self.computes = compute if compute is not None else {
             "cpu-cluster": {"vmSize": "STANDARD_DS3_V2", "maxNodeCount": 4},
             "gpu-cluster": {"vmSize": "STANDARD_NC24ADS_A100_V4", "maxNodeCount": 2}}
+        # VM sizes (family, vCPUs, GPUs) and per-family core quota (in use, limit), as the
+        # VirtualMachineSizes and Usages list examples of the REST specification
+        self.vm_sizes = {"STANDARD_DS3_V2": ("standardDSv2Family", 4, 0),
+                         "STANDARD_NC24ADS_A100_V4": ("standardNCADSA100v4Family", 24, 1)}
+        self.quota = {"standardDSv2Family": (0, 100), "standardNCADSA100v4Family": (0, 48)}
         self._mutex = threading.Lock()
         self.transport = _Transport(self)
 
@@ -171,6 +176,10 @@ class Service:
         return _json(404, {"error": {"code": "NotFound", "message": f"no such host {host}"}})
 
     def _arm(self, method, path, query, body):
+        m = re.fullmatch(rf"/subscriptions/{SUB}/providers/Microsoft.MachineLearningServices/locations/([^/]+)/"
+                         r"(vmSizes|usages)", path)
+        if m and method == "GET":
+            return _json(200, {"value": self._sizes() if m[2] == "vmSizes" else self._usages(m[1])})
         if not path.startswith(ARM):
             return _not_found(path)
         rest = path[len(ARM):]
@@ -231,6 +240,17 @@ class Service:
                                f"providers/Microsoft.Storage/storageAccounts/{ACCOUNT}",
                                "discoveryUrl": f"https://{API_HOST}/discovery", "provisioningState": "Succeeded"},
                 "systemData": SYSTEM_DATA}
+
+    def _sizes(self):
+        return [{"name": n, "family": fam, "vCPUs": cores, "gpus": gpus, "memoryGB": 220.0,
+                 "supportedComputeTypes": ["AmlCompute"]} for n, (fam, cores, gpus) in self.vm_sizes.items()]
+
+    def _usages(self, location):
+        return [{"id": f"/subscriptions/{SUB}/providers/Microsoft.MachineLearningServices/locations/{location}/"
+                       f"usages/{fam}", "amlWorkspaceLocation": location,
+                 "type": "Microsoft.MachineLearningServices/totalCores", "unit": "Count", "currentValue": used,
+                 "limit": limit, "name": {"value": fam, "localizedValue": f"{fam} Cluster Dedicated vCPUs"}}
+                for fam, (used, limit) in self.quota.items()]
 
     def _datastore(self, name, default=False):
         account, container = self.datastores[name]

@@ -73,7 +73,9 @@ def test_apply_through_the_real_sdk_submits_follows_and_writes_the_lock(tmp_path
     assert props["displayName"] == "b" and props["tags"]["olivepipe.key"] == result.outcomes["b"].key
     assert "/environments/CliV2AnonymousEnvironment/versions/" in props["environmentId"]
     assert (job.code / "olivepipe" / "runtime.py").is_file() and (job.code / "job.json").is_file()
-    assert svc.calls("GET", r"/computes/cpu-cluster$")  # read-only check before the submit
+    assert svc.calls("GET", r"/computes/cpu-cluster$")  # read-only checks before the submit
+    assert "quota for standardDSv2Family: 0 of 100 cores in use; one STANDARD_DS3_V2 node needs 4" in \
+        ws.log_path("b").read_text()
     assert len(svc.calls("PUT", r"/jobs/[^/]+$")) == 1 and svc.sleeps == []
 
     locked = ws.lock_nodes()  # the lock written after b finished, naming the job's result
@@ -162,6 +164,16 @@ def test_a_job_queued_past_queue_timeout_is_canceled_and_fails_with_the_reason(t
     assert not res.ok and "was queued for" in res.error and "over queue_timeout" in res.error, res.error
     assert "quota" in res.error and run.canceled and run.proc is None  # it never ran
     assert svc.calls("POST", rf"/jobs/{run.name}/cancel$")
+
+
+def test_a_vm_family_without_quota_fails_before_submitting(tmp_path, sleep_kind, svc):
+    svc.quota["standardNCADSA100v4Family"] = (0, 0)  # the subscription has no A100 cores in this region
+    text = WORKFLOW.replace("compute: cpu-cluster", "compute: gpu-cluster")
+    ex, ws, job, ctx = remote_job(tmp_path, svc, text=text)
+    ex.start(job, ctx)
+    [res] = ex.wait()
+    assert not res.ok and "quota for standardNCADSA100v4Family is 0 cores" in res.error and not svc.jobs, res.error
+    assert svc.calls("GET", r"/locations/eastus/usages$") and svc.calls("GET", r"/locations/eastus/vmSizes$")
 
 
 def test_missing_compute_and_a_refused_code_upload_say_what_to_do(tmp_path, sleep_kind, svc):

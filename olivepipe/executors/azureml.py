@@ -377,6 +377,7 @@ class AzureMLExecutor:
 
         name = str(opts.get("compute") or "")
         if name == SERVERLESS:
+            self._check_quota(run, client, str(opts.get("instance_type") or ""))
             return
         try:
             with quiet_azure():
@@ -398,6 +399,52 @@ class AzureMLExecutor:
                                     "a job there would queue forever",
                                     "raise its maximum nodes (and the VM family's quota), or place the node "
                                     "elsewhere", kind="config")
+        if size:
+            self._check_quota(run, client, size)
+
+    def _check_quota(self, run: _Run, client, size: str) -> None:
+        """The subscription's core quota for ``size``'s VM family in the workspace's region (two
+        read-only calls; skipped, with a note, if they fail): a family whose quota cannot fit one
+        node queues a job forever, so the node fails now; a family used up right now is noted."""
+        from ..azure.errors import RegistrationError, short
+        from ..azure.sdk import quiet_azure, run_bounded
+
+        if not size:
+            return
+
+        def read():
+            sizes = {str(v.name).lower(): v for v in client.compute.list_sizes()}
+            vm = sizes.get(size.lower())
+            if vm is None or not getattr(vm, "family", None):
+                return None, None
+            fam = str(vm.family).lower()
+            for u in client.compute.list_usage():
+                label = u.name.get("value") if isinstance(u.name, dict) else getattr(u.name, "value", None)
+                if str(label or "").lower() == fam:
+                    return vm, u
+            return vm, None
+
+        try:
+            with quiet_azure():
+                vm, usage = run_bounded(read, 120, "olivepipe-azureml-quota")
+        except Exception as e:  # noqa: BLE001 - quota is advice; the job is the judge
+            self._note(run, f"could not read the quota for {size} (going on): {short(e)}")
+            return
+        if vm is None or usage is None or usage.limit is None:
+            return
+        # azure-ai-ml 1.35.2 fills these entities from the REST dict: camelCase keys (vCPUs,
+        # currentValue) beside the documented snake_case attributes, which stay None
+        need = int(_attr(vm, "v_cp_us", "vCPUs") or 0)
+        limit, used = int(usage.limit), int(_attr(usage, "current_value", "currentValue") or 0)
+        self._note(run, f"quota for {vm.family}: {used} of {limit} cores in use; one {size} node needs {need}")
+        if need and limit < need:
+            raise RegistrationError(f"the subscription's quota for {vm.family} is {limit} cores, less than one "
+                                    f"{size} node ({need} cores): a job would queue forever",
+                                    "request quota in the Azure ML studio (Quota), or use another VM size",
+                                    kind="config")
+        if need and limit - used < need:
+            self._note(run, f"warning: {vm.family} quota is in use right now ({used} of {limit} cores): the job "
+                            "will queue until cores are free")
 
     def _environment_for(self, job: Job, record: dict, opts: dict):
         """The environment the key promised: the named one, or the generated spec for the job's
@@ -680,6 +727,11 @@ class AzureMLExecutor:
 def _options(placement: dict | None) -> dict:
     opts = (placement or {}).get("azureml") if isinstance(placement, dict) else None
     return dict(opts) if isinstance(opts, dict) else {}
+
+
+def _attr(obj, *names):
+    """The first of ``names`` that ``obj`` has set (not None)."""
+    return next((v for v in (getattr(obj, n, None) for n in names) if v is not None), None)
 
 
 def _phase_bounds(opts: dict) -> dict:
