@@ -95,7 +95,8 @@ class Service:
         self.requests: list[tuple[str, str]] = []  # (method, url) in order
         self.sleeps: list[float] = []  # what azure-core's retry policy slept (not slept here)
         self.faults: list[tuple[str, re.Pattern, int, dict]] = []
-        self.hold = threading.Event()  # set: a job stays queued (for queue timeouts)
+        self.hold = threading.Event()  # set: a job stays in status `hold_in` (for phase timeouts)
+        self.hold_in = "Queued"
         self.on_launch: Callable | None = None
         self.datastores = {"workspaceblobstore": (ACCOUNT, CONTAINER), **(datastores or {})}
         self.computes = compute if compute is not None else {
@@ -306,7 +307,7 @@ class Service:
             if job.canceled or job.finished:
                 return
             if job.proc is None:
-                if job.statuses and not (self.hold.is_set() and job.status == "Queued"):
+                if job.statuses and not (self.hold.is_set() and job.status == self.hold_in):
                     job.status = job.statuses.pop(0)
                     return
                 if self.hold.is_set():

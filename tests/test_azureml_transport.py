@@ -153,16 +153,22 @@ def test_ctrl_c_cancels_the_job_through_the_sdk(tmp_path, sleep_kind, svc):
     assert f"asked Azure ML to cancel job {run.name}" in Path(ctx.log).read_text()
 
 
-def test_a_job_queued_past_queue_timeout_is_canceled_and_fails_with_the_reason(tmp_path, sleep_kind, svc):
-    svc.hold.set()  # no node ever frees up
+@pytest.mark.parametrize("status, option, phase, why", [
+    ("Queued", "queue_timeout", "queued", "quota"),  # no node ever frees up
+    ("Preparing", "prepare_timeout", "preparing image", "image is still building"),  # an image build that hangs
+])
+def test_a_job_past_its_phase_bound_is_canceled_and_fails_with_the_reason(tmp_path, sleep_kind, svc, status, option,
+                                                                           phase, why):
+    svc.hold_in = status
+    svc.hold.set()
     text = WORKFLOW.replace("executor: {azureml: {compute: cpu-cluster}}",
-                            "executor: {azureml: {compute: cpu-cluster, queue_timeout: 0.3}}")
+                            f"executor: {{azureml: {{compute: cpu-cluster, {option}: 0.3}}}}")
     ex, ws, job, ctx = remote_job(tmp_path, svc, text=text)
     ex.start(job, ctx)
     [res] = ex.wait()
     [run] = svc.jobs.values()
-    assert not res.ok and "was queued for" in res.error and "over queue_timeout" in res.error, res.error
-    assert "quota" in res.error and run.canceled and run.proc is None  # it never ran
+    assert not res.ok and f"was {phase} for" in res.error and f"over {option}" in res.error, res.error
+    assert why in res.error and run.canceled and run.proc is None  # it never ran
     assert svc.calls("POST", rf"/jobs/{run.name}/cancel$")
 
 
@@ -236,3 +242,27 @@ def test_results_bound_as_datastore_outputs_need_no_token_in_the_job(tmp_path, s
     assert not res2.ok and "is otheracct/other, not the shared cache's cacheacct/olivepipe-cache" in res2.error
     assert len(svc.jobs) == 1
     assert os.environ.get("AZURE_STORAGE_CONNECTION_STRING") is None
+
+
+def test_a_remote_node_reads_a_remote_inputs_result_from_the_store_not_through_this_machine(tmp_path, sleep_kind, svc):
+    """b and c both on Azure ML: c's job names b's result by key and reads it from the job store;
+    nothing of b is uploaded for c (the one copy that comes here is the scheduler's own, once)."""
+    from olivepipe.executor import apply
+    from olivepipe.plan import make_plan
+    from olivepipe.stores.local import LocalStore
+
+    text = WORKFLOW.replace("c: {kind: sleep, input: b, note: c}",
+                            "c: {kind: sleep, input: b, note: c, executor: {azureml: {compute: cpu-cluster}}}")
+    wf = workflow(tmp_path, text)
+    ws = open_ws(wf, lambda: real_executor(svc, tmp_path / "remote"), cache_dir=tmp_path / "cache")
+    result = apply(ws, make_plan(ws))
+    assert result.ok, {n: o.error for n, o in result.outcomes.items()}
+    c_job = next(j for j in svc.jobs.values() if j.props["displayName"] == "c")
+    sent = json.loads((c_job.code / "job.json").read_text())
+    b_key = result.outcomes["b"].key
+    assert b_key in json.dumps(sent["refs"])  # by key, from the store
+    c_log = ws.log_path("c").read_text()
+    assert "copied input result" not in c_log and "uploaded" not in c_log, c_log
+    assert LocalStore(tmp_path / "remote").get(b_key) is not None
+    c = json.loads((wf.parent / "outputs" / "remote" / "c" / "result.json").read_text())
+    assert c["node"] == "c"
