@@ -18,7 +18,8 @@ plan output going to a terminal (rich colours it), a file modified within the la
 (stat times may not tell two edits in the same tick apart). A stale stamp therefore never
 hides work: it can only cost the few milliseconds of its check.
 
-OLIVEPIPE_FASTPATH=off disables it; =trace says on stderr why it stepped aside.
+OLIVEPIPE_FASTPATH=off disables it; =trace says on stderr why it stepped aside. ``main`` is the
+console script (pyproject: olivepipe.fastpath:main).
 This module imports only os, sys, json and time at the top: it runs before anything else.
 """
 from __future__ import annotations
@@ -98,6 +99,16 @@ def folder_id(folder) -> list:
 
 
 # -- the check (runs before anything is imported) -------------------------------------------
+
+def main():
+    """The `olivepipe` console script: the stamp's answer when it holds, else the full command line."""
+    code = answer(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from .cli import main as full
+
+    return full()
+
 
 def answer(argv: list[str]) -> int | None:
     """Print the no-op answer and return the exit code, or None: run the full command."""

@@ -76,13 +76,36 @@ def _pipelined(f) -> str:
 
 def digest_many(fn, items: list) -> list:
     """``[fn(x) for x in items]``, several at once: hashing threads overlap on several cores
-    and several reads keep the disk busy."""
+    and several reads keep the disk busy. Plain threads (no concurrent.futures import)."""
     if len(items) < 2 or THREADS == 1:
         return [fn(x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
+    out: list = [None] * len(items)
+    todo = iter(enumerate(items))
+    lock = threading.Lock()
+    failed: list[BaseException] = []
 
-    with ThreadPoolExecutor(max_workers=min(THREADS, len(items)), thread_name_prefix="olivepipe-hash") as pool:
-        return list(pool.map(fn, items))
+    def work():
+        while True:
+            with lock:
+                nxt = None if failed else next(todo, None)
+            if nxt is None:
+                return
+            try:
+                out[nxt[0]] = fn(nxt[1])
+            except BaseException as e:  # the first failure is raised by the caller's thread
+                with lock:
+                    failed.append(e)
+                return
+
+    threads = [threading.Thread(target=work, name="olivepipe-hash", daemon=True)
+               for _ in range(min(THREADS, len(items)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise failed[0]
+    return out
 
 
 def canonical(obj) -> str:

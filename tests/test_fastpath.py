@@ -93,10 +93,14 @@ def _same(out: str) -> str:
 def test_every_form_answers_exactly_as_the_full_path(stamped):
     stamp_dir = stamped.parent / ".olivepipe" / "fast"
     assert [p.name for p in stamp_dir.iterdir()] == ["workflow.yaml.json"]  # inside .olivepipe only
-    before = tree_snapshot(stamped.parent)
-    fast = {}
-    for args in COMMANDS:
-        fast[tuple(args)] = p = cli(*args, stamped, env=TRACE)
+    for attempt in range(2):
+        before = tree_snapshot(stamped.parent)
+        fast = {tuple(args): cli(*args, stamped, env=TRACE) for args in COMMANDS}
+        if attempt == 0 and any("packages, olivepipe" in p.stderr for p in fast.values()):
+            restamp(stamped)  # a shared interpreter gained a package meanwhile (its folder moved): once more
+            continue
+        break
+    for args, p in fast.items():
         assert p.stderr == "olivepipe fast path: yes\n", (args, p.stderr)
     assert tree_snapshot(stamped.parent) == before  # the fast path writes nothing, apply's included
     for args in COMMANDS:

@@ -1,4 +1,4 @@
-"""`python -m olivepipe.cli`: as the console script (fast path first, then every command)."""
-from .entry import main
+"""`python -m olivepipe.cli`: as the console script (the no-op fast path first, then every command)."""
+from ..fastpath import main
 
 main()
