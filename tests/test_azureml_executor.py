@@ -790,7 +790,7 @@ def test_plan_without_the_azure_extra_blocks_the_remote_node_and_names_the_extra
     wf = copy_example(tmp_path / "travel")
     text = wf.read_text().replace("    data: travel\n", "    data: travel\n    executor: {azureml: {compute: gpu-cluster}}\n", 1)
     wf.write_text(text)
-    script = WITHOUT_AZURE + "from olivepipe.cli.entry import main\nsys.exit(main())\n"
+    script = WITHOUT_AZURE + "from olivepipe.fastpath import main\nsys.exit(main())\n"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "OLIVEPIPE_REMOTE", "OLIVEPIPE_BLOB"))}
     env.update(WORKSPACE_ENV, CI="1")
     # plain `plan` exits 0 whatever it finds (the pinned exit-code table); the Terraform-style answer is 1
