@@ -32,6 +32,7 @@ class Workspace:
     substitutions: dict = field(default_factory=dict)  # rehearsal stand-ins: name -> what was replaced
     executor: object = None  # an executors.base.Executor; the local one unless told otherwise
     read_only: bool = False  # plan/status/graph: nothing may be written
+    _sources: dict = field(default_factory=dict, repr=False, compare=False)  # source_model's memo
 
     @property
     def catalog(self):
@@ -88,16 +89,25 @@ class Workspace:
         return "cpu" if name in self.workflow.models else self.workflow.nodes[name].device
 
     def source_model(self, name: str) -> ModelSpec | None:
-        """The `models:` entry a step descends from (first inputs up to a model)."""
-        wf = self.workflow
+        """The `models:` entry a step descends from (first inputs up to a model). Remembered for
+        every step on the way: plan asks it of every node, and a chain of n nodes would
+        otherwise cost n²/2 steps (500 s at 10,000 nodes)."""
+        wf, seen, found = self.workflow, [], None
         for _ in range(len(wf.nodes) + 1):
+            if name in self._sources:
+                found = self._sources[name]
+                break
             if name in wf.models:
-                return wf.models[name]
+                found = wf.models[name]
+                break
+            seen.append(name)
             node = wf.nodes.get(name)
             if node is None or not node.inputs:
-                return None
+                break
             name = node.inputs[0]
-        return None
+        for n in seen:
+            self._sources[n] = found
+        return found
 
     def label(self, name: str) -> str:
         return self.kind_of(name).label(self.spec_of(name))
