@@ -97,7 +97,7 @@ _DURATION = {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[smh]$"}]}
 
 _executor = {
-    "description": "Where the node runs: `local` (default) or an Azure ML compute target.",
+    "description": "Where the node runs: `local` (default), an Azure ML compute target or a Ray cluster.",
     "oneOf": [
         {"enum": ["local"]},
         {"type": "object", "additionalProperties": False, "required": ["azureml"],
@@ -120,6 +120,20 @@ _executor = {
                                                                  "this long in the queue (e.g. 30m)."},
                  "prepare_timeout": {**_DURATION, "description": "Cancel and fail the node when its environment "
                                                                    "image takes this long to build (e.g. 45m)."},
+             }}}},
+        {"type": "object", "additionalProperties": False, "required": ["ray"],
+         "properties": {"ray": {
+             "type": "object", "additionalProperties": False,
+             "properties": {
+                 "address": {**_str, "description": "The Ray cluster's GCS address <host>:<port> "
+                                                    "(default: RAY_ADDRESS)."},
+                 "num_cpus": {"type": "number", "exclusiveMinimum": 0, "description": "CPUs the task asks "
+                                                                                      "Ray for (default 1)."},
+                 "num_gpus": {"type": "number", "minimum": 0, "description": "GPUs the task asks Ray for "
+                                                                            "(default: 1 for a GPU node, else 0; "
+                                                                            "a fraction packs nodes on one GPU)."},
+                 "memory_gb": {"type": "number", "exclusiveMinimum": 0,
+                               "description": "Host memory the task asks Ray for."},
              }}}},
     ],
 }

@@ -260,6 +260,14 @@ def _azureml_executor(folder: Path | None = None):
     return AzureMLExecutor(workspace_dir=folder, start_dir=folder)
 
 
+def _ray_executor(folder: Path | None = None):
+    """The Ray executor (its module needs no Ray; preflight says when ray is not installed).
+    ``folder``: the workflow's folder, whose `.olivepipe/config.yaml` may name the shared cache."""
+    from .executors.raycluster import RayExecutor
+
+    return RayExecutor(workspace_dir=folder)
+
+
 def default_cache_dir(workflow: Workflow) -> Path:
     env = os.environ.get("OLIVEPIPE_CACHE_DIR")
     return Path(env) if env else workflow.file.parent / ".olivepipe" / "cache"
@@ -275,7 +283,8 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     from .stores import open_store
 
     wf = workflow or load_workflow(path, remember=not read_only)
-    executor = executor or Router(LocalExecutor(), {"azureml": lambda: _azureml_executor(wf.file.parent)})
+    executor = executor or Router(LocalExecutor(), {"azureml": lambda: _azureml_executor(wf.file.parent),
+                                                     "ray": lambda: _ray_executor(wf.file.parent)})
     substitutions = {}
     if rehearse:
         from .rehearse import rehearsal

@@ -5,6 +5,7 @@ so the scheduler, executors and store can be tested without Olive."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,8 +16,9 @@ class Sleep(NodeKind):
     name = "sleep"
     fields = {"seconds": {"type": "number", "minimum": 0}, "fail": {"type": "boolean"},
               "note": {"type": "string"}, "cuda": {"type": "boolean"}, "data": {"type": "string"},
-              "wait_for": {"type": "string"}, "import_s": {"type": "number", "minimum": 0}}
-    option_fields = ("seconds", "fail", "note", "cuda", "wait_for", "import_s")
+              "wait_for": {"type": "string"}, "import_s": {"type": "number", "minimum": 0},
+              "mark": {"type": "string"}}
+    option_fields = ("seconds", "fail", "note", "cuda", "wait_for", "import_s", "mark")
 
     def needs(self, node, ws=None):
         return Needs(cuda=bool(node.options.get("cuda")))
@@ -39,6 +41,8 @@ class Sleep(NodeKind):
 
     def run(self, spec, io):
         opts = spec["options"]
+        if opts.get("mark"):  # tells a test which process runs the node, once it runs
+            Path(opts["mark"]).write_text(str(os.getpid()))
         if opts.get("wait_for"):  # a test releases the node when it has done its mischief
             while not Path(opts["wait_for"]).exists():
                 time.sleep(0.02)

@@ -27,7 +27,6 @@ import collections
 import dataclasses
 import functools
 import re
-import hashlib
 import json
 import os
 import queue
@@ -40,15 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import InputChanged, OlivepipeError, StoreError
-from ..hashing import tree_digest
-from ..job import DataFile, Job, ModelFolder, StoredResult, UploadedInput
-from ..runtime import INPUT_KIND, input_key, no_links_out, open_store_url
-from .base import Check, JobResult, RunContext
+from ..errors import OlivepipeError, StoreError
+from ..job import Job
+from ..runtime import open_store_url
+from .base import Check, JobResult, RunContext, append_log, drain
+from .staging import stage_inputs
 
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
 TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
-_CHUNK = 1 << 20
 #: Azure ML job statuses by the phase they belong to (JobStatus in azure.ai.ml.constants): the
 #: environment image is built while Preparing, the job waits for nodes while Queued.
 PHASES = {"NotStarted": "starting", "Starting": "starting", "Provisioning": "queued", "Preparing": "preparing image",
@@ -229,15 +227,7 @@ class AzureMLExecutor:
         threading.Thread(target=self._drive, args=(run,), name=f"olivepipe-azureml-{job.step}", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> list[JobResult]:
-        try:
-            out = [self._done.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._done, timeout)
 
     def close(self, *, kill: bool = False) -> None:
         if not kill:
@@ -642,70 +632,7 @@ class AzureMLExecutor:
 
     # -- inputs -----------------------------------------------------------------------------------
     def _stage_inputs(self, run: _Run, remote) -> dict:
-        """Every ref made readable from ``remote``: data files and model folders uploaded (once:
-        by content), upstream results copied over when the job's store lacks them."""
-        refs = {}
-        for ph, ref in run.job.refs.items():
-            if isinstance(ref, StoredResult):
-                self._ensure_entry(run, ref.key, remote)
-                refs[ph] = ref
-            elif isinstance(ref, DataFile):
-                refs[ph] = self._upload(run, ph, ref.file, ref.digest, remote, "file")
-            elif isinstance(ref, ModelFolder):
-                refs[ph] = self._upload(run, ph, ref.tree, ref.digest, remote, "tree")
-            else:  # a text dataset: built where the job runs, from the data inputs above
-                refs[ph] = ref
-        return refs
-
-    def _upload(self, run: _Run, ph: str, rel: str, digest: str, remote, what: str) -> UploadedInput:
-        ctx = run.ctx
-        src = Path(ctx.root) / rel
-        no_links_out(src, Path(ctx.root))
-        label = "data file" if what == "file" else "model folder"
-        if what == "tree" and ctx.stats is not None and tree_digest(ctx.stats.tree(src)) != digest:
-            raise InputChanged(f"{label} {rel} changed after it was hashed; nothing was run", "run apply again")
-        name = Path(rel).name if what == "file" else ""
-        key = input_key(what, digest, name)
-        single = what == "file" or src.is_file()
-        new = UploadedInput(key, what, digest, rel, src.name if single else "")
-        if remote.get(key) is not None:
-            return new  # uploaded before (by anyone): content-addressed, nothing to send
-        staging = Path(remote.staging(f"input-{ph.lstrip('$')}"))
-        try:
-            out = staging / "out"
-            files = _copy_hashed(src, out / src.name) if single else _copy_hashed(src, out)
-            got = files[src.name] if what == "file" else tree_digest(files)
-            if got != digest:
-                raise InputChanged(f"{label} {rel} changed after it was hashed; nothing was uploaded or run",
-                                   "run apply again: the plan hashes it anew")
-            entry = remote.publish(key, out, {"kind": INPUT_KIND, "model": None,
-                                              "record": {"input": what, "digest": digest, "name": name}})
-        finally:
-            remote.discard(staging)
-        self._note(run, f"uploaded {label} {rel} ({sum(f['size'] for f in entry.files.values())} bytes) "
-                        f"as input {key[:12]}")
-        return new
-
-    def _ensure_entry(self, run: _Run, key: str, remote) -> None:
-        if remote.get(key) is not None:
-            return
-        entry = run.ctx.store.get(key)
-        if entry is None:
-            raise OlivepipeError(f"input result {key[:12]} is no longer in the cache",
-                                 "run apply again: the missing input is rebuilt first")
-        tree = Path(run.ctx.store.fetch(entry))
-        staging = Path(remote.staging(f"result-{key[:12]}"))
-        try:
-            files = _copy_hashed(tree, staging / "out")
-            if tree_digest(files) != entry.digest:
-                raise StoreError(f"result {key[:12]} in the local cache does not match its manifest",
-                                 "run `olivepipe cache verify`, then apply again")
-            from ..stores.manifest import meta_of
-
-            remote.publish(key, staging / "out", meta_of(entry.manifest))
-        finally:
-            remote.discard(staging)
-        self._note(run, f"copied input result {key[:12]} to the job's store")
+        return stage_inputs(run.job.refs, run.ctx, remote, lambda text: self._note(run, text))
 
     # -- the node's log -----------------------------------------------------------------------
     def _note(self, run: _Run, text: str) -> None:
@@ -714,14 +641,7 @@ class AzureMLExecutor:
     def _write(self, run: _Run, text: str) -> None:
         from ..azure.redact import redact
 
-        try:
-            fd = os.open(run.ctx.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        except OSError:
-            return
-        try:
-            os.write(fd, redact(text).encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
+        append_log(run.ctx.log, redact(text))
 
 
 def _options(placement: dict | None) -> dict:
@@ -821,37 +741,6 @@ def _code_dir(doc: dict) -> Path:
         shutil.rmtree(d, ignore_errors=True)
         raise
     return d
-
-
-def _copy_hashed(src: Path, dst: Path) -> dict[str, str]:
-    """Copy a file (to ``dst``) or the regular files of a folder (into ``dst``), hashing each as it
-    is copied: {relative path: digest}, walked like hashing.StatCache.tree, so the digests compare."""
-    src, dst = Path(src), Path(dst)
-    if src.is_file():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        return {dst.name: _copy_one(src, dst)}
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(src):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            p = Path(dirpath) / fn
-            if p.is_file():
-                rel = p.relative_to(src).as_posix()
-                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                out[rel] = _copy_one(p, dst / rel)
-    dst.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _copy_one(src: Path, dst: Path) -> str:
-    h = hashlib.sha256()
-    with open(src, "rb") as fi, open(dst, "xb") as fo:
-        while True:
-            chunk = fi.read(_CHUNK)
-            if not chunk:
-                return h.hexdigest()
-            h.update(chunk)
-            fo.write(chunk)
 
 
 __all__ = ["AzureMLExecutor", "TERMINAL"]

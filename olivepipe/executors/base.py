@@ -7,6 +7,8 @@ scheduler in olivepipe/executor.py, the same for every executor.
 """
 from __future__ import annotations
 
+import os
+import queue
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -82,3 +84,29 @@ class Executor(Protocol):
 
     def close(self, *, kill: bool = False) -> None:
         """Stop workers (kill: at once, for Ctrl-C and errors)."""
+
+
+def drain(done: queue.Queue, timeout: float | None) -> list:
+    """``wait`` for executors that collect results on a queue: block for the first (or until
+    ``timeout``: then []), then take every other one already there."""
+    try:
+        out = [done.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            out.append(done.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def append_log(path, text: str) -> None:
+    """Append to a node's log, never through a planted link; a log that cannot be written is skipped."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError:
+        return
+    try:
+        os.write(fd, text.encode("utf-8", "replace"))
+    finally:
+        os.close(fd)

@@ -1,10 +1,12 @@
 """Several executors behind one: each node runs where its `executor:` says.
 
 The scheduler talks to one executor; the router hands each call to the executor of the
-node's placement (None: this machine; {"azureml": {...}}: an Azure ML compute target)
+node's placement (None: this machine; {"azureml": {...}}: an Azure ML compute target;
+{"ray": {...}}: a Ray cluster)
 and waits on all of them at once."""
 from __future__ import annotations
 
+import os
 import time
 
 from .base import Check
@@ -15,6 +17,10 @@ def placement_key(placement: dict | None) -> str:
     if not placement:
         return "local"
     (kind, opts), = placement.items()
+    if kind == "ray":  # the cluster's address (RAY_ADDRESS when the workflow names none)
+        from .raycluster import address_of
+
+        return f"ray:{address_of(placement, os.environ) or '?'}"
     return f"{kind}:{opts.get('compute', '')}" if isinstance(opts, dict) else kind
 
 
