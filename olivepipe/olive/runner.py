@@ -44,6 +44,7 @@ def run_olive(config: dict, log_path: Path | None = None) -> dict:
 
     out = Path(config["output_dir"])
     _prepare_input(config)
+    _fixed_torch_rng()
     result = olive_run(config)
     produced = out / "model_config.json"
     has_output = result is not None and getattr(result, "has_output_model", lambda: True)()
@@ -52,6 +53,16 @@ def run_olive(config: dict, log_path: Path | None = None) -> dict:
     model = json.loads(produced.read_text())
     produced.unlink()  # holds absolute staging paths; the normalized copy lives in the manifest
     return {"model": normalize_model_config(model, out), "import_s": import_s}
+
+
+def _fixed_torch_rng() -> None:
+    """Start each pass from one fixed random state. Some passes draw before they seed (LoRA
+    initialises its adapter weights, then the trainer seeds), and torch seeds itself at random in a
+    new process: without this a result would depend on chance, or on which nodes ran earlier in the
+    same worker (a pool reuses workers; a Ray worker runs whatever Ray hands it)."""
+    import torch
+
+    torch.manual_seed(0)
 
 
 def input_model_path(config: dict) -> str | None:

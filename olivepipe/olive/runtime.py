@@ -63,6 +63,9 @@ def worker_env(base: dict | None = None, *, offline: bool = True) -> dict:
         "WANDB_DISABLED": "true",
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
+        # one iteration order of str sets in every worker: PEFT writes a LoRA's target_modules from a
+        # set, so the same node would otherwise write a different adapter_config.json per process
+        "PYTHONHASHSEED": "0",
     })
     if offline:
         env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
