@@ -18,7 +18,7 @@ import yaml
 from conftest import EXAMPLE, MINIMAL, REPO, cli, write
 from olivepipe import lock as lockfile
 from olivepipe import review
-from olivepipe.errors import OlivepipeError, SpecError
+from olivepipe.errors import LockError, OlivepipeError, SpecError
 from olivepipe.fmt import format_text
 
 ROWS = '{"prompt": "a", "response": "b"}\n'
@@ -399,10 +399,10 @@ def test_lock_update_is_confined(tmp_path):
 
     (ws / ".olivepipe" / "olivepipe.lock.flock").unlink()
     victim = write(outside / "victim", "format: 1\nworkflows: {}\n")
-    (ws / "olivepipe.lock").symlink_to(victim)  # replaced by the rename, never written through
-    lockfile.update(ws / "olivepipe.lock", "wf", {"a": {"key": "1" * 64}})
-    assert victim.read_text() == "format: 1\nworkflows: {}\n" and not (ws / "olivepipe.lock").is_symlink()
-    assert lockfile.nodes(ws / "olivepipe.lock", "wf") == {"a": {"key": "1" * 64}}
+    (ws / "olivepipe.lock").symlink_to(victim)  # neither read nor written through (issue 19)
+    with pytest.raises(LockError, match="the lock file is a symlink"):
+        lockfile.update(ws / "olivepipe.lock", "wf", {"a": {"key": "1" * 64}})
+    assert victim.read_text() == "format: 1\nworkflows: {}\n" and (ws / "olivepipe.lock").is_symlink()
     assert sorted(x.name for x in ws.iterdir()) == [".olivepipe", "olivepipe.lock"]  # no temp file left
 
     # a rehearsal lock lives in the state folder itself: that folder is checked too
