@@ -126,5 +126,11 @@ class UnknownTarget(OlivepipeError):
     exit_code = 2
 
 
+class UsageError(OlivepipeError):
+    """A malformed command-line value (an `-S PATH=VALUE` that cannot be applied): exit 2, as click's."""
+
+    exit_code = 2
+
+
 class FmtError(OlivepipeError):
     exit_code = 2

@@ -94,6 +94,10 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
         lease = getattr(ws.store, "lease", None)
         with (lease() if lease else _nothing()):  # gc leaves a store alone while an apply may publish
             _register_root(ws)
+            if ws.variant is not None:  # `olivepipe exp show` lists it with what it changed
+                from .variants import remember
+
+                remember(ws, ws.variant)
             sched = Scheduler(ws, plan, emit, jobs, gpu_slots, on_failure)
             result = sched.execute()
         if prune_lock and all(s.status != SKIP for s in plan.steps) and result.ok:
@@ -179,7 +183,8 @@ class Scheduler:
         self.ready: list[int] = []
         self.queued: set[str] = set()
         for n in pending:
-            ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)]
+            # ordering-only dependencies (a goal's baseline) settle a step like its inputs
+            ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)] + list(self._after(n))
             self.unsettled[n] = sum(1 for i in ins if i not in self.result.outcomes)
             for i in ins:
                 self.dependents.setdefault(i, []).append(n)
@@ -256,7 +261,8 @@ class Scheduler:
         """A step whose inputs all settled (or one failed): 'settled' (cached, blocked,
         skipped) or 'runnable' (it needs a job; its key is computed)."""
         ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)]
-        bad = [i for i in ins if self._failed(i)]
+        after = self._after(n)  # judged against, not read: a result that missed its own goal still counts
+        bad = [i for i in ins if self._failed(i)] + [a for a in after if self._failed(a) and a not in self.entries]
         if bad:
             self._finish(Outcome(n, "skipped", error=f"input {', '.join(bad)} did not finish"))
             self.emit(Event("skipped", n, f"input {', '.join(bad)} did not finish"))
@@ -308,6 +314,11 @@ class Scheduler:
         self.running[n] = (key, record)
         return "start"
 
+    def _after(self, n: str) -> tuple[str, ...]:
+        """Ordering-only dependencies that this apply runs or serves (not those --target left out)."""
+        spec = self.ws.spec_of(n)
+        return tuple(a for a in getattr(spec, "after", ()) if self.steps.get(a) and self.steps[a].status != SKIP)
+
     def _uses_gpu(self, n: str) -> bool:
         if self.ws.placement(n):  # a remote node runs on its compute's GPU, never on one of ours
             return False
@@ -355,6 +366,8 @@ class Scheduler:
 
             meta = {"model": res.model, "kind": step.kind, "record": record,
                     "duration_s": round(own_seconds(res.seconds, res.extra), 3)}
+            if (res.extra or {}).get("result"):  # what a kind reports about its result (a select's winner)
+                meta["result"] = res.extra["result"]
             try:
                 if res.published:  # the node runtime published it where the job ran
                     entry = self.ws.store.get(key)
@@ -394,13 +407,28 @@ class Scheduler:
                 self._queue(d)
 
     def _done(self, name: str, entry, record: dict, status: str, seconds: float, log: str):
-        link_output(self.ws, name, self.ws.store.fetch(entry))
+        tree = self.ws.store.fetch(entry)
+        link_output(self.ws, name, tree)
         self.entries[name] = entry
         self.digests[name] = entry.digest
         rec = {"key": entry.key, "kind": record["kind"], "record": record,
                "output": {"digest": entry.digest, "files": len(entry.files), "bytes": entry.size},
-               "duration_s": entry.manifest.get("duration_s")}
+               "duration_s": entry.manifest.get("duration_s"), "result": entry.manifest.get("result")}
         self.lock.set({name: rec})  # written only when the entry changed
+        why = None
+        if name in self.ws.workflow.nodes:
+            kind, spec = self.ws.kind_of(name), self.ws.spec_of(name)
+            if status == "ran":
+                from .metrics import keep_history
+
+                keep_history(self.ws, name, kind.history(spec, tree), entry, record)
+            try:
+                why = kind.verdict(spec, tree, {a: self.ws.store.fetch(self.entries[a]) for a in self._after(name)})
+            except (OSError, ValueError, KeyError) as e:  # a result it cannot read is a failed check, not a crash
+                why = f"cannot judge its result: {e.__class__.__name__}: {e}"
+        if why:  # the result stays cached: changing the goal re-judges it without running again
+            self._fail(name, why, seconds, log, entry.key)
+            return
         self._finish(Outcome(name, status, seconds, log=log if status == "ran" else "", key=entry.key))
         self.emit(Event("done" if status == "ran" else "cached", name, seconds=seconds, log=log))
 

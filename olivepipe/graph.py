@@ -110,7 +110,9 @@ def build_graph(workflow: Workflow) -> Graph:
     kinds = {m: "model" for m in workflow.models}
     kinds.update({n: "node" for n in workflow.nodes})
     parents = {m: () for m in workflow.models}
-    parents.update({n: tuple(node.inputs) for n, node in workflow.nodes.items()})
+    # `after`: ordering-only dependencies (an evaluate goal's baseline), never inputs
+    parents.update({n: tuple(dict.fromkeys((*node.inputs, *getattr(node, "after", ())))) for n, node in
+                    workflow.nodes.items()})
     children: dict[str, list[str]] = {n: [] for n in kinds}
     for n, ps in parents.items():
         for p in ps:

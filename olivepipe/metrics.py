@@ -55,7 +55,8 @@ def _row(node: str, doc: dict | None, status: str, key: str | None, why: str | N
     spec_input, spec_device = extra.pop("input", None), extra.pop("device", None)
     row = {"node": node, "input": (doc or {}).get("model") or spec_input, "status": status,
            "key": key, "values": values, "units": units, "device": (doc or {}).get("device") or spec_device,
-           "provider": (doc or {}).get("provider"), "evaluator": (doc or {}).get("evaluator")}
+           "provider": (doc or {}).get("provider"), "evaluator": (doc or {}).get("evaluator"),
+           "measured_at": (doc or {}).get("measured_at")}
     if why:
         row["why"] = why
     row.update(extra)
@@ -79,7 +80,10 @@ def collect(ws) -> dict:
         base = {"input": spec.inputs[0] if spec.inputs else None, "device": spec.device}
         doc, why = read_result(ws.store, step.key)
         if doc is not None:
-            rows.append(_row(name, doc, CURRENT, step.key, **base))
+            runs = history(ws, step.key)
+            when = next((r.get("measured_at") for r in reversed(runs)), None)
+            rows.append(_row(name, {**doc, "measured_at": when}, CURRENT, step.key, **base, runs=len(runs),
+                             spread=spread(runs) if runs else {}))
             continue
         prev = (locked.get(name) or {}).get("key")
         old = read_result(ws.store, prev)[0] if prev and prev != step.key else None
@@ -105,6 +109,93 @@ def _table(ws, rows: list[dict]) -> dict:
             "units": units, "rows": rows}
 
 
+def goal_rows(ws) -> list[dict]:
+    """Every goal of every evaluate node, judged on its last result (current, else the lock's,
+    marked stale); reads the cache only. [] when no node has goals."""
+    from .olive.goals import judge_all
+
+    with_goals = [n for n, s in ws.workflow.nodes.items() if s.kind == KIND and s.options.get("goals")]
+    if not with_goals:
+        return []
+    rows = {r["node"]: r for r in collect(ws)["rows"]}
+    baselines = {n: r["values"] for n, r in rows.items() if r["values"]}
+    out = []
+    for n in with_goals:
+        row, goals = rows[n], ws.workflow.nodes[n].options["goals"]
+        for (metric, goal), judged in zip(goals.items(), judge_all(goals, row["values"], baselines)):
+            text = f"{metric}: {goal['type']} {goal['value']}" + (f" from {goal['baseline']}" if "baseline" in goal else "")
+            if not row["values"]:
+                out.append({"node": n, "goal": text, "ok": None, "result": "not measured yet", "status": row["status"]})
+            else:
+                out.append({"node": n, "goal": text, "ok": judged["ok"], "result": judged["text"],
+                            "status": row["status"]})
+    return out
+
+
+# -- history: every measurement, not one per key ------------------------------------------------
+
+HISTORY = "history"
+
+
+def _history_file(ws, key: str) -> Path:
+    return ws.dir / HISTORY / key[:2] / f"{key}.jsonl"
+
+
+def keep_history(ws, name: str, doc: dict | None, entry, record: dict) -> None:
+    """Append one fresh result to its key's history (``.olivepipe/history/<k[:2]>/<key>.jsonl``):
+    a forced re-measure keeps its key and replaces the cache entry, so this is where the earlier
+    numbers stay, with when and where they were measured."""
+    import os
+
+    from .safefs import confined_dir, open_nofollow
+
+    if not doc:
+        return
+    import time
+
+    # the time stays out of metrics.json: numbers measured again unchanged keep the result's digest
+    line = {"key": entry.key, "digest": entry.digest, "workflow": ws.lock_name, "step": name,
+            "packages": record.get("packages"), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **doc}
+    folder = confined_dir(ws.workflow.file.parent, ".olivepipe", HISTORY, entry.key[:2])
+    fd = open_nofollow(folder / f"{entry.key}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+def history(ws, key: str | None) -> list[dict]:
+    """Every recorded measurement of ``key``, oldest first (unreadable lines are skipped)."""
+    from .safefs import read_regular
+
+    if not key:
+        return []
+    try:
+        text = read_regular(_history_file(ws, key)).decode("utf-8", "replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        if isinstance(doc, dict) and isinstance(doc.get("metrics"), dict):
+            out.append(doc)
+    return out
+
+
+def spread(runs: list[dict]) -> dict:
+    """{result key: {"n", "mean", "min", "max", "stdev"}} over several measurements."""
+    import statistics
+
+    per: dict[str, list[float]] = {}
+    for r in runs:
+        for k, v in _values(r)[0].items():
+            per.setdefault(k, []).append(v)
+    return {k: {"n": len(v), "mean": statistics.fmean(v), "min": min(v), "max": max(v),
+                "stdev": statistics.stdev(v) if len(v) > 1 else 0.0} for k, v in per.items()}
+
+
 # -- against another revision ------------------------------------------------------------
 
 def lock_at(ws, rev: str) -> tuple[dict, str]:
@@ -123,6 +214,31 @@ def lock_at(ws, rev: str) -> tuple[dict, str]:
     return loads(side.text, side.spec)["workflows"].get(ws.lock_name, {}).get("nodes", {}), side.spec
 
 
+def _measured(ws, entry: dict) -> tuple[dict | None, str | None, bool]:
+    """The numbers a lock entry recorded: (metrics.json, why not, re-measured since). The cache
+    holds the latest measurement of a key; when its output digest is not the lock's (`apply
+    --force` measured again), the recorded one comes from the history."""
+    key, digest = entry.get("key"), (entry.get("output") or {}).get("digest")
+    stored = ws.store.peek(key) if key else None
+    if stored is None or not digest or stored.digest == digest:
+        doc, why = read_result(ws.store, key)
+        return doc, why, False
+    old = next((r for r in reversed(history(ws, key)) if r.get("digest") == digest), None)
+    if old is None:
+        return None, "measured again since, and the earlier numbers are not in this workspace's history", True
+    return old, None, True
+
+
+def compare(old: dict, new: dict) -> dict:
+    """{result key: {"old", "new", "delta", "pct"}} of two {key: number} maps."""
+    values = {}
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        values[k] = {"old": a, "new": b, "delta": b - a if a is not None and b is not None else None,
+                     "pct": 100.0 * (b - a) / abs(a) if a not in (None, 0) and b is not None else None}
+    return values
+
+
 def diff(ws, current: dict, rev: str) -> dict:
     """Per evaluate node: old (at ``rev``) and new values, with deltas. Old results are
     looked up in this workspace's store by the old lock's keys."""
@@ -131,8 +247,8 @@ def diff(ws, current: dict, rev: str) -> dict:
     for name, entry in old_nodes.items():
         if entry.get("kind") != KIND:
             continue
-        doc, why = read_result(ws.store, entry.get("key"))
-        old_rows[name] = _row(name, doc, CURRENT if doc else MISSING, entry.get("key"), why)
+        doc, why, again = _measured(ws, entry)
+        old_rows[name] = _row(name, doc, CURRENT if doc else MISSING, entry.get("key"), why, remeasured=again)
     new_rows = {r["node"]: r for r in current["rows"]}
     out, keys = [], set(current["metrics"])
     for name in list(new_rows) + [n for n in sorted(old_rows) if n not in new_rows]:
@@ -145,17 +261,14 @@ def diff(ws, current: dict, rev: str) -> dict:
         elif not old["values"] or not new["values"]:
             status = "unavailable"  # one side has no numbers in the cache (never measured, or collected)
         elif old["key"] == new["key"]:
-            status = "same"
+            status = "re-measured" if old.get("remeasured") else "same"
         else:
             status = "changed"
-        values = {}
-        for k in sorted(set((old or {}).get("values", {})) | set((new or {}).get("values", {}))):
-            a, b = (old or {}).get("values", {}).get(k), (new or {}).get("values", {}).get(k)
-            values[k] = {"old": a, "new": b, "delta": b - a if a is not None and b is not None else None,
-                         "pct": 100.0 * (b - a) / abs(a) if a not in (None, 0) and b is not None else None}
+        values = compare((old or {}).get("values", {}), (new or {}).get("values", {}))
         out.append({"node": name, "input": (new or old or {}).get("input"),
                     "old_input": (old or {}).get("input"), "status": status,
                     "old_key": (old or {}).get("key"), "new_key": (new or {}).get("key"), "values": values,
+                    "measured_at": {"old": (old or {}).get("measured_at"), "new": (new or {}).get("measured_at")},
                     **({"why": old["why"]} if old and old.get("why") and status == "unavailable" else {})})
     units = dict(current["units"])
     for r in old_rows.values():

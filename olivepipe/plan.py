@@ -37,6 +37,7 @@ class Step:
     action: str = ""  # cached | run | forced | blocked | skip: what apply will do
     where: str = "local"  # the executor it runs on: local, azureml:<compute>
     estimate_note: str = ""  # how estimate_s was made from the last run, when not taken as is
+    notes: tuple[str, ...] = ()  # about a cached result, from its kind (a select node's winner)
 
     def __post_init__(self):
         if not self.action:
@@ -48,7 +49,8 @@ class Step:
                 "reasons": list(self.reasons), "key": self.key, "inputs": list(self.inputs), "device": self.device,
                 "needs": list(self.check.needs) if self.check else [],
                 "missing": list(self.check.missing) if self.check else [],
-                "estimate_s": self.estimate_s, "estimate_note": self.estimate_note, "warnings": list(self.warnings)}
+                "estimate_s": self.estimate_s, "estimate_note": self.estimate_note, "warnings": list(self.warnings),
+                "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Plan:
     steps: tuple[Step, ...]
     rehearse: bool = False
     substitutions: dict = field(default_factory=dict)
+    variant: dict | None = None  # -S: {"name", "overrides", "changes"} against the committed file
 
     def by_name(self) -> dict[str, Step]:
         return {s.name: s for s in self.steps}
@@ -83,7 +86,7 @@ class Plan:
         est = [s.estimate_s for s in self.to_run]
         known = est and all(e is not None for e in est)
         return {"format": 1, "workflow": self.workflow, "rehearse": self.rehearse,
-                "substitutions": self.substitutions, "summary": self.counts(),
+                "substitutions": self.substitutions, "variant": self.variant, "summary": self.counts(),
                 "estimate_s": round(sum(est), 1) if known else None,
                 "steps": [s.to_json() for s in self.steps]}
 
@@ -130,7 +133,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         # a tiny model is needed only if it is a target or something selected reads it
         selected = {s for s in selected if s not in ws.workflow.models or s in targets or
                     any(s in ws.step_inputs(n) for n in selected)}
-    locked = ws.lock_nodes()
+    locked = ws.reference_nodes()
     digests: dict[str, str | None] = {}
     actions: dict[str, str] = {}
     out: list[Step] = []
@@ -172,11 +175,13 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         elif entry is not None:
             digests[name] = entry.digest
             actions[name] = CACHED
-            out.append(Step(status=CACHED, output_digest=entry.digest, **common))
+            note = kind.describe((getattr(entry, "manifest", None) or {}).get("result"))
+            out.append(Step(status=CACHED, output_digest=entry.digest, notes=(note,) if note else (), **common))
         else:
             actions[name] = RUN
             out.append(Step(status=RUN, reasons=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
-    return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions))
+    return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions),
+                ws.variant.to_json() if ws.variant is not None else None)
 
 
 def _steps(record: dict | None) -> int | None:

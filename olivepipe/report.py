@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .summary import SYMBOL, WORD, _fmt_s, plan_lines  # noqa: F401  (plan_text's lines; names kept for callers)
+from .summary import SYMBOL, WORD, _fmt_s, plan_lines, variant_lines  # noqa: F401  (plan_text's lines; names kept for callers)
 from .summary import cache_rows, event_json, nothing_to_do, status_lines  # noqa: F401  (re-exported for callers)
 
 from .plan import BLOCKED, CACHED, RUN, SKIP, Plan
@@ -29,6 +29,7 @@ def plan_text(plan: Plan, console: Console) -> None:
 
 def plan_markdown(plan: Plan, mermaid: str) -> str:
     lines = [f"### olivepipe plan: `{plan.workflow}`", ""]
+    lines += [f"> {line}" for line in variant_lines(plan)] + ([""] if plan.variant else [])
     c = plan.counts()
     lines.append(f"**{c[RUN]} to run, {c[CACHED]} cached, {c[BLOCKED]} blocked**" +
                  (f", {c[SKIP]} skipped" if c[SKIP] else ""))
@@ -40,7 +41,7 @@ def plan_markdown(plan: Plan, mermaid: str) -> str:
     lines += ["", "```mermaid", mermaid.rstrip(), "```", "",
               "| step | does | device | status | last time | why |", "|---|---|---|---|---|---|"]
     for s in plan.steps:
-        why = "<br>".join(list(s.reasons) + [f"⚠ {w}" for w in s.warnings]).replace("|", "\\|")
+        why = "<br>".join(list(s.reasons) + list(s.notes) + [f"⚠ {w}" for w in s.warnings]).replace("|", "\\|")
         lines.append(f"| `{s.name}` | {s.label} | {s.device} | {WORD[s.status]} | {_fmt_s(s.estimate_s)} | {why} |")
     return "\n".join(lines) + "\n"
 

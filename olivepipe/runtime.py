@@ -132,6 +132,8 @@ def run_node(job: Job, store, *, log: Path | None = None, root: Path | None = No
             out.mkdir(exist_ok=True)  # a kind with nothing to write still has a (empty) result
             meta = {"model": res.get("model"), "kind": job.kind, "record": job.record,
                     "duration_s": round(own_seconds(time.perf_counter() - t0, res), 3)}
+            if res.get("result"):  # what a kind reports about its result (a select's winner): the lock shows it
+                meta["result"] = res["result"]
             entry = store.publish(key, out, meta, replace=job.replace)
             extra = {k: v for k, v in res.items() if k not in ("ok", "model", "error", "seconds")}
             return NodeResult(True, key, model=entry.model, digest=entry.digest, extra=extra,

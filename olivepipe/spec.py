@@ -84,6 +84,9 @@ class NodeSpec:
     timeout_s: float | None = None  # scheduling, not identity: never in the key
     gpu_memory_gb: float | None = None  # estimate for packing GPU nodes (gpus.py)
     executor: dict | None = None  # where it runs: None (local) or {"azureml": {"compute": ...}}
+    # nodes that must finish first without being inputs (an evaluate goal's baseline): ordering only,
+    # never in the key
+    after: tuple[str, ...] = ()
 
 
 @dataclass
@@ -586,6 +589,11 @@ class _Builder:
                              f"(node '{base}' brings it to {total:,})",
                              "split it into several workflows, or use fewer matrix values")
                 break
+        for spec in self.built.values():
+            for a in spec.after:
+                if a not in self.built:  # a sibling variant named in a goal (see kinds/evaluate.py)
+                    self.problem(("nodes", spec.base), f"'{spec.name}' compares with '{a}', which is not a node",
+                                 f"variants: {', '.join(n for n, b in self.built.items() if b.base == spec.base)}")
         if self.problems:
             ordered = set(order)
             for base, n in d["nodes"].items():
@@ -738,10 +746,11 @@ class _Builder:
             if not isinstance(n, dict) or not isinstance(n.get("input"), (str, list)):
                 continue
             refs = [n["input"]] if isinstance(n["input"], str) else n["input"]
-            for i, ref in enumerate(refs):
+            located = [(("nodes", name, "input") if isinstance(n["input"], str) else ("nodes", name, "input", i), ref)
+                       for i, ref in enumerate(refs)]
+            for at, ref in located + self.kind_refs(name, n):
                 if not isinstance(ref, str):
                     continue  # the schema reported it
-                at = ("nodes", name, "input") if isinstance(n["input"], str) else ("nodes", name, "input", i)
                 target = self.ref_base(ref, models)
                 if target is None:
                     pool = [*models, *nodes]
@@ -780,6 +789,16 @@ class _Builder:
         g.remove_nodes_from(bad)
         # generation by generation (each node after all it reads), each by file position
         return [n for gen in nx.topological_generations(g) for n in sorted(gen, key=index.__getitem__)]
+
+    def kind_refs(self, name: str, n: dict) -> list[tuple]:
+        """Other nodes a node's kind names besides `input` (an evaluate goal's baseline), as
+        (path, reference): they order the graph and join its cycle check. A node naming its own
+        matrix variant is no edge (a sweep's baseline variant judges itself)."""
+        kind = n.get("kind", "olive")
+        if kind not in kinds.node_kinds():
+            return []
+        return [(("nodes", name) + at, ref) for at, ref in kinds.get(kind).refs(n)
+                if not (isinstance(ref, str) and self.ref_base(ref, {}) == name)]
 
     def _input_at(self, reader: str, source: str, models) -> tuple:
         """Where ``reader`` names ``source`` (or a variant of it) in its input."""
@@ -899,6 +918,8 @@ class _Builder:
                     self.problem(at, message, hint, value=True)
                     return []
                 choices.append([({}, ref)])  # a variant named explicitly adds no fan-out
+        if k_impl.gathers:  # a fan-in kind (select) reads every variant of its inputs in one node
+            choices = [[({}, nm)] for c in choices for _, nm in c]
         matrix = n.get("matrix") or {}
         # count before building: three 60-value matrix keys would otherwise hang validation
         fan = 1

@@ -10,7 +10,12 @@ WORD = {CACHED: "cached", RUN: "will run", BLOCKED: "blocked", SKIP: "skip"}
 
 def nothing_to_do(result) -> str:
     """The one-line answer of an apply that found everything cached."""
-    return nothing_to_do_line(sum(1 for o in result.outcomes.values() if o.status == "cached"), result.seconds)
+    c = sum(1 for o in result.outcomes.values() if o.status == "cached")
+    failed = [o for o in result.outcomes.values() if o.status == "failed"]
+    if failed:  # a cached result can still fail its node: a missed goal is judged on every apply
+        return "\n".join([f"✗ {o.name}: {o.error}" for o in failed] +
+                         [f"Apply failed: nothing ran, {c} cached, {len(failed)} failed ({result.seconds:.2f}s)"])
+    return nothing_to_do_line(c, result.seconds)
 
 
 def nothing_to_do_line(cached: int, seconds: float) -> str:
@@ -27,7 +32,7 @@ def plan_lines(plan) -> list[list[tuple[str, str]]]:
     """The plan as lines of (text, style) parts: report.plan_text prints them through rich; joined
     they are the plain text (what the no-op fast path replays, olivepipe/fastpath.py)."""
     title = f"Plan for {plan.workflow}" + (" (REHEARSAL: tiny models, CPU stand-ins)" if plan.rehearse else "")
-    out = [[(title, "bold")]]
+    out = [[(title, "bold")]] + [[(f"  {line}", "bold yellow")] for line in variant_lines(plan)]
     for s in plan.steps:
         sym, color = SYMBOL[s.status]
         head = [(f"  {sym} ", color), (s.name, "bold"),
@@ -39,6 +44,7 @@ def plan_lines(plan) -> list[list[tuple[str, str]]]:
         out.append(head)
         if s.status in (RUN, BLOCKED):
             out += [[(f"      {r}", "dim" if s.status == RUN else "red")] for r in s.reasons]
+        out += [[(f"      {note}", "dim")] for note in s.notes]
         out += [[(f"      ! {w}", "bold magenta")] for w in s.warnings]
     shown = {s.name for s in plan.steps}
     out += [[(f"  ~ {name}  REHEARSAL: {note}", "bold magenta")]
@@ -49,6 +55,21 @@ def plan_lines(plan) -> list[list[tuple[str, str]]]:
         summary += f", {c[SKIP]} skipped"
     out.append([(summary, "bold")])
     return out
+
+
+def variant_lines(plan) -> list[str]:
+    """A -S variant, said as what it changes in the committed file."""
+    v = plan.variant
+    if not v:
+        return []
+    return [f"variant {v['name']} of the committed file (results in .olivepipe/variants.lock):"] + [
+        f"  {c['path']}: {_short(c['old'])} -> {_short(c['new'])}" for c in v["changes"]]
+
+
+def _short(v) -> str:
+    import json
+
+    return "(unset)" if v is None else json.dumps(v, default=str) if not isinstance(v, str) else v
 
 
 def plan_plain(plan) -> str:
@@ -148,4 +169,15 @@ def metrics_markdown(table: dict, *, diff: bool) -> list[str]:
         lines.append(f"| {r['node']} | {r['input'] or '-'} | " + " | ".join(cells) + f" | {status} |")
     if diff:
         lines = [f"Metrics: `{table['lock']}` -> working tree", ""] + lines
+    return lines
+
+
+def goals_markdown(rows: list[dict]) -> list[str]:
+    """The goals table of `plan --format markdown`: each goal with its last result."""
+    mark = {True: "✅ met", False: "❌ missed", None: "—"}
+    lines = ["", "#### Goals (judged on the last measured results)", "", "| node | goal | last result | |",
+             "|---|---|---|---|"]
+    for r in rows:
+        stale = " (stale: measured before this change)" if r["status"] == "stale" else ""
+        lines.append(f"| `{r['node']}` | {r['goal']} | {r['result']}{stale} | {mark[r['ok']]} |".replace("\n", " "))
     return lines

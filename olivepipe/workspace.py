@@ -32,6 +32,7 @@ class Workspace:
     substitutions: dict = field(default_factory=dict)  # rehearsal stand-ins: name -> what was replaced
     executor: object = None  # an executors.base.Executor; the local one unless told otherwise
     read_only: bool = False  # plan/status/graph: nothing may be written
+    variant: object = None  # a variants.Variant: the committed file with -S overrides
     _sources: dict = field(default_factory=dict, repr=False, compare=False)  # source_model's memo
 
     @property
@@ -45,12 +46,15 @@ class Workspace:
         # rehearsals are private runs: their records never land in the committed lock
         if self.rehearse:
             return self.dir / "rehearsal.lock"
+        if self.variant is not None:  # beside the committed lock, never in it
+            return self.dir / "variants.lock"
         return self.workflow.file.parent / "olivepipe.lock"
 
     @property
     def lock_name(self) -> str:
-        """Section of the lock file; rehearsals never touch the real pipeline's records."""
-        return self.workflow.name + ("@rehearsal" if self.rehearse else "")
+        """Section of the lock file; rehearsals and variants never touch the real pipeline's records."""
+        return (self.workflow.name + (f"@{self.variant.name}" if self.variant is not None else "")
+                + ("@rehearsal" if self.rehearse else ""))
 
     @property
     def outputs(self) -> Path:
@@ -248,6 +252,14 @@ class Workspace:
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)
 
+    def reference_nodes(self) -> dict:
+        """What plan compares with: a variant's own last results, else the committed file's
+        (so its plan says what the overrides change)."""
+        own = self.lock_nodes()
+        if self.variant is None or self.rehearse:
+            return own
+        return {**lockfile.nodes(self.workflow.file.parent / "olivepipe.lock", self.workflow.name), **own}
+
 
 def _azureml_executor(folder: Path | None = None):
     """The Azure ML executor, when its module and azure-ai-ml are installed (the `azure` extra).
@@ -275,13 +287,19 @@ def default_cache_dir(workflow: Workflow) -> Path:
 
 def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse: bool = False,
                    workflow: Workflow | None = None, executor=None, store=None,
-                   read_only: bool = False) -> Workspace:
+                   read_only: bool = False, overrides=()) -> Workspace:
     """Open a workflow for plan/apply. ``read_only`` (plan, status, graph): nothing is written,
-    not even the stat cache. ``executor``/``store`` default to the local ones."""
+    not even the stat cache. ``executor``/``store`` default to the local ones. ``overrides``
+    (`-S PATH=VALUE`, parsed by variants.parse): a variant of the file, its own lock section."""
     from .executors.local import LocalExecutor
     from .executors.router import Router
     from .stores import open_store
 
+    variant = None
+    if overrides and workflow is None:
+        from . import variants
+
+        workflow, variant = variants.load(Path(path), overrides)
     wf = workflow or load_workflow(path, remember=not read_only)
     executor = executor or Router(LocalExecutor(), {"azureml": lambda: _azureml_executor(wf.file.parent),
                                                      "ray": lambda: _ray_executor(wf.file.parent)})
@@ -298,4 +316,5 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     store = store or open_store(root, base=wf.file.parent if inside else None, workspace=wf.file.parent)
     writable = not read_only and os.access(wf.file.parent, os.W_OK)
     stats = StatCache(d / "state.db", read_only=not writable, base=wf.file.parent)
-    return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions, executor, read_only)
+    return Workspace(wf, build_graph(wf), store, stats, d, rehearse, substitutions, executor, read_only,
+                     variant=variant)

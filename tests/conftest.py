@@ -86,6 +86,18 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def located(text: str, error) -> tuple[dict, callable]:
+    """A SpecError's problems by (line, col), and ``at(line, snippet)`` that pops the one at
+    the snippet's place in ``text`` (so a test can end with ``assert got == {}``)."""
+    got = {(p.line, p.col): (p.message, p.hint) for p in error.problems}
+
+    def at(line, snippet):
+        col = text.splitlines()[line - 1].index(snippet) + 1
+        return got.pop((line, col))
+
+    return got, at
+
+
 def cli(*args, cwd=None, env=None, timeout=1800) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (exit codes, stderr and all)."""
     e = {**os.environ, **(env or {})}

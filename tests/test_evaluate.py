@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import EXAMPLE, cli, write
+from conftest import EXAMPLE, cli, located, write
 from olivepipe.errors import SpecError
 from olivepipe.spec import load_workflow
 
@@ -314,11 +314,7 @@ def test_bad_evaluate_nodes_get_located_messages(tmp_path):
     wf = write(tmp_path / "workflow.yaml", BAD)
     with pytest.raises(SpecError) as e:
         load_workflow(wf)
-    got = {(p.line, p.col): (p.message, p.hint) for p in e.value.problems}
-
-    def at(line, text):
-        col = BAD.splitlines()[line - 1].index(text) + 1
-        return got.pop((line, col))
+    got, at = located(BAD, e.value)
 
     assert at(10, "latncy") == ("unknown metric 'latncy'", "did you mean 'latency'?")
     msg, hint = at(10, "accuracy")

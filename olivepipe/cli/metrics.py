@@ -21,9 +21,11 @@ from .app import cache_opt, main, rehearse_opt, workflow_arg
               help="Draw every evaluated node on two metrics into OUT.png or OUT.svg.")
 @click.option("--x", "x", default="latency", show_default=True, help="Metric on the x axis (e.g. latency_p90).")
 @click.option("--y", "y", default="perplexity", show_default=True, help="Metric on the y axis.")
+@click.option("--spread", is_flag=True, help="Each metric as mean ± standard deviation over every recorded "
+                                             "measurement of the node's current key (apply --force measures again).")
 @cache_opt
 @rehearse_opt
-def metrics_cmd(workflow, fmt, rev, plot, x, y, cache_dir, rehearse):
+def metrics_cmd(workflow, fmt, rev, plot, x, y, spread, cache_dir, rehearse):
     """What the evaluate nodes measured, side by side: one row per node (its input model),
     one column per metric. Reads cached results only; runs nothing.
 
@@ -31,6 +33,7 @@ def metrics_cmd(workflow, fmt, rev, plot, x, y, cache_dir, rehearse):
     Examples:
       olivepipe metrics workflow.yaml
       olivepipe metrics workflow.yaml --diff HEAD~1 --format markdown
+      olivepipe metrics workflow.yaml --spread
       olivepipe metrics workflow.yaml --plot tradeoff.png --x latency --y perplexity
     """
     from .. import metrics
@@ -55,7 +58,7 @@ def metrics_cmd(workflow, fmt, rev, plot, x, y, cache_dir, rehearse):
     elif fmt == "markdown":
         click.echo("\n".join(_markdown(changes or result, diff=changes is not None)))
     else:
-        click.echo("\n".join(_text(result, changes)))
+        click.echo("\n".join(_text(result, changes, spread)))
     return 0
 
 
@@ -71,10 +74,18 @@ def _grid(head: list[str], body: list[list[str]]) -> list[str]:
     return [line(head), line(["-" * w for w in widths]), *[line(r) for r in body]]
 
 
-def _text(result: dict, changes: dict | None) -> list[str]:
+def _spread_cell(r: dict, k: str) -> str:
+    s = (r.get("spread") or {}).get(k)
+    if not s:
+        return _num(r["values"].get(k))
+    return f"{_num(s['mean'])} ± {_num(s['stdev'])} (n={s['n']})"
+
+
+def _text(result: dict, changes: dict | None, spread: bool = False) -> list[str]:
     if changes is None:
+        cell = _spread_cell if spread else (lambda r, k: _num(r["values"].get(k)))
         head = ["node", "input"] + [_head(result, k) for k in result["metrics"]] + ["status"]
-        body = [[r["node"], r["input"] or "-"] + [_num(r["values"].get(k)) for k in result["metrics"]]
+        body = [[r["node"], r["input"] or "-"] + [cell(r, k) for k in result["metrics"]]
                 + ["" if r["status"] == "current" else r["status"]] for r in result["rows"]]
         n = len(result["rows"])
         lines = [f"olivepipe metrics {result['workflow']}: {n} evaluate node{'s' if n != 1 else ''}", ""]

@@ -123,16 +123,24 @@ def compile_cmd(workflow, nodes, check, cache_dir, rehearse):
     click.echo(json.dumps(out if len(out) != 1 else next(iter(out.values())), indent=2))
 
 
-def _plan_for(workflow, cache_dir, rehearse, target=(), force=(), force_all=False, read_only=False):
+def _plan_for(workflow, cache_dir, rehearse, target=(), force=(), force_all=False, read_only=False, sets=()):
     from ..plan import make_plan
     from ..workspace import open_workspace
 
-    ws = open_workspace(workflow, cache_dir=cache_dir, rehearse=rehearse, read_only=read_only)
+    overrides = ()
+    if sets:
+        from ..variants import parse
+
+        overrides = parse(sets)
+    ws = open_workspace(workflow, cache_dir=cache_dir, rehearse=rehearse, read_only=read_only, overrides=overrides)
     return ws, make_plan(ws, targets=tuple(target), force=tuple(force), force_all=force_all)
 
 
 target_opt = click.option("--target", multiple=True, help="Only this node and what it needs (repeatable).")
 force_opt = click.option("--force", multiple=True, help="Re-run this node even if cached (repeatable).")
+set_opt = click.option("-S", "--set", "sets", multiple=True, metavar="PATH=VALUE",
+                       help="A variant without editing the file: set a field by its key path, e.g. "
+                            "-S finetune.params.r=8 (repeatable; results go to .olivepipe/variants.lock).")
 
 
 def _terraform(params: dict, code: int, failed: bool) -> int:
@@ -149,6 +157,7 @@ def _terraform(params: dict, code: int, failed: bool) -> int:
 @workflow_arg
 @target_opt
 @force_opt
+@set_opt
 @cache_opt
 @rehearse_opt
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
@@ -159,10 +168,14 @@ def _terraform(params: dict, code: int, failed: bool) -> int:
 @click.option("-o", "--out", "save_to", type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the plan to this .json file: `olivepipe apply FILE.json` runs exactly it, or refuses "
                    "if anything it was computed from changed.")
-def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_exitcode, with_metrics, save_to):
+def plan(workflow, target, force, sets, cache_dir, rehearse, fmt, as_json, detailed_exitcode, with_metrics,
+         save_to):
     """Show what apply would do, and why: cached, will run (which input/param/version changed), blocked."""
-    ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, read_only=True)
+    ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, read_only=True, sets=sets)
     if save_to is not None:
+        if sets:
+            raise OlivepipeError("-o with -S: a saved plan is of the committed file",
+                                 "apply the variant with `olivepipe apply FILE -S ...`, or save the plan without -S")
         from .. import savedplan
 
         if save_to.suffix.lower() != ".json":
@@ -182,6 +195,12 @@ def plan(workflow, target, force, cache_dir, rehearse, fmt, as_json, detailed_ex
         from ..report import plan_markdown
 
         click.echo(plan_markdown(p, ws.graph.mermaid({s.name: s.status for s in p.steps})), nl=False)
+        from ..metrics import goal_rows
+        from ..summary import goals_markdown
+
+        goals = goal_rows(ws)
+        if goals:
+            click.echo("\n".join(goals_markdown(goals)))
         if with_metrics:
             from ..metrics import collect
             from ..summary import metrics_markdown
@@ -206,6 +225,7 @@ def _pending_code(p) -> int:
 @workflow_arg
 @target_opt
 @force_opt
+@set_opt
 @click.option("--force-all", is_flag=True, help="Re-run every step.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Steps to run at once (independent branches). Default: 1, plus one per visible GPU "
@@ -220,7 +240,7 @@ def _pending_code(p) -> int:
               help="JSON lines: one event per line as it happens, then the result document.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream every running step's log.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display: only failures and the summary.")
-def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, cache_dir, rehearse, as_json,
+def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_failure, cache_dir, rehearse, as_json,
           verbose, quiet):
     """Run what the plan says, through Olive, caching every result."""
     import signal
@@ -243,9 +263,9 @@ def apply(workflow, target, force, force_all, jobs, gpu_slots, stop_on_failure, 
         cache_dir = Path(opts["cache_dir"]) if opts.get("cache_dir") else None
         workflow = savedplan.workflow_path(workflow, saved)
     # a stamp for the fast path only from the plain form it answers for (fastpath.py)
-    plain = saved is None and not (target or force or force_all or cache_dir or rehearse)
+    plain = saved is None and not (target or force or force_all or cache_dir or rehearse or sets)
     seen = before(workflow) if plain else None
-    ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, force_all)
+    ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, force_all, sets=sets)
     check_no_other_apply(ws)  # before printing a plan that would not run
     if saved is not None:
         savedplan.check(saved, ws, p)  # exactly that plan, or nothing

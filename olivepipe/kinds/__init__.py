@@ -15,9 +15,10 @@ BUILTIN = {
     "evaluate": "olivepipe.kinds.evaluate",
     "adapters": "olivepipe.kinds.multi_adapter",
     "dequantize": "olivepipe.kinds.dequantize",
+    "select": "olivepipe.kinds.select",
 }
 #: kinds a workflow node may name in `kind:` (tiny-model is a `models:` source, not a node kind)
-_NODE_KINDS = ["olive", "generate", "register", "evaluate", "adapters", "dequantize"]
+_NODE_KINDS = ["olive", "generate", "register", "evaluate", "adapters", "dequantize", "select"]
 _modules = dict(BUILTIN)
 _loaded: dict[str, NodeKind] = {}
 

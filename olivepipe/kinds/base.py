@@ -55,6 +55,8 @@ class NodeKind:
     makes_model: bool = True
     #: whether its job carries an Olive workflow JSON (`spec["config"]`) that `olivepipe compile` shows
     compiles_to_olive: bool = False
+    #: whether a node reads every variant of a matrix input at once (fan-in) instead of fanning out
+    gathers: bool = False
 
     # -- spec time ------------------------------------------------------------------
     def check(self, ctx, base: str, raw: dict, where: tuple) -> dict | None:
@@ -66,6 +68,11 @@ class NodeKind:
         matrix = raw.get("matrix") or {}
         if matrix:
             ctx.problem(where + ("matrix",), f"kind '{self.name}' nodes take no matrix", "remove `matrix:`")
+
+    def refs(self, raw: dict) -> list[tuple[tuple, str]]:
+        """Nodes this node names besides `input` that must finish before it, as (path in the
+        node, name): ordering only (NodeSpec.after), never part of its key."""
+        return []
 
     def options(self, raw: dict, description: str = "") -> dict:
         return {k: raw[k] for k in self.option_fields if k in raw}
@@ -109,6 +116,21 @@ class NodeKind:
     def run(self, spec: dict, io: JobIO) -> dict:
         """Worker side: do the work, write into io.out, return {"model": cfg-or-None, ...}."""
         raise NotImplementedError
+
+    def verdict(self, node, tree: Path, after: dict[str, Path]) -> str | None:
+        """Orchestrator side, whenever a result is there (run or cached): why the node fails
+        although its result exists (a missed goal), or None. ``after``: the result folders of
+        ``node.after``. Judged on every apply, so changing a goal never re-runs the node."""
+        return None
+
+    def history(self, node, tree: Path) -> dict | None:
+        """A record of a fresh result worth keeping after its cache entry is replaced
+        (``--force``): an evaluation's numbers. None: nothing to keep."""
+        return None
+
+    def describe(self, result: dict | None) -> str | None:
+        """One line for plan about a stored result's `result` metadata (a select node's winner)."""
+        return None
 
     def output_format(self, node) -> str | None:
         """'onnx', 'hf' or None: what model type the result is, before it exists."""

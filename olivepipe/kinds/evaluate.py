@@ -16,6 +16,7 @@ import platform
 from dataclasses import replace
 from pathlib import Path
 
+from ..olive.goals import GOALS_SCHEMA
 from .base import Needs, NodeKind, Rehearsal
 
 _ref = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"}  # as schema.NAME
@@ -49,8 +50,10 @@ class Evaluate(NodeKind):
                                    "repeat": {**_int, "minimum": 1, "maximum": 100000},
                                    "batch_size": {**_int, "minimum": 1, "maximum": 4096},
                                    "seq_len": {**_int, "minimum": 1, "maximum": 131072}}},
+        "goals": GOALS_SCHEMA,
     }
-    option_fields = ("metrics", "rows", "max_samples", "latency")
+    # goals are judged, not measured: in options (the job never sees them), never in the record
+    option_fields = ("metrics", "rows", "max_samples", "latency", "goals")
 
     # -- spec time ------------------------------------------------------------------
     def check(self, ctx, base, n, where):
@@ -103,7 +106,15 @@ class Evaluate(NodeKind):
         if "latency" in n and not wanted & {"latency", "throughput"}:
             ctx.problem(where + ("latency",), "`latency` options time latency and throughput, which "
                         f"'{base}' does not measure", "add `latency` to metrics, or remove the options")
+        if "goals" in n:
+            from ..olive import goals
+
+            goals.check(ctx, where + ("goals",), n["goals"], sorted(wanted), owner=f"goal of '{base}'")
         return {}
+
+    def refs(self, raw):
+        goals = raw.get("goals")
+        return _baselines(goals, ("goals",)) if isinstance(goals, dict) else []
 
     @staticmethod
     def _check_rows(ctx, at, rows, ds, parsed):
@@ -135,6 +146,8 @@ class Evaluate(NodeKind):
         from .. import kinds
         from ..olive import passes
 
+        spec = resolve_baselines(ctx, spec, where, spec.options.get("goals"), ("goals",),
+                                 spec.options.get("metrics") or ())
         if not spec.inputs:
             return spec
         name = spec.inputs[0]
@@ -207,6 +220,23 @@ class Evaluate(NodeKind):
             opts["max_samples"] = REHEARSAL_SAMPLES
         return Rehearsal(replace(node, options=opts), note="evaluate: " + "; ".join(notes) if notes else "")
 
+    # -- judging and history --------------------------------------------------------------
+    def verdict(self, node, tree, after):
+        from ..olive.goals import judge_all
+
+        goals = node.options.get("goals")
+        if not goals:
+            return None
+        own = read_values(tree)
+        baselines = {n: read_values(t) for n, t in after.items()}
+        baselines[node.name] = own
+        missed = [r["text"] for r in judge_all(goals, own, baselines) if not r["ok"]]
+        return f"goal missed: {'; '.join(missed)}" if missed else None
+
+    def history(self, node, tree):
+        doc = json.loads((Path(tree) / "metrics.json").read_text())
+        return {k: doc.get(k) for k in ("node", "model", "metrics", "device", "provider", "host", "settings")}
+
     # -- execution ------------------------------------------------------------------
     def job(self, ws, node, inputs):
         from ..errors import OlivepipeError
@@ -248,12 +278,60 @@ class Evaluate(NodeKind):
                "model_type": ev.model_type(config["input_model"]), "device": spec["device"],
                "provider": spec["provider"], "evaluator": config["evaluators"][ev.EVALUATOR_NAME]["type"],
                "metrics": results, "settings": spec["settings"],
+
                # latency depends on the machine, which is not in the key: say which one measured it
                "host": {"machine": platform.machine(), "processor": platform.processor() or None,
                         "cpus": os.cpu_count()}}
         (out / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n")
         (out / "report.md").write_text(report_markdown(doc))
         return {"model": None, "summary": {k: v["value"] for k, v in results.items()}}
+
+
+def _baselines(goals: dict, at: tuple) -> list[tuple[tuple, str]]:
+    return [(at + (m, "baseline"), g["baseline"]) for m, g in goals.items()
+            if isinstance(g, dict) and isinstance(g.get("baseline"), str)]
+
+
+def resolve_baselines(ctx, spec, where, goals, at: tuple, metrics, *, own: set | None = None):
+    """``spec`` with ``after`` naming the evaluate nodes its goals compare with (expanded names).
+    A baseline is one evaluate node, or one variant of a matrix evaluate node (``eval-fp32``)
+    that measures the goal's metric. ``own``: the names the node itself reads (no ``after`` needed)."""
+    from dataclasses import replace as _replace
+
+    from ..olive.goals import result_key
+
+    if not isinstance(goals, dict):
+        return spec
+    after = list(spec.after)
+    for (metric, _b), ref in _baselines(goals, ()):
+        loc = where + at + (metric, "baseline")
+        if ref == spec.name or (own and ref in own):
+            continue
+        if ctx.ref_base(ref, {}) == spec.base:  # a sibling variant: built in this same expansion
+            after.append(ref)  # spec.build checks that it exists
+            continue
+        variants = [n for n, b in ctx.built.items() if b.base == ref] if ref not in ctx.built else [ref]
+        if len(variants) != 1:
+            ctx.problem(loc, f"baseline '{ref}' has {len(variants)} variants", "name one of them: "
+                        + ", ".join(variants[:8]), value=True)
+            continue
+        b = ctx.built[variants[0]]
+        if b.kind != "evaluate":
+            ctx.problem(loc, f"baseline '{ref}' is a {b.kind} node, not an evaluate node",
+                        "compare with an evaluate node's result, or give a number", value=True)
+        elif result_key(metric, list(b.options.get("metrics") or ())) is None:
+            ctx.problem(loc, f"baseline '{ref}' does not measure {metric}",
+                        f"add it to that node's metrics (it measures {', '.join(b.options.get('metrics') or ())})",
+                        value=True)
+        else:
+            after.append(variants[0])
+    return _replace(spec, after=tuple(dict.fromkeys(after)))
+
+
+def read_values(tree: Path) -> dict:
+    """{result key: number} of an evaluate result folder."""
+    doc = json.loads((Path(tree) / "metrics.json").read_text())
+    return {k: m["value"] for k, m in doc["metrics"].items()}
 
 
 def report_markdown(doc: dict) -> str:
