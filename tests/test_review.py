@@ -613,12 +613,13 @@ def test_fmt_reports_every_file_and_never_hangs(tmp_path):
 
 # -- plan: JSON shape and markdown ------------------------------------------------------
 
-PLAN_KEYS = {"format": int, "workflow": str, "rehearse": bool, "substitutions": dict, "summary": dict,
+PLAN_KEYS = {"format": int, "workflow": str, "rehearse": bool, "substitutions": dict, "variant": type(None),
+             "summary": dict,
              "estimate_s": (float, int, type(None)), "steps": list}
 STEP_KEYS = {"name": str, "kind": str, "label": str, "status": str, "action": str, "where": str, "reasons": list,
              "key": (str, type(None)),
              "inputs": list, "device": str, "needs": list, "missing": list,
-             "estimate_s": (float, int, type(None)), "estimate_note": str, "warnings": list}
+             "estimate_s": (float, int, type(None)), "estimate_note": str, "warnings": list, "notes": list}
 
 
 def test_plan_json_shape_is_pinned(mini):
