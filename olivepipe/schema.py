@@ -56,7 +56,10 @@ _model = {
         "load_kwargs": {"type": "object", "additionalProperties": False,
                         "description": "How transformers loads the model (training passes default to eager "
                                        "attention, as `olive finetune` does).",
-                        "properties": {"attn_implementation": {"enum": ["eager", "sdpa", "flash_attention_2"]}}},
+                        "properties": {"attn_implementation": {"enum": ["eager", "sdpa", "flash_attention_2"]},
+                                       "torch_dtype": {"enum": ["auto", "float32", "float16", "bfloat16"],
+                                                       "description": "The dtype transformers loads the weights "
+                                                                      "in (Olive's load_kwargs.torch_dtype)."}}},
         "description": {"type": "string"},
     },
     "oneOf": [{"required": ["hf"]}, {"required": ["path"]}, {"required": ["tiny"]}],

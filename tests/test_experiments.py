@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import cli, located, write
+from conftest import EXAMPLE, cli, located, write
 from olivepipe.errors import SpecError
 from olivepipe.spec import load_workflow
 
@@ -324,3 +324,49 @@ def test_overrides_that_cannot_apply_are_located(tmp_path):
     best = SWEEP.splitlines().index("  best:") + 1
     assert r.returncode == 2 and f"workflow.yaml:{best + 1}:1: unknown key 'note' in nodes.best (set by -S best.note=x)" \
         in r.stderr, r.stderr
+
+
+# -- import: evaluators and a search space ---------------------------------------------------
+
+SEARCH_CONFIG = {
+    "workflow_id": "search",
+    "input_model": {"type": "HfModel", "model_path": "models/tiny"},
+    "data_configs": [{"name": "heldout", "type": "HuggingfaceContainer",
+                      "load_dataset_config": {"data_name": "json", "data_files": "travel.jsonl", "split": "train"},
+                      "pre_process_data_config": {"text_template": "{prompt} {response}", "max_seq_len": 32,
+                                                  "max_samples": 8}}],
+    "evaluators": {"common": {"metrics": [
+        {"name": "size", "type": "size_on_disk",
+         "sub_types": [{"name": "bytes", "priority": 1, "goal": {"type": "threshold", "value": 1e9}}]},
+        {"name": "ppl", "type": "accuracy", "sub_types": [{"name": "perplexity", "priority": 2}],
+         "data_config": "heldout"}]}},
+    "evaluator": "common",
+    "evaluate_input_model": False,
+    "search_strategy": {"execution_order": "joint", "sampler": "sequential"},
+    "passes": {"builder": {"type": "ModelBuilder", "precision": {
+        "olive_parameter_type": "SearchParameter", "type": "Categorical", "support": ["int4", "fp32"]}}},
+}
+
+
+@pytest.mark.e2e
+def test_an_olive_search_with_evaluators_imports_and_runs_on_the_tiny_model(tmp_path):
+    from olivepipe.tinymodel import build_tiny_model
+
+    build_tiny_model(tmp_path / "models" / "tiny", layers=1)
+    shutil.copyfile(EXAMPLE / "data" / "travel.jsonl", tmp_path / "travel.jsonl")
+    src = write(tmp_path / "search.json", json.dumps(SEARCH_CONFIG))
+    r = cli("import", src, "-o", tmp_path / "workflow.yaml")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("\n  - ") == 0, r.stderr  # everything in this config is carried
+    wf = load_workflow(tmp_path / "workflow.yaml")
+    assert {n: s.kind for n, s in wf.nodes.items()} == {"builder-int4": "olive", "builder-fp32": "olive",
+                                                        "eval-int4": "evaluate", "eval-fp32": "evaluate",
+                                                        "best": "select"}
+    assert wf.nodes["best"].options["minimize"] == "size"
+    r = cli("apply", "-q", tmp_path / "workflow.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    import yaml
+
+    lock = yaml.safe_load((tmp_path / "olivepipe.lock").read_text())["workflows"]["search"]["nodes"]
+    assert lock["best"]["result"]["selected"] == "builder-int4"  # the smaller model, as the objective says
+    assert lock["best"]["output"]["digest"] == lock["builder-int4"]["output"]["digest"]

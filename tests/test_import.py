@@ -36,7 +36,7 @@ EXPECTED_REPORT = {
     "olive-auto-opt-cpu.json": {"input_model.adapter_path", "output_dir", "log_severity_level"},
     # log_severity_level 1 is what olivepipe runs Olive at: carried, not reported
     "phi-3.5-mini-mixed.json": {"evaluators.evaluator", "evaluator", "output_dir", "cache_dir"},
-    "qwen3-0.6b-cpu-int4.json": {"input_model.load_kwargs.torch_dtype", "log_severity_level", "output_dir", "cache_dir"},
+    "qwen3-0.6b-cpu-int4.json": {"log_severity_level", "output_dir", "cache_dir"},  # torch_dtype is kept
     "qwen2.5-1.5b-qnn-gpu.json": {"systems.target_system.type", "systems.target_system.python_environment_path",
                                   "data_configs[wikitext2_train_act]", "output_dir", "cache_dir"},
     "llama-3.2-1b-rtn.json": {"output_dir"},
@@ -285,10 +285,60 @@ def test_engine_options_without_effect_are_not_reported():
     assert report == {}
 
 
-def test_evaluators_are_reported_each():
+def test_evaluators_olivepipe_cannot_run_are_reported_each():
     ev = {"metrics": [{"name": "latency", "type": "latency", "sub_types": [{"name": "avg"}]}]}
-    _, report = run(base_config(evaluators={"common": ev, "acc": ev}, evaluator="common"))
-    assert {"evaluators.common", "evaluators.acc", "evaluator"} <= set(report)
+    lm = {"type": "LMEvaluator", "tasks": ["mmlu"]}
+    doc, report = run(base_config(evaluators={"common": ev, "lm": lm}, evaluator="lm"))
+    assert "no `evaluator` names it" in report["evaluators.common"]
+    assert "lm-eval" in report["evaluators.lm"] and "evaluator" in report
+    assert [n for n in doc["nodes"]] == ["mb"]  # nothing to evaluate with
+
+
+def test_evaluators_become_evaluate_nodes_with_goals():
+    ev = {"metrics": [
+        {"name": "lat", "type": "latency", "sub_types": [
+            {"name": "avg", "priority": 1, "goal": {"type": "percent-max-degradation", "value": 20}},
+            {"name": "p99"}], "user_config": {"warmup_num": 2, "repeat_test_num": 7, "io_bind": True}},
+        {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes", "goal": {"type": "threshold",
+                                                                                          "value": 1e9}}]},
+        {"name": "acc", "type": "accuracy", "sub_types": [{"name": "accuracy_score"}]}]}
+    doc, report = run(base_config(evaluators={"common": ev}, evaluator="common"))
+    nodes = doc["nodes"]
+    assert nodes["eval"] == {"kind": "evaluate", "input": "mb", "metrics": ["latency", "size"],
+                             "latency": {"warmup": 2, "repeat": 7},
+                             "goals": {"latency_avg": {"type": "percent-max-degradation", "value": 20,
+                                                       "baseline": "eval-phi-3-5-mini-instruct"},
+                                       "size": {"type": "threshold", "value": 1e9}}}
+    # Olive evaluates the input model too (evaluate_input_model defaults to true): the relative goal's baseline
+    assert nodes["eval-phi-3-5-mini-instruct"] == {"kind": "evaluate", "input": "phi-3-5-mini-instruct",
+                                                   "metrics": ["latency", "size"], "latency": {"warmup": 2, "repeat": 7}}
+    # exactly what is not carried
+    assert set(report) == {"evaluators.common.metrics[lat].sub_types[p99]",
+                           "evaluators.common.metrics[lat].user_config.io_bind", "evaluators.common.metrics[acc]"}
+    assert "classification" in report["evaluators.common.metrics[acc]"] or "integer" in \
+        report["evaluators.common.metrics[acc]"]
+
+
+def test_a_search_space_becomes_a_matrix_and_a_select_node():
+    ev = {"metrics": [{"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes", "priority": 1}]},
+                      {"name": "tp", "type": "throughput", "sub_types": [
+                          {"name": "avg", "priority": 2, "goal": {"type": "min-improvement", "value": 1}}]}]}
+    search = {"olive_parameter_type": "SearchParameter", "type": "Categorical", "support": ["int4", "fp32"]}
+    doc, report = run(base_config(evaluators={"e": ev}, evaluator="e", evaluate_input_model=False,
+                                  search_strategy={"execution_order": "joint", "sampler": "tpe", "max_iter": 4},
+                                  passes={"mb": {"type": "ModelBuilder", "precision": search}}))
+    nodes = doc["nodes"]
+    assert nodes["mb"]["matrix"] == {"precision": ["int4", "fp32"]} and "params" not in nodes["mb"]
+    assert nodes["best"] == {"kind": "select", "input": "eval", "minimize": "size",
+                             "constraints": {"throughput": {"type": "min-improvement", "value": 1,
+                                                            "baseline": "eval-phi-3-5-mini-instruct"}}}
+    assert "goals" not in nodes["eval"]  # a variant that misses a goal is left out, not failed
+    assert set(report) == {"search_strategy.sampler", "search_strategy.max_iter"}
+    # alternatives of one pass that form a grid are the same search space
+    doc, report = run(base_config(search_strategy=True, passes={"mb": [
+        {"type": "ModelBuilder", "precision": "int4"}, {"type": "ModelBuilder", "precision": "fp32"}]}))
+    assert doc["nodes"]["mb"]["matrix"] == {"precision": ["int4", "fp32"]}
+    assert "nothing selects" in report["search_strategy"]
 
 
 def test_multiple_accelerators_and_providers_are_reported():
@@ -393,9 +443,7 @@ def test_search_values_and_alternatives_and_pass_level_host_are_reported():
 
 @pytest.mark.parametrize("model, path", [
     ({"adapter_path": "adapter"}, "input_model.adapter_path"),
-    ({"load_kwargs": {"torch_dtype": "float16"}}, "input_model.load_kwargs.torch_dtype"),
-    ({"task": "text-classification"}, "input_model.task"),
-    ({"load_kwargs": {"attn_implementation": "flex"}}, "input_model.load_kwargs.attn_implementation"),
+    ({"task": "text-generation"}, "input_model.task"),
     ({"io_config": {"input_names": ["input_ids"]}}, "input_model.io_config"),
 ])
 def test_model_settings_olivepipe_lacks_are_reported(model, path):
@@ -403,6 +451,30 @@ def test_model_settings_olivepipe_lacks_are_reported(model, path):
     cfg["input_model"].update(model)
     _, report = run(cfg)
     assert path in report, report
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"task": "text-classification"}, "input_model.task 'text-classification'"),  # BERT: would load for generation
+    ({"load_kwargs": {"attn_implementation": "flex"}}, "attn_implementation 'flex'"),
+    ({"load_kwargs": {"device_map": "auto", "quantization_config": {}}}, "device_map, quantization_config"),
+    ({"load_kwargs": {"torch_dtype": "float8"}}, "torch_dtype 'float8'"),
+])
+def test_model_settings_that_would_change_the_model_refuse_the_import(model, message, tmp_path):
+    cfg = base_config()
+    cfg["input_model"].update(model)
+    with pytest.raises(ImportConfigError) as e:
+        run(cfg)
+    assert message in e.value.message and e.value.exit_code == 2
+    src = write(tmp_path / "bert.json", json.dumps(cfg))
+    r = cli("import", src)
+    assert r.returncode == 2 and message in r.stderr and not (tmp_path / "bert.yaml").exists()
+
+
+def test_torch_dtype_is_kept():
+    cfg = base_config()
+    cfg["input_model"]["load_kwargs"] = {"torch_dtype": "float16"}
+    doc, report = run(cfg)
+    assert doc["models"]["phi-3-5-mini-instruct"]["load_kwargs"] == {"torch_dtype": "float16"} and report == {}
 
 
 def test_model_translation():

@@ -13,6 +13,8 @@ Imports no Olive: the pass catalog and the tables below are enough.
 """
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -41,7 +43,8 @@ ENGINE_IGNORED = {
     "clean_cache", "clean_evaluation_cache",  # olivepipe gives every Olive run a fresh cache anyway
 }
 # Engine options that do nothing at these values (Olive's defaults)
-ENGINE_NOOP_VALUES = {"search_strategy": (None, False), "log_severity_level": (1,),  # compile.py runs Olive at 1 "evaluator": (None,), "packaging_config": (None, []),
+ENGINE_NOOP_VALUES = {"search_strategy": (None, False), "log_severity_level": (1,),  # compile.py runs Olive at 1
+                      "evaluator": (None,), "packaging_config": (None, []),
                       "enable_shared_cache": (False,), "plot_pareto_frontier": (False,), "log_to_file": (False,)}
 _LOGS = "olivepipe runs Olive at INFO level into each node's log (`olivepipe logs FILE NODE`)"
 ENGINE_WHY = {
@@ -51,7 +54,7 @@ ENGINE_WHY = {
     "enable_shared_cache": "olivepipe's store replaces Olive's shared cache (--cache-dir can be shared)",
     "packaging_config": "olivepipe does not package outputs; `olivepipe show FILE NODE --export DIR` copies a result",
     "search_strategy": "olivepipe runs each pass once with the params written: no search",
-    "evaluator": "olivepipe runs no Olive evaluator (a `kind: generate` node is its smoke test)",
+    "evaluator": "the evaluator it names has no metric olivepipe can measure (see its entry): nothing is evaluated",
     "log_severity_level": _LOGS, "ort_log_severity_level": _LOGS, "ort_py_log_severity_level": _LOGS,
     "log_to_file": _LOGS,
     "plot_pareto_frontier": "there is no search, so no pareto frontier",
@@ -93,6 +96,7 @@ EP_DEVICE = {
     "WebGpuExecutionProvider": "gpu",
 }
 DEVICES = ("cpu", "gpu", "npu")  # what a node's `device:` takes
+TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")  # a model's load_kwargs.torch_dtype (schema.py)
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")  # as schema._model.hf
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")
@@ -223,6 +227,7 @@ class _Importer:
         self.datasets: dict[str, dict] = {}  # olivepipe name -> entry
         self.dataset_of: dict[str, str | None] = {}  # Olive data config name -> olivepipe name (None: not importable)
         self.used_data: set[str] = set()
+        self.search = self.searched = self.evaluated = False
 
     def skip(self, path: str, message: str) -> None:
         self.report.append(Untranslated(path, message))
@@ -245,6 +250,7 @@ class _Importer:
                 self.data_configs[dc["name"]] = dc
             else:
                 self.skip(f"data_configs[{i}]", "a data config without a name: nothing can use it")
+        self.search = bool(engine.get("search_strategy"))  # Olive searches only with a strategy
         nodes = self.passes(cfg["passes"], model_name)
         if model_name in nodes:  # a pass named like the model: the model gets another name
             model_name = next(n for n in (f"{model_name[:58]}-model", *(f"base-{i}" for i in range(len(nodes) + 1)))
@@ -252,11 +258,11 @@ class _Importer:
             first = next(iter(nodes.values()), None)
             if first is not None:
                 first["input"] = model_name
+        nodes.update(self.evaluation(engine, nodes, model_name))
         for dc in self.data_configs:
             if dc not in self.used_data:
-                self.skip(f"data_configs[{dc}]", "no imported pass reads it (only passes' data configs become datasets)")
-        for ev in (cfg.get("evaluators") or {}):
-            self.skip(f"evaluators.{ev}", "olivepipe runs no Olive evaluator (a `kind: generate` node is its smoke test)")
+                self.skip(f"data_configs[{dc}]", "nothing imported reads it (passes' and perplexity's data configs "
+                                                 "become datasets)")
         self.engine(engine)
         doc: dict = {"olivepipe": 1, "name": name_of(name or cfg.get("workflow_id") or default_name, "imported")}
         defaults = {}
@@ -297,6 +303,11 @@ class _Importer:
         if mtype == "hfmodel":
             handled |= {"load_kwargs", "task"}
             task = m.get("task", DEFAULT_HF_TASK)
+            if task not in TEXT_GEN_TASKS:  # e.g. BERT's text-classification: a workflow would load another model
+                raise ImportConfigError(f"input_model.task {task!r}: olivepipe's models are causal language models "
+                                        f"(task {DEFAULT_HF_TASK!r}); imported without it, every node would load "
+                                        "this model for text generation instead",
+                                        "olivepipe imports text-generation workflows; run this one with `olive run`")
             if task != DEFAULT_HF_TASK:
                 self.skip("input_model.task", f"olivepipe loads models for Olive's default task {DEFAULT_HF_TASK!r}, "
                                               f"not {task!r}")
@@ -313,14 +324,22 @@ class _Importer:
                 entry["trust_remote_code"] = True
             attn = lk.get("attn_implementation")
             if attn in ("eager", "sdpa", "flash_attention_2"):
-                entry["load_kwargs"] = {"attn_implementation": attn}
+                entry.setdefault("load_kwargs", {})["attn_implementation"] = attn
             elif attn is not None:
-                self.skip("input_model.load_kwargs.attn_implementation",
-                          f"{attn!r}: olivepipe takes eager, sdpa or flash_attention_2")
-            for k in lk:
-                if k not in ("revision", "trust_remote_code", "attn_implementation"):
-                    self.skip(f"input_model.load_kwargs.{k}", "olivepipe loads models with only revision, "
-                                                             "trust_remote_code and attn_implementation")
+                raise ImportConfigError(f"input_model.load_kwargs.attn_implementation {attn!r}: olivepipe takes eager, "
+                                        "sdpa or flash_attention_2, and another would load the model differently",
+                                        "change it in the config, or run it with `olive run`")
+            if lk.get("torch_dtype") is not None:
+                if lk["torch_dtype"] not in TORCH_DTYPES:
+                    raise ImportConfigError(f"input_model.load_kwargs.torch_dtype {lk['torch_dtype']!r}: olivepipe takes "
+                                            f"{', '.join(TORCH_DTYPES)}", "change it in the config")
+                entry.setdefault("load_kwargs", {})["torch_dtype"] = lk["torch_dtype"]
+            other = [k for k in lk if k not in ("revision", "trust_remote_code", "attn_implementation", "torch_dtype")]
+            if other:  # how the model loads shapes every result: kept, or not imported at all
+                raise ImportConfigError(f"input_model.load_kwargs: {', '.join(other)}: olivepipe loads models with "
+                                        "revision, trust_remote_code, attn_implementation and torch_dtype only; "
+                                        "dropping the rest would load another model",
+                                        "remove them from the config if they are not needed, or run it with `olive run`")
             if attn is None and any(self.catalog.resolve(str(_nested(p, "config").get("type", ""))) in TRAINING_PASSES
                                     for p in _pass_entries(self.cfg["passes"])):
                 self.skip("input_model.load_kwargs.attn_implementation",
@@ -406,6 +425,11 @@ class _Importer:
         for k, v in engine.items():
             if k in ("host", "target") or k in ENGINE_IGNORED:  # host/target: read by system()
                 continue
+            if k == "evaluator" and self.evaluated:
+                continue  # its metrics became evaluate nodes (evaluation())
+            if k == "search_strategy" and self.searched:
+                self.search_options(v)
+                continue
             if k == "cache_config" and isinstance(v, dict) and not any(x not in (None, False, "") for x in v.values()):
                 continue  # the CLI writes {account_name: null, container_name: null}: no shared cache
             if k in ENGINE_NOOP_VALUES and v in ENGINE_NOOP_VALUES[k]:
@@ -429,8 +453,14 @@ class _Importer:
                     self.skip(where, "an empty list of configs: nothing to run")
                     continue
                 if len(raw) > 1:
-                    self.skip(where, f"{len(raw)} alternative configs: olivepipe runs one; the first is imported")
-                raw = raw[0]
+                    grid = _alternatives_grid(raw) if self.search else None
+                    if grid is None:
+                        self.skip(where, f"{len(raw)} alternative configs: olivepipe runs one; the first is imported"
+                                         + ("" if self.search else " (Olive too, without a search_strategy)"))
+                    else:  # every alternative is one matrix variant
+                        raw = {**raw[0], **{k: {"olive_parameter_type": "SearchParameter", "type": "Categorical",
+                                                "support": vals} for k, vals in grid.items()}}
+                raw = raw[0] if isinstance(raw, list) else raw
             p = _nested(raw, "config")
             if not isinstance(raw, dict) or "type" not in p:
                 self.skip(where, "a pass without a type")
@@ -453,6 +483,7 @@ class _Importer:
         spec = self.catalog.params(pass_type) if pass_type else {}
         data_param = self.catalog.data_param(pass_type) if pass_type else None
         params: dict = {}
+        matrix: dict = {}
         dataset = None
         for k, v in p.items():
             at = f"{where}.{k}"
@@ -465,7 +496,16 @@ class _Importer:
             if v == "DEFAULT_VALUE":  # Olive's spelling of "the default": writing nothing says the same
                 continue
             if v == "SEARCHABLE_VALUES" or isinstance(v, dict) and v.get("olive_parameter_type") == "SearchParameter":
-                self.skip(at, "a search space: olivepipe runs each pass once with the value written")
+                support = v.get("support") if isinstance(v, dict) and v.get("type") == "Categorical" else None
+                if not self.search:
+                    self.skip(at, "a search space without a search_strategy: Olive runs the pass once with its "
+                                  "default, and so does olivepipe")
+                elif isinstance(support, list) and support and all(isinstance(x, (str, int, float, bool))
+                                                                   for x in support):
+                    matrix[k] = list(support)  # every value is built; a select node chooses (evaluation())
+                else:
+                    self.skip(at, "a search space other than Categorical values (SEARCHABLE_VALUES, conditional "
+                                  "or ranges): olivepipe runs the pass with Olive's default")
                 continue
             if (spec.get(k) or {}).get("type") == "data_config" or not pass_type and k in ("data_config", "train_data_config"):
                 if k == data_param or not pass_type:
@@ -496,6 +536,9 @@ class _Importer:
         node: dict = {"pass": self.pass_name(written, pass_type, params), "input": prev}
         if dataset:
             node["data"] = dataset
+        if matrix:
+            node["matrix"] = matrix
+            self.searched = True
         if params:
             node["params"] = params
         return node
@@ -509,6 +552,174 @@ class _Importer:
         if alias and not set(ALIAS_DEFAULTS.get(alias, {})) - set(params):
             return alias
         return pass_type
+
+    # -- evaluation and search ------------------------------------------------------------
+    def evaluation(self, engine: dict, nodes: dict, model_name: str) -> dict:
+        """The engine's evaluator -> an evaluate node on the last pass's result (with goals), one
+        on the input model when Olive evaluates it (or a relative goal needs it as baseline), and,
+        with a search space, a select node choosing the variant by the objective, the goals
+        becoming its constraints."""
+        evs = self.cfg.get("evaluators") or {}
+        used = engine.get("evaluator")
+        for name in evs:
+            if name != used:
+                self.skip(f"evaluators.{name}", "no `evaluator` names it: Olive runs it nowhere")
+        if used is None:
+            if self.searched:
+                self.skip("search_strategy", "no evaluator: every variant is built and nothing selects among them")
+            return {}
+        if isinstance(used, str):
+            if used not in evs:
+                self.skip("evaluator", f"names no evaluator ({used!r})")
+                return {}
+            ev, where = evs[used], f"evaluators.{used}"
+        else:
+            ev, where = used, "evaluator"
+        got = self.metrics(_nested(ev, "config") if isinstance(ev, dict) else {}, where)
+        if got is None:
+            return {}
+        metrics, goals, objective, extra = got
+        self.evaluated = True
+        taken = set(nodes) | {model_name}
+
+        def fresh(n):
+            n, i = n[:64], 2
+            while n in taken:
+                n, i = f"{n[:60]}-{i}", i + 1
+            taken.add(n)
+            return n
+
+        out: dict = {}
+        relative = any(g["type"] != "threshold" for g in goals.values())
+        baseline = None
+        if engine.get("evaluate_input_model", True) is not False or relative:
+            # Olive measures the input model too (and resolves relative goals against it)
+            baseline = fresh(name_of(f"eval-{model_name}", "eval-input"))
+            out[baseline] = copy.deepcopy({"kind": "evaluate", "input": model_name, "metrics": metrics, **extra})
+        for g in goals.values():
+            if g["type"] != "threshold":
+                g["baseline"] = baseline
+        last = list(nodes)[-1] if nodes else model_name
+        ev_name = fresh("eval")
+        out[ev_name] = copy.deepcopy({"kind": "evaluate", "input": last, "metrics": metrics, **extra})
+        if self.searched:
+            hib, key = objective
+            out[fresh("best")] = {"kind": "select", "input": ev_name, ("maximize" if hib else "minimize"): key,
+                                  **({"constraints": goals} if goals else {})}
+        elif goals:
+            out[ev_name]["goals"] = goals
+        return out
+
+    def metrics(self, ev: dict, where: str):
+        """(metrics, goals, (higher_is_better, objective key), node fields) of an Olive evaluator,
+        or None when none of its metrics can be measured here (each one reported)."""
+        from .evaluate import METRICS, REFUSED, result_keys
+
+        etype = str(ev.get("type") or "OliveEvaluator")
+        if etype != "OliveEvaluator":
+            lm = etype == "LMEvaluator"
+            self.skip(where, f"{etype}: " + (REFUSED["lm-eval"][0] if lm else "olivepipe measures with Olive's own "
+                                             "OliveEvaluator metrics (latency, throughput, perplexity, size)"))
+            return None
+        for k, v in ev.items():
+            if k not in ("type", "metrics") and v not in (None, {}, []):
+                self.skip(f"{where}.{k}", "not an evaluator setting olivepipe knows")
+        names, goals, extra, ranked = [], {}, {}, []
+        data = None
+        for i, m in enumerate(ev.get("metrics") or []):
+            m = m if isinstance(m, dict) else {}
+            at = f"{where}.metrics[{m.get('name', i)}]"
+            mtype = str(m.get("type", ""))
+            subs = [x if isinstance(x, dict) else {"name": x} for x in (m.get("sub_types") or [])]
+            ours = {"latency": "latency", "throughput": "throughput", "size_on_disk": "size"}.get(mtype)
+            if mtype == "accuracy":
+                if [x.get("name") for x in subs] == ["perplexity"]:
+                    ours = "perplexity"
+                else:
+                    bad = [str(x.get("name")) for x in subs if x.get("name") != "perplexity"]
+                    why = REFUSED.get(bad[0].lower(), ("not a metric of a causal language model here",))[0] if bad else ""
+                    self.skip(at, f"accuracy {', '.join(bad)}: {why}")
+                    continue
+            if ours is None:
+                self.skip(at, f"type {mtype!r}: olivepipe measures latency, throughput, size_on_disk and "
+                              "accuracy/perplexity" + (" (a custom metric runs a user script)" if mtype == "custom" else ""))
+                continue
+            if ours in names:
+                self.skip(at, f"{ours} is measured once per evaluate node")
+                continue
+            keys = dict(zip(METRICS[ours]["subs"], result_keys(ours)))
+            kept = 0
+            for x in subs:
+                sub, sat = x.get("name"), f"{at}.sub_types[{x.get('name')}]"
+                if sub not in keys:
+                    self.skip(sat, f"olivepipe measures {ours} as {', '.join(keys)}")
+                    continue
+                kept += 1
+                hib = x.get("higher_is_better", METRICS[ours]["higher_is_better"])
+                if hib != METRICS[ours]["higher_is_better"]:
+                    self.skip(f"{sat}.higher_is_better", f"{ours} {sub} is "
+                                                          f"{'higher' if METRICS[ours]['higher_is_better'] else 'lower'}"
+                                                          " is better in Olive's metric: the goal keeps that direction")
+                goal = x.get("goal")
+                if isinstance(goal, dict) and goal.get("type") is not None:
+                    goals[keys[sub]] = {"type": goal["type"], "value": goal.get("value")}
+                # the objective: Olive's first priority (unranked sub-types after, in the order written)
+                rank = x.get("priority") if isinstance(x.get("priority"), int) and x["priority"] > 0 else 10 ** 9
+                ranked.append((rank, len(ranked), METRICS[ours]["higher_is_better"], keys[sub]))
+                for k in x:
+                    if k not in ("name", "goal", "priority", "higher_is_better") and x[k] not in (None, {}, []):
+                        self.skip(f"{sat}.{k}", "not a sub-type setting olivepipe knows")
+            if not kept:
+                continue
+            names.append(ours)
+            uc = m.get("user_config") if isinstance(m.get("user_config"), dict) else {}
+            for k, v in uc.items():
+                if ours in ("latency", "throughput") and k in ("warmup_num", "repeat_test_num"):
+                    extra.setdefault("latency", {})["warmup" if k == "warmup_num" else "repeat"] = v
+                elif v not in (None, {}, [], False):
+                    self.skip(f"{at}.user_config.{k}", "olivepipe sets warmup_num and repeat_test_num only "
+                                                        "(latency: warmup, repeat)")
+            dc = m.get("data_config")
+            if ours == "perplexity":
+                ref = self.dataset_ref(f"{at}.data_config", dc) if dc is not None else None
+                if dc is None:
+                    self.skip(f"{at}.data_config", "perplexity needs data: none given")
+                if data is not None and ref != data:
+                    self.skip(f"{at}.data_config", "olivepipe gives an evaluate node one dataset")
+                data = data or ref
+            elif dc is not None:
+                self.skip(f"{at}.data_config", f"olivepipe times {ours} on random tokens (latency: batch_size, seq_len)")
+                if isinstance(dc, str):
+                    self.used_data.add(dc)
+            for k, v in m.items():
+                if k not in ("name", "type", "sub_types", "user_config", "data_config") and v not in (None, {}, []) \
+                        and not (k == "backend" and v == "torchmetrics"):
+                    self.skip(f"{at}.{k}", "not a metric setting olivepipe knows")
+        if "perplexity" in names and data is None:
+            names.remove("perplexity")
+            goals.pop("perplexity", None)
+        if not names:
+            return None
+        measured = [k for n in names for k in result_keys(n)]
+        ranked = [r for r in ranked if r[3] in measured]
+        _, _, hib, key = min(ranked) if ranked else (0, 0, METRICS[names[0]]["higher_is_better"], measured[0])
+        if data:
+            extra["data"] = data
+        return names, {k: g for k, g in goals.items() if k in measured}, (hib, key), extra
+
+    def search_options(self, v) -> None:
+        """What of a search_strategy the matrix + select translation does not do as Olive would."""
+        if not isinstance(v, dict):
+            return  # `true`: Olive's defaults, joint and exhaustive
+        for k, x in v.items():
+            if k == "execution_order" and x in ("joint", None):
+                continue
+            if k == "sampler" and x in ("sequential", None):
+                continue
+            if x in (None, False) or k in ("seed",):
+                continue
+            self.skip(f"search_strategy.{k}", "olivepipe builds every combination of the search space and "
+                                              "selects once (joint, exhaustive)")
 
     # -- data ----------------------------------------------------------------------------
     def dataset_ref(self, at: str, ref) -> str | None:
@@ -656,6 +867,28 @@ class _Importer:
         if key == "task":
             return value in (m.get("task", DEFAULT_HF_TASK), DEFAULT_HF_TASK.replace("-with-past", ""))
         return bool(value) == bool((m.get("load_kwargs") or {}).get("trust_remote_code"))
+
+
+def _alternatives_grid(configs: list) -> dict | None:
+    """Alternative configs of one pass as a matrix {param: values}, when they differ only in
+    scalar values and are exactly every combination of them; else None."""
+    import itertools
+
+    if not all(isinstance(c, dict) for c in configs):
+        return None
+    flat_cfgs = [_nested(c, "config") for c in configs]
+    keys = set().union(*flat_cfgs)
+    if any(set(c) != keys for c in flat_cfgs):
+        return None
+    varying = sorted(k for k in keys if len({json.dumps(c[k], sort_keys=True) for c in flat_cfgs}) > 1)
+    if not varying or "type" in varying or any(not isinstance(c[k], (str, int, float, bool)) for c in flat_cfgs
+                                               for k in varying):
+        return None
+    values = {k: list(dict.fromkeys(c[k] for c in flat_cfgs)) for k in varying}
+    combos = {tuple(c[k] for k in varying) for c in flat_cfgs}
+    if len(combos) != len(flat_cfgs) or combos != set(itertools.product(*values.values())):
+        return None
+    return values
 
 
 def _pass_entries(passes) -> list:
