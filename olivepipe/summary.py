@@ -181,3 +181,14 @@ def goals_markdown(rows: list[dict]) -> list[str]:
         stale = " (stale: measured before this change)" if r["status"] == "stale" else ""
         lines.append(f"| `{r['node']}` | {r['goal']} | {r['result']}{stale} | {mark[r['ok']]} |".replace("\n", " "))
     return lines
+
+
+def text_grid(head: list[str], body: list[list[str]]) -> list[str]:
+    """A plain-text table: columns padded, numbers right-aligned (metrics, exp show)."""
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+
+    def line(r):  # numbers right-aligned, names left
+        return "  ".join(c.rjust(w) if i >= 2 and c[:1] in "-0123456789" else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    return [line(head), line(["-" * w for w in widths]), *[line(r) for r in body]]

@@ -7,6 +7,7 @@ import json
 import click
 
 from ..summary import metric_cell, metric_num
+from ..summary import text_grid as _grid
 from .app import cache_opt, main, workflow_arg
 
 
@@ -28,8 +29,6 @@ def show_cmd(workflow, fmt, cache_dir):
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, default=str))
         return 0
-    from .metrics import _grid
-
     keys = doc["metrics"]
     head = ["variant", "node"] + keys + ["selected", "status"]
     body = []
@@ -69,8 +68,6 @@ def diff_cmd(workflow, a, b, fmt, cache_dir):
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, default=str))
     else:
-        from .metrics import _grid
-
         lines = [f"olivepipe exp diff {a} -> {b}", ""]
         lines += [f"  only in {a}: -S {o}" for o in doc["only_a"]] + [f"  only in {b}: -S {o}" for o in doc["only_b"]]
         keys = list(dict.fromkeys(k for r in doc["rows"] for k in r["values"]))

@@ -9,6 +9,7 @@ import click
 from ..errors import OlivepipeError
 from ..summary import metric_cell as _cell, metric_head as _head, metric_num as _num
 from ..summary import metrics_markdown as _markdown
+from ..summary import text_grid as _grid
 from .app import cache_opt, main, rehearse_opt, workflow_arg
 
 
@@ -63,16 +64,6 @@ def metrics_cmd(workflow, fmt, rev, plot, x, y, spread, cache_dir, rehearse):
 
 
 # -- tables ---------------------------------------------------------------------------
-
-def _grid(head: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-
-    def line(r):  # numbers right-aligned, names left
-        return "  ".join(c.rjust(w) if i >= 2 and c[:1] in "-0123456789" else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-
-    return [line(head), line(["-" * w for w in widths]), *[line(r) for r in body]]
-
 
 def _spread_cell(r: dict, k: str) -> str:
     s = (r.get("spread") or {}).get(k)
