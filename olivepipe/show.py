@@ -38,7 +38,8 @@ def node_info(ws: Workspace, plan: Plan, name: str) -> dict:
     if entry is not None:
         tree = ws.store.fetch(entry)
         info.update(files=len(entry.files), bytes=entry.size, stored_at=str(tree),
-                    duration_s=entry.manifest.get("duration_s"))
+                    duration_s=entry.manifest.get("duration_s"), notes=list(step.notes),
+                    result=entry.manifest.get("result"))
         for report in ("report.json", "metrics.json", "registration.json"):
             if (tree / report).is_file():
                 info.setdefault("reports", []).append(report)

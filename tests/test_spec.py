@@ -19,7 +19,7 @@ def problems(text, tmp_path, files=("travel.jsonl",)):
 
 def test_example_loads():
     wf = load_workflow(EXAMPLE / "workflow.yaml")
-    assert list(wf.nodes) == ["finetune", "onnx", "adapters", "chat", "fp32", "base",
+    assert list(wf.nodes) == ["finetune", "onnx", "adapters", "best", "chat", "fp32", "base",
                               "eval-int4-lora", "eval-fp32-lora", "eval-int4-base"]
     ft = wf.nodes["finetune"]
     assert ft.pass_type == "LoRA"

@@ -364,6 +364,8 @@ def show(workflow, node, cache_dir, rehearse, export_to, as_json):
             click.echo(f"{k + ':':<11} {info[k]}")
     for r in info.get("reasons") or []:
         click.echo(f"{'why:':<11} {r}")
+    for r in info.get("notes") or []:  # e.g. which model a select node chose, and why
+        click.echo(f"{'result:':<11} {r}")
     return 0
 
 
