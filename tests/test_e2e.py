@@ -22,7 +22,8 @@ def test_example_end_to_end_then_incremental(example):
     plan, res = run(example)
     assert res.ok, {n: o.error for n, o in res.outcomes.items()}
     assert res.ran == ["phi3-tiny", "finetune", "base", "onnx", "fp32", "eval-int4-base", "adapters",
-                       "eval-fp32-lora", "chat", "eval-int4-lora"]
+                       "eval-fp32-lora", "eval-int4-lora", "best", "chat"]
+    assert res.outcomes["best"].status == "ran"  # the select node chose the chat model (int4: smallest in 5%)
     out = example.parent / "outputs" / "travel-tiny"
     assert (out / "adapters" / "model.onnx").exists() and (out / "adapters" / "adapter_weights.onnx_adapter").exists()
     report = json.loads((out / "chat" / "report.json").read_text())
@@ -44,7 +45,8 @@ def test_example_end_to_end_then_incremental(example):
     data = example.parent / "data" / "travel.jsonl"
     data.write_text(data.read_text().replace("Chicago", "Chicago, IL"))
     plan, res = run(example)
-    rerun = ["finetune", "onnx", "fp32", "eval-int4-base", "adapters", "eval-fp32-lora", "chat", "eval-int4-lora"]
+    rerun = ["finetune", "onnx", "fp32", "eval-int4-base", "adapters", "eval-fp32-lora", "eval-int4-lora", "best",
+             "chat"]
     assert [s.name for s in plan.to_run] == rerun
     assert res.ok and res.ran == rerun
     assert "data file" in plan.by_name()["finetune"].reasons[0]

@@ -47,17 +47,18 @@ def lab_verbatim(tmp_path):
     return Path(shutil.copy(LAB, tmp_path / "workflows" / LAB.name))
 
 
-def test_lab_validates_and_plans_seven_steps_with_devices(lab_verbatim):
+def test_lab_validates_and_plans_nine_steps_with_devices(lab_verbatim):
     r = cli("validate", lab_verbatim)
     assert r.returncode == 0, r.stderr
     r = cli("plan", "--json", lab_verbatim, env={"OLIVEPIPE_ASSUME_NO_CUDA": "1"})
     plan = json.loads(r.stdout)
     steps = {s["name"]: s for s in plan["steps"]}
-    assert list(steps) == ["quantize", "finetune", "dequantize", "onnx", "adapters", "chat", "register"]
-    assert [steps[n]["device"] for n in steps] == ["gpu", "gpu", "gpu", "cpu", "cpu", "cpu", "cpu"]
+    assert list(steps) == ["quantize", "finetune", "dequantize", "onnx", "adapters", "eval-baked", "chat",
+                           "eval-chat", "register"]  # eval-chat: the chat model's quality gate
+    assert [steps[n]["device"] for n in steps] == ["gpu", "gpu", "gpu", "cpu", "cpu", "cpu", "cpu", "cpu", "cpu"]
     assert steps["quantize"]["status"] == "blocked" and "CUDA GPU" in " ".join(steps["quantize"]["missing"])
     # on a CPU machine only CUDA blocks: everything else is blocked because quantize is
-    for n in ("finetune", "dequantize", "onnx", "adapters", "chat", "register"):
+    for n in ("finetune", "dequantize", "onnx", "adapters", "eval-baked", "chat", "eval-chat", "register"):
         assert steps[n]["status"] == "blocked" and steps[n]["reasons"][0].startswith("input "), steps[n]
     assert not [w for s in steps.values() for w in s["warnings"] if "INCOMPATIBILITY" in w]
     assert "gptqmodel" in steps["finetune"]["needs"]  # LoRA on the AWQ checkpoint loads it through gptqmodel
@@ -143,6 +144,9 @@ def test_rehearsal_of_the_lab_end_to_end(lab):
     run = report["runs"][0]
     assert run["prompt"] == "what is the best thing to see in chicago" and run["adapter"] == "adapter"
     assert run["new_tokens"] > 0 and run["tokens_per_s"] > 0
+    ppl = {n: json.loads((out / n / "metrics.json").read_text())["metrics"]["perplexity"]["value"]
+           for n in ("eval-chat", "eval-baked")}
+    assert abs(ppl["eval-chat"] - ppl["eval-baked"]) <= 0.02 * ppl["eval-baked"]  # the chat model's gate held
     reg = json.loads((out / "register" / "registration.json").read_text())
     assert reg["rehearsal"] is True and reg["call"]["entity"]["name"] == "ft-for-travel"
     assert reg["call"]["entity"]["version"] == "1"

@@ -45,8 +45,10 @@ SECRETS = {  # fake, but shaped like the real ones
 def copy_example(dest: Path) -> Path:
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".olivepipe", "outputs", "olivepipe.lock"))
     wf = dest / "workflow.yaml"
-    # crash safety concerns the five-step pipeline: the example's evaluate branch is left out
-    wf.write_text(wf.read_text().split("\n  # What int4 and the adapter cost")[0] + "\n")
+    # crash safety concerns the five-step pipeline: the example's evaluate branch (and the select
+    # node choosing the chat model from it) is left out; chat reads the int4 model directly
+    five = wf.read_text().split("\n  # What int4 and the adapter cost")[0] + "\n"
+    wf.write_text(five.replace("    input: best ", "    input: adapters "))
     return wf
 
 

@@ -19,8 +19,8 @@ def problems(text, tmp_path, files=("travel.jsonl",)):
 
 def test_example_loads():
     wf = load_workflow(EXAMPLE / "workflow.yaml")
-    assert list(wf.nodes) == ["finetune", "onnx", "adapters", "best", "chat", "fp32", "base",
-                              "eval-int4-lora", "eval-fp32-lora", "eval-int4-base"]
+    assert list(wf.nodes) == ["finetune", "onnx", "adapters", "chat", "fp32", "base",
+                              "eval-int4-lora", "eval-fp32-lora", "eval-int4-base", "best"]
     ft = wf.nodes["finetune"]
     assert ft.pass_type == "LoRA"
     # flat training args are nested where Olive expects them
