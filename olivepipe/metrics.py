@@ -94,7 +94,11 @@ def collect(ws) -> dict:
             status = UNREADABLE if why and "unreadable" in why else MISSING
             rows.append(_row(name, None, status, step.key, why if status == UNREADABLE else
                              "run `olivepipe apply` to measure it", **base))
-    return _table(ws, rows)
+    table = _table(ws, rows)
+    goals = _judge_goals(ws, table)
+    if goals:  # each goal judged on these numbers (plan --format markdown, the HTML report)
+        table["goals"] = goals
+    return table
 
 
 def _table(ws, rows: list[dict]) -> dict:
@@ -112,12 +116,16 @@ def _table(ws, rows: list[dict]) -> dict:
 def goal_rows(ws) -> list[dict]:
     """Every goal of every evaluate node, judged on its last result (current, else the lock's,
     marked stale); reads the cache only. [] when no node has goals."""
+    if not any(s.kind == KIND and s.options.get("goals") for s in ws.workflow.nodes.values()):
+        return []
+    return collect(ws).get("goals", [])
+
+
+def _judge_goals(ws, table: dict) -> list[dict]:
     from .olive.goals import judge_all
 
     with_goals = [n for n, s in ws.workflow.nodes.items() if s.kind == KIND and s.options.get("goals")]
-    if not with_goals:
-        return []
-    rows = {r["node"]: r for r in collect(ws)["rows"]}
+    rows = {r["node"]: r for r in table["rows"]}
     baselines = {n: r["values"] for n, r in rows.items() if r["values"]}
     out = []
     for n in with_goals:
@@ -145,6 +153,7 @@ def keep_history(ws, name: str, doc: dict | None, entry, record: dict) -> None:
     """Append one fresh result to its key's history (``.olivepipe/history/<k[:2]>/<key>.jsonl``):
     a forced re-measure keeps its key and replaces the cache entry, so this is where the earlier
     numbers stay, with when and where they were measured."""
+    import json
     import os
 
     from .safefs import confined_dir, open_nofollow
@@ -165,6 +174,7 @@ def keep_history(ws, name: str, doc: dict | None, entry, record: dict) -> None:
 
 def history(ws, key: str | None) -> list[dict]:
     """Every recorded measurement of ``key``, oldest first (unreadable lines are skipped)."""
+    from . import boundedjson
     from .safefs import read_regular
 
     if not key:
@@ -176,7 +186,7 @@ def history(ws, key: str | None) -> list[dict]:
     out = []
     for line in text.splitlines():
         try:
-            doc = json.loads(line)
+            doc = boundedjson.loads(line, max_depth=32)
         except ValueError:
             continue  # a line cut short by a crash
         if isinstance(doc, dict) and isinstance(doc.get("metrics"), dict):

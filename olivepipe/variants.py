@@ -281,9 +281,9 @@ def _state(path: Path, overrides, *, cache_dir=None) -> dict:
     rows = {r["node"]: r for r in collect(ws)["rows"]} if has_eval else {}
     selected = {}
     for s in plan.steps:
-        if s.kind == "select":
-            result = (ws.lock_nodes().get(s.name) or {}).get("result") or {}
-            selected[s.name] = result.get("selected") if s.status == "cached" else None
+        if s.kind == "select":  # the stored result's own record of its choice (the lock may be older)
+            entry = ws.store.peek(s.key) if s.status == "cached" and s.key else None
+            selected[s.name] = ((getattr(entry, "manifest", None) or {}).get("result") or {}).get("selected")
     return {"rows": rows, "selected": selected, "pending": len(plan.to_run) + len(plan.blocked),
             "workflow": ws.lock_name}
 
