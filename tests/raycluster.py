@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ class RayCluster:
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)  # sessions, logs, the token
 
 
 def start(workers: int = 2, *, extra_env: dict | None = None, num_gpus: int = 0) -> RayCluster:
