@@ -22,6 +22,19 @@ from .safefs import confined_dir, open_text
 RENDER = 1  # bump when render() changes what it writes
 
 
+def dataset_record(ds, rel, digest) -> dict:
+    """A dataset's part of a key record: its definition and its files by ``rel(path)`` and ``digest(path)``."""
+    rec = {k: v for k, v in ds.__dict__.items() if k not in ("name", "files") and v is not None}
+    if ds.files:
+        rec["files"] = {rel(p): digest(p) for p in ds.files}
+    return rec
+
+
+def dataset_fields(ds) -> dict:
+    """A dataset's definition as plain data (for jobs: no paths)."""
+    return {k: v for k, v in ds.__dict__.items() if k != "files"}
+
+
 def read_rows(path: Path, fmt: str | None):
     fmt = fmt or ("json" if path.suffix.lower() in (".json", ".jsonl") else path.suffix.lower().lstrip("."))
     if fmt == "json":

@@ -184,7 +184,7 @@ class Scheduler:
         self.queued: set[str] = set()
         for n in pending:
             # ordering-only dependencies (a goal's baseline) settle a step like its inputs
-            ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)] + list(self._after(n))
+            ins = list(self.ws.step(n).produced) + list(self._after(n))
             self.unsettled[n] = sum(1 for i in ins if i not in self.result.outcomes)
             for i in ins:
                 self.dependents.setdefault(i, []).append(n)
@@ -252,15 +252,16 @@ class Scheduler:
         """Right before anything runs: the checks plan may not make (network, credentials)."""
         for n in pending:
             step = self.steps[n]
-            if step.status == "run" and n in self.ws.workflow.nodes:
-                why = self.ws.kind_of(n).preflight(self.ws, self.ws.spec_of(n), deep=True)
+            resolved = self.ws.step(n)
+            if step.status == "run" and resolved.is_node:
+                why = resolved.kind.preflight(resolved.view, deep=True)
                 if why:
                     self.steps[n] = _blocked(step, why)
 
     def _prepare(self, n: str) -> str:
         """A step whose inputs all settled (or one failed): 'settled' (cached, blocked,
         skipped) or 'runnable' (it needs a job; its key is computed)."""
-        ins = [i for i in self.ws.step_inputs(n) if self.ws.produces(i)]
+        ins = self.ws.step(n).produced
         after = self._after(n)  # judged against, not read: a result that missed its own goal still counts
         bad = [i for i in ins if self._failed(i)] + [a for a in after if self._failed(a) and a not in self.entries]
         if bad:
@@ -299,7 +300,7 @@ class Scheduler:
         key, record = self.prepared[n]
         if self._uses_gpu(n):
             alloc = self._gpu_alloc()
-            need = parse_gib(getattr(self.ws.spec_of(n), "gpu_memory_gb", None))
+            need = parse_gib(self.ws.step(n).gpu_memory_gb)
             if not alloc.fits_anywhere(need):
                 self.prepared.pop(n)
                 self._fail(n, f"needs {need / 1024:g} GiB of GPU memory; the largest GPU here has "
@@ -320,9 +321,10 @@ class Scheduler:
         return tuple(a for a in getattr(spec, "after", ()) if self.steps.get(a) and self.steps[a].status != SKIP)
 
     def _uses_gpu(self, n: str) -> bool:
-        if self.ws.placement(n):  # a remote node runs on its compute's GPU, never on one of ours
+        step = self.ws.step(n)
+        if step.placement:  # a remote node runs on its compute's GPU, never on one of ours
             return False
-        return self.ws.device(n) == "gpu" or self.ws.kind_of(n).needs(self.ws.spec_of(n), self.ws).cuda
+        return step.device == "gpu" or step.kind.needs(step.view).cuda
 
     def _gpu_alloc(self) -> GpuAllocator:
         if self.alloc is None:

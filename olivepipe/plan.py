@@ -12,6 +12,7 @@ from .executors.base import Check
 from .executors.router import placement_key
 from .keys import diff_records, key_of
 from .lock import prune
+from .spec import ModelSpec
 from .workspace import Workspace
 
 CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
@@ -92,17 +93,17 @@ class Plan:
 
 
 def _warnings(ws: Workspace, name: str) -> tuple[str, ...]:
-    wf = ws.workflow
+    step = ws.step(name)
     out = []
-    if name in wf.nodes:
-        node = wf.nodes[name]
-        for inp in node.inputs:
-            m = wf.models.get(inp)
-            if m and m.trust_remote_code:
+    if step.is_node:
+        for inp, m in zip(step.inputs, step.reads):
+            if not isinstance(m, ModelSpec):
+                continue
+            if m.trust_remote_code:
                 out.append(f"TRUST_REMOTE_CODE: model '{inp}' runs its repository's own Python code")
-            if m and m.source == "hf" and not m.revision:
+            if m.source == "hf" and not m.revision:
                 out.append(f"model '{inp}' ({m.hf}) is not pinned to a revision: the hub can change it under the cache")
-        out.extend(ws.kind_of(name).warnings(ws, node))
+        out.extend(step.kind.warnings(step.view))
     if name in ws.substitutions:
         out.append(f"REHEARSAL STAND-IN: {ws.substitutions[name]}")
     return tuple(out)
@@ -128,21 +129,19 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
     steps_order = ws.steps()
     selected = set(steps_order)
     if targets:
-        selected = ws.graph.upstream(targets) | {m for m in steps_order if m in ws.workflow.models}
+        selected = ws.graph.upstream(targets) | {m for m in steps_order if not ws.step(m).is_node}
         selected = {s for s in selected if s in set(steps_order)}
         # a tiny model is needed only if it is a target or something selected reads it
-        selected = {s for s in selected if s not in ws.workflow.models or s in targets or
+        selected = {s for s in selected if ws.step(s).is_node or s in targets or
                     any(s in ws.step_inputs(n) for n in selected)}
     locked = ws.reference_nodes()
     digests: dict[str, str | None] = {}
     actions: dict[str, str] = {}
     out: list[Step] = []
     for name in steps_order:
-        kind = ws.kind_of(name)
-        spec = ws.spec_of(name)
-        device = ws.device(name)
-        common = dict(name=name, kind=kind.name, label=ws.label(name), inputs=ws.step_inputs(name), device=device,
-                      warnings=_warnings(ws, name), where=placement_key(ws.placement(name)))
+        step = ws.step(name)
+        common = dict(name=name, kind=step.kind.name, label=step.label, inputs=step.inputs, device=step.device,
+                      warnings=_warnings(ws, name), where=placement_key(step.placement))
         if name not in selected:
             digests[name] = None
             actions[name] = SKIP
@@ -154,11 +153,11 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         estimate, note = _estimate(prev, record)
         key = key_of(record) if complete else None
         common.update(record=record, check=check, key=key, estimate_s=estimate, estimate_note=note)
-        blocked_up = [i for i in ws.step_inputs(name) if actions.get(i) == BLOCKED]
+        blocked_up = [i for i in step.inputs if actions.get(i) == BLOCKED]
         entry = ws.store.peek(key) if key else None
         problem = None
-        if not blocked_up and check.ok and not entry and name in ws.workflow.nodes:
-            problem = kind.preflight(ws, spec, deep=deep)
+        if not blocked_up and check.ok and not entry and step.is_node:
+            problem = step.kind.preflight(step.view, deep=deep)
         digests[name] = None
         if blocked_up:
             actions[name] = BLOCKED

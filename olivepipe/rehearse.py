@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import kinds
+from .kinds.base import StepView
 from .errors import OlivepipeError
 from .olive.catalog import load_catalog
 from .spec import ModelSpec, NodeSpec, Workflow
@@ -41,7 +42,7 @@ def rehearsal(wf: Workflow, can) -> tuple[Workflow, dict[str, str]]:
     bypass: dict[str, tuple[str, ...]] = {}
 
     def can_run(node, device) -> bool:  # by this machine's own capabilities
-        return can(kinds.get(node.kind).needs(node), device)
+        return can(kinds.get(node.kind).needs(StepView.bare(node)), device)
 
     for name, n in wf.nodes.items():
         n = replace(n, inputs=tuple(i for inp in n.inputs for i in bypass.get(inp, (inp,))))

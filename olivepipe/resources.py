@@ -26,9 +26,10 @@ def _params(path: str, mtime_ns: int) -> int | None:
     return effective_params(Path(path))
 
 
-def model_params(ws, node) -> int | None:
-    """Parameters of the model this node reads (its source model: passes keep the shape)."""
-    m = ws.source_model(node.name)
+def model_params(step) -> int | None:
+    """Parameters of the model a step reads (its source model: passes keep the shape);
+    ``step`` is its kinds.base.StepView."""
+    m = step.source
     if m is None or m.path is None:
         return None
     p = Path(m.path)
@@ -40,9 +41,10 @@ def model_params(ws, node) -> int | None:
         return None
 
 
-def estimate(ws, node) -> dict | None:
+def estimate(step) -> dict | None:
     """{"host_gib": (low, high), "gpu_gib": g, "params_b": b, "source": why} or None."""
-    params = model_params(ws, node)
+    node = step.node
+    params = model_params(step)
     if not params:
         return None
     b = params / 1e9
@@ -54,7 +56,7 @@ def estimate(ws, node) -> dict | None:
                 "source": f"float output ({node.options.get('dtype', 'float16')}) plus the packed input"}
     if node.kind != "olive":
         return None
-    up = ws.workflow.nodes.get(node.inputs[0]) if node.inputs else None
+    up = step.upstream[0] if step.upstream else None
     m = passes.memory(node.pass_type, up.pass_type if up is not None else None)
     if m is None:
         return None
@@ -81,8 +83,9 @@ def _fmt(lo: float, hi: float) -> str:
     return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"
 
 
-def estimate_warnings(ws, node) -> list[str]:
-    e = estimate(ws, node)
+def estimate_warnings(step) -> list[str]:
+    node = step.node
+    e = estimate(step)
     if e is None:
         return []
     lo, hi = e["host_gib"]
@@ -91,7 +94,7 @@ def estimate_warnings(ws, node) -> list[str]:
         text += f", {e['gpu_gib']:.0f} GiB GPU memory"
     text += f" for {e['params_b']:.2f} B parameters ({e['source']})"
     out = [text]
-    if ws.placement(node.name) is None:
+    if step.placement is None:
         total, avail = host_ram_gib()
         if total is not None and lo <= total and avail is not None and hi > avail:
             out.append(f"MEMORY: this machine has {avail:.0f} GiB of {total:.0f} GiB available now; "
@@ -99,11 +102,11 @@ def estimate_warnings(ws, node) -> list[str]:
     return out
 
 
-def memory_problem(ws, node) -> str | None:
+def memory_problem(step) -> str | None:
     """A reason to block: the low estimate exceeds this machine's whole RAM (local nodes only)."""
-    if ws.placement(node.name) is not None:
+    if step.placement is not None:
         return None
-    e = estimate(ws, node)
+    e = estimate(step)
     if e is None:
         return None
     total, _ = host_ram_gib()

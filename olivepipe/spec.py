@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import kinds, specmemo, yamlpos
 from .errors import OlivepipeError, Problem, SpecError
+from .kinds.base import CheckContext
 from .olive.passes import EXECUTION_PROVIDERS, KNOWN_PROVIDERS
 
 if TYPE_CHECKING:  # the catalog is loaded only when a file is validated for real, not on a memo hit
@@ -543,6 +544,7 @@ class _Builder:
         self.root = find_root(base)
         self.catalog, self.check_files, self.file = catalog, check_files, file
         self.problems: list[Problem] = []
+        self._kind_ctx: CheckContext | None = None
 
     def problem(self, path, message, hint="", *, value=False):
         line, col = yamlpos.locate(self.pos, path, value=value)
@@ -864,6 +866,14 @@ class _Builder:
             return
         self.own_checks(base, n, ("nodes", base), datasets, defaults, inputs_broken=True)
 
+    def kind_context(self, datasets) -> CheckContext:
+        """All a kind sees while it is checked (kinds/base.py), made once per build."""
+        if self._kind_ctx is None or self._kind_ctx.datasets is not datasets or self._kind_ctx.built is not self.built:
+            self._kind_ctx = CheckContext(problem=self.problem, catalog=self.catalog, datasets=datasets,
+                                          models=self.models_built, built=self.built, arch_of=self.arch_of,
+                                          raw_nodes=self.data["nodes"])
+        return self._kind_ctx
+
     def own_checks(self, base, n, where, datasets, defaults, *, inputs_broken: bool):
         """The checks of a node that need nothing from its inputs; returns (kind, device, provider,
         own fields), or None when the kind's check failed. With ``inputs_broken`` the node's
@@ -883,12 +893,13 @@ class _Builder:
             self.problem(where + ("provider",), f"unknown execution provider '{provider}'",
                          f"did you mean '{close[0]}'?" if close else "", value=True)
         self.datasets = datasets
-        own_fields = k_impl.check(self, base, n, where)
+        ctx = self.kind_context(datasets)
+        own_fields = k_impl.check(ctx, base, n, where)
         if own_fields is None:
             return None
         if inputs_broken:
             # upstream problems are reported already; still check this node's own params
-            k_impl.finish(self, NodeSpec(name=base, base=base, kind=kind, inputs=(), pass_type=own_fields.get("pass_type"),
+            k_impl.finish(ctx, NodeSpec(name=base, base=base, kind=kind, inputs=(), pass_type=own_fields.get("pass_type"),
                                          alias=own_fields.get("alias"), params={**(n.get("params") or {})}), where)
         return kind, device, provider, own_fields
 
@@ -931,7 +942,8 @@ class _Builder:
                          "use fewer matrix values, or read one input variant by name")
             return []
         own = [dict(zip(matrix, combo)) for combo in itertools.product(*matrix.values())] if matrix else [{}]
-        k_impl.check_matrix(self, own_fields, n, where)
+        ctx = self.kind_context(datasets)
+        k_impl.check_matrix(ctx, own_fields, n, where)
         out = []
         for combo in itertools.product(*choices):
             inherited: dict = {}
@@ -957,7 +969,7 @@ class _Builder:
                                 rehearse=n.get("rehearse"), description=n.get("description", ""),
                                 timeout_s=parse_duration(n.get("timeout")), gpu_memory_gb=n.get("gpu_memory_gb"),
                                 executor=_placement(n.get("executor", defaults.get("executor"))))
-                out.append(k_impl.finish(self, spec, where))
+                out.append(k_impl.finish(ctx, spec, where))
         expanded[base] = [(s.variant, s.name) for s in out]
         return out
 

@@ -1,8 +1,6 @@
-"""A workflow opened for work: its graph, store, executor, stat cache, lock and folders.
-
-Also the one place that turns a step plus its inputs' digests into a canonical record
-(see keys.py), and a step into a plain-data job (see kinds/). The kind-specific parts of
-both come from the step's kind; this module never branches on a kind's name.
+"""A workflow opened for work: its resolved steps (steps.py), graph, store, executor, stat
+cache, lock and folders: wiring and paths. A step's key record is steps.record_of, its job
+Workspace.job; the kind-specific parts come from the step's kind through its StepView.
 """
 from __future__ import annotations
 
@@ -14,11 +12,10 @@ from . import kinds
 from . import lock as lockfile
 from .graph import Graph, build_graph
 from .hashing import StatCache, tree_digest
-from .job import DataFile, Job, ModelFolder, StoredResult
-from .keys import RECORD_FORMAT
+from .job import Job, ModelFolder, StoredResult
+from .datasets import dataset_record
 from .spec import ModelSpec, Workflow, load_workflow
-
-TINY_KIND = "tiny-model"
+from .steps import Step, build_steps, record_of
 
 
 @dataclass
@@ -33,7 +30,6 @@ class Workspace:
     executor: object = None  # an executors.base.Executor; the local one unless told otherwise
     read_only: bool = False  # plan/status/graph: nothing may be written
     variant: object = None  # a variants.Variant: the committed file with -S overrides
-    _sources: dict = field(default_factory=dict, repr=False, compare=False)  # source_model's memo
 
     @property
     def catalog(self):
@@ -67,54 +63,44 @@ class Workspace:
     def log_path(self, step: str) -> Path:
         return self.logs / f"{step}.log"
 
+    def __post_init__(self):
+        # every step resolved once, here: plan, scheduler and kinds read these, never names
+        self.by_name: dict[str, Step] = build_steps(self.workflow, self.graph.order, rehearse=self.rehearse,
+                                                    digest=self.stats.digest, catalog_of=lambda: self.catalog)
+
+    def step(self, name: str) -> Step:
+        return self.by_name[name]
+
     def steps(self) -> list[str]:
         """Everything that produces a result, in order: tiny models, then nodes."""
-        tiny = [m for m, spec in self.workflow.models.items() if spec.source == "tiny" and self.graph.out_degree(m)]
-        return tiny + self.graph.order
+        return list(self.by_name)
 
     def step_inputs(self, name: str) -> tuple[str, ...]:
-        return () if name in self.workflow.models else self.workflow.nodes[name].inputs
+        return self.by_name[name].inputs
 
     def produces(self, name: str) -> bool:
         """Whether ``name`` is a step with a stored result (vs. a hub or local model)."""
-        return name in self.workflow.nodes or self.workflow.models[name].source == "tiny"
+        return name in self.by_name
 
     def kind(self, name: str) -> str:
-        return TINY_KIND if name in self.workflow.models else self.workflow.nodes[name].kind
+        return self.by_name[name].kind.name
 
     def spec_of(self, name: str):
         """The NodeSpec (or, for a tiny model, its ModelSpec) behind a step."""
-        return self.workflow.models[name] if name in self.workflow.models else self.workflow.nodes[name]
+        return self.by_name[name].spec
 
     def kind_of(self, name: str) -> kinds.NodeKind:
-        return kinds.get(self.kind(name))
+        return self.by_name[name].kind
 
     def device(self, name: str) -> str:
-        return "cpu" if name in self.workflow.models else self.workflow.nodes[name].device
+        return self.by_name[name].device
 
     def source_model(self, name: str) -> ModelSpec | None:
-        """The `models:` entry a step descends from (first inputs up to a model). Remembered for
-        every step on the way: plan asks it of every node, and a chain of n nodes would
-        otherwise cost n²/2 steps (500 s at 10,000 nodes)."""
-        wf, seen, found = self.workflow, [], None
-        for _ in range(len(wf.nodes) + 1):
-            if name in self._sources:
-                found = self._sources[name]
-                break
-            if name in wf.models:
-                found = wf.models[name]
-                break
-            seen.append(name)
-            node = wf.nodes.get(name)
-            if node is None or not node.inputs:
-                break
-            name = node.inputs[0]
-        for n in seen:
-            self._sources[n] = found
-        return found
+        """The `models:` entry a step descends from (first inputs up to a model)."""
+        return self.by_name[name].view.source
 
     def label(self, name: str) -> str:
-        return self.kind_of(name).label(self.spec_of(name))
+        return self.by_name[name].label
 
     # -- records -------------------------------------------------------------------
     def source_input(self, model: ModelSpec) -> dict:
@@ -130,62 +116,29 @@ class Workspace:
         return rec
 
     def dataset_record(self, name: str) -> dict:
-        ds = self.workflow.datasets[name]
-        rec = {k: v for k, v in ds.__dict__.items() if k not in ("name", "files") and v is not None}
-        if ds.files:
-            rec["files"] = {self._rel(p): self.stats.digest(p) for p in ds.files}
-        return rec
-
-    def dataset_fields(self, name: str) -> dict:
-        """A dataset's definition as plain data (for jobs: no paths)."""
-        ds = self.workflow.datasets[name]
-        return {k: v for k, v in ds.__dict__.items() if k != "files"}
-
-    def data_refs(self, name: str) -> dict:
-        """Placeholders for a dataset's files: {"$DATA0": DataFile(rel, digest), ...}."""
-        ds = self.workflow.datasets[name]
-        return {f"$DATA{i}": DataFile(self._rel(p), self.stats.digest(p)) for i, p in enumerate(ds.files)}
+        return dataset_record(self.workflow.datasets[name], self._rel, self.stats.digest)
 
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.workflow.root).as_posix()
 
     def placement(self, name: str) -> dict | None:
         """Where a step runs: None for this machine, else its `executor:` mapping."""
-        return getattr(self.spec_of(name), "executor", None)
+        return self.by_name[name].placement
 
     def environment(self, name: str) -> dict:
         """The environment identity that goes into a step's key: package versions where it runs
         (local and remote results never share a key by accident)."""
-        kind, where = self.kind_of(name), self.placement(name)
-        packages = kind.package_names(self.spec_of(name), self)
-        return self.executor.environment(packages, where)
+        step = self.by_name[name]
+        return self.executor.environment(step.kind.package_names(step.view), step.placement)
 
     def preflight(self, name: str):
         """Can this step run where it is placed? (executor's check of the kind's needs)"""
-        kind, where, spec = self.kind_of(name), self.placement(name), self.spec_of(name)
-        needs, device = kind.needs(spec, self), self.device(name)
-        return self.executor.preflight(needs, device, where)
+        step = self.by_name[name]
+        return self.executor.preflight(step.kind.needs(step.view), step.device, step.placement)
 
     def record(self, name: str, input_digests: dict[str, str | None]) -> tuple[dict, bool]:
         """(record, complete). Incomplete when an upstream result is not known yet."""
-        wf = self.workflow
-        kind = self.kind_of(name)
-        spec = self.spec_of(name)
-        if name in wf.models:
-            rec = {"format": RECORD_FORMAT, "kind": kind.name, **kind.record(self, spec),
-                   "packages": self.environment(name)}
-            return rec, True
-        inputs, complete = [], True
-        for inp in spec.inputs:
-            if inp in wf.models and wf.models[inp].source != "tiny":
-                inputs.append(self.source_input(wf.models[inp]))
-            else:
-                d = input_digests.get(inp)
-                complete &= d is not None
-                inputs.append({"digest": d})
-        rec = {"format": RECORD_FORMAT, "kind": kind.name, "inputs": inputs, "device": spec.device,
-               "provider": spec.provider, "packages": self.environment(name), **kind.record(self, spec)}
-        return rec, complete
+        return record_of(self.by_name[name], input_digests, self.environment(name), self.source_input)
 
     # -- jobs ------------------------------------------------------------------------
     def job_inputs(self, name: str, results: dict) -> tuple[list[dict], dict]:
@@ -195,11 +148,10 @@ class Workspace:
         resolved where the job runs."""
         from .olive.compile import model_source_config
 
-        wf = self.workflow
         inputs, refs = [], {}
-        for i, inp in enumerate(self.step_inputs(name)):
-            if inp in wf.models and wf.models[inp].source != "tiny":
-                m = wf.models[inp]
+        for i, (inp, read) in enumerate(zip(self.step_inputs(name), self.by_name[name].reads)):
+            if not isinstance(read, Step):  # a `models:` entry read directly
+                m = read
                 adapter = None
                 if m.adapter is not None:
                     adapter = f"$ADP{i}"
@@ -241,13 +193,13 @@ class Workspace:
 
         No local paths: the node runtime resolves $OUT, $SCRATCH, $IN*, $SRC*, $DATA* and $CALIB
         where the job runs."""
-        kind = self.kind_of(name)
+        step = self.by_name[name]
         inputs, refs = self.job_inputs(name, results)
-        spec = kind.job(self, self.spec_of(name), inputs)
+        spec = step.kind.job(step.view, inputs)
         refs.update(spec.pop("refs", {}))
-        return Job(step=name, kind=kind.name, module=kinds.module_of(kind.name), device=self.device(name), spec=spec,
-                   refs=refs, timeout_s=getattr(self.spec_of(name), "timeout_s", None),
-                   placement=self.placement(name), key=key, record=record, replace=replace, offline=offline)
+        return Job(step=name, kind=step.kind.name, module=kinds.module_of(step.kind.name), device=step.device,
+                   spec=spec, refs=refs, timeout_s=step.timeout_s, placement=step.placement, key=key, record=record,
+                   replace=replace, offline=offline)
 
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)

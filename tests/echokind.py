@@ -15,9 +15,9 @@ class Echo(Sleep):  # Sleep's checks and record; its own job and run
     fields = {"data": {"type": "string"}, "note": {"type": "string"}}
     option_fields = ("note",)
 
-    def job(self, ws, node, inputs):
-        refs = ws.data_refs(node.data) if node.data else {}
-        return {"options": dict(node.options), "inputs": [i["path"] for i in inputs], "data": sorted(refs),
+    def job(self, step, inputs):
+        refs = step.data_refs() if step.dataset else {}
+        return {"options": dict(step.node.options), "inputs": [i["path"] for i in inputs], "data": sorted(refs),
                 "refs": refs}
 
     def run(self, spec, io):

@@ -20,23 +20,23 @@ class Sleep(NodeKind):
               "mark": {"type": "string"}}
     option_fields = ("seconds", "fail", "note", "cuda", "wait_for", "import_s", "mark")
 
-    def needs(self, node, ws=None):
-        return Needs(cuda=bool(node.options.get("cuda")))
+    def needs(self, step):
+        return Needs(cuda=bool(step.node.options.get("cuda")))
 
     def check(self, ctx, base, raw, where):
         if raw.get("seconds", 0) > 3600:
             ctx.problem(where + ("seconds",), "too long for a test", "at most 3600", value=True)
         return {"data": raw.get("data")}
 
-    def record(self, ws, node):
-        rec = {"options": dict(node.options)}
-        if node.data:
-            rec["data"] = ws.dataset_record(node.data)
+    def record(self, step):
+        rec = {"options": dict(step.node.options)}
+        if step.dataset:
+            rec["data"] = step.dataset_record()
         return rec
 
-    def job(self, ws, node, inputs):
-        refs = ws.data_refs(node.data) if node.data else {}
-        return {"options": dict(node.options), "inputs": inputs, "node": node.name, "data": sorted(refs),
+    def job(self, step, inputs):
+        refs = step.data_refs() if step.dataset else {}
+        return {"options": dict(step.node.options), "inputs": inputs, "node": step.node.name, "data": sorted(refs),
                 "refs": refs}
 
     def run(self, spec, io):

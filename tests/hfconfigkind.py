@@ -17,10 +17,10 @@ class HfConfigLoad(NodeKind):
     fields = {}
     option_fields = ()
 
-    def record(self, ws, node):
+    def record(self, step):
         return {}
 
-    def job(self, ws, node, inputs):
+    def job(self, step, inputs):
         return {"inputs": inputs}
 
     def run(self, spec, io):

@@ -235,12 +235,12 @@ nodes:
   onnx: {pass: model-builder, input: base, params: {precision: int4}}
 """)
     ws = open_workspace(wf, read_only=True)
-    node = ws.workflow.nodes["onnx"]
-    params = resources.model_params(ws, node)
-    lo, hi = resources.estimate(ws, node)["host_gib"]
+    view = ws.step("onnx").view
+    params = resources.model_params(view)
+    lo, hi = resources.estimate(view)["host_gib"]
     assert lo == pytest.approx(8.7 * params / 1e9) and hi == pytest.approx(9.7 * params / 1e9)
-    monkeypatch.setattr(resources, "model_params", lambda ws, node: 3_821_079_552)  # Phi-3.5-mini
-    lo, hi = resources.estimate(ws, node)["host_gib"]
+    monkeypatch.setattr(resources, "model_params", lambda step: 3_821_079_552)  # Phi-3.5-mini
+    lo, hi = resources.estimate(view)["host_gib"]
     assert 33 <= lo <= 34 and 36 <= hi <= 37.5
     monkeypatch.setenv(resources.ENV_RAM, "16")
     step = make_plan(open_workspace(wf, read_only=True)).by_name()["onnx"]

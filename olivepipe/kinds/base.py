@@ -5,12 +5,16 @@ node (a JSON Schema fragment), its checks (with positions), the kind-specific pa
 its key record, what it needs from the machine, the plain-data job it becomes, the
 worker-side run of that job, and its rehearsal stand-in. The rest of olivepipe
 (spec, plan, scheduler, executors, store) asks the kind and never branches on its name.
+
+A kind sees two declared views and nothing else: ``CheckContext`` while a workflow is
+validated, ``StepView`` (its node, inputs, dataset, source model, folders, digests) when
+it is keyed, planned and turned into a job. Both are frozen and slotted.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,70 @@ class Rehearsal:
     node: Any = None  # the NodeSpec to run instead (None with bypass)
     bypass: bool = False
     note: str = ""  # said loudly in the plan
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    """Everything a kind may read about its step: built once when the workflow opens
+    (steps.py), handed to ``record``, ``needs``, ``package_names``, ``warnings``, ``preflight``
+    and ``job``. Frozen and slotted, so a kind that reaches for anything else fails at once;
+    kinds never see the Workspace."""
+
+    node: Any  # the NodeSpec (a tiny model's ModelSpec)
+    upstream: tuple = ()  # per input: its NodeSpec, or None for a `models:` entry
+    lineage: tuple = ()  # the NodeSpecs up the first inputs, nearest first (at most two; none past a model)
+    dataset: Any = None  # the DatasetSpec the node's `data:` names
+    source: Any = None  # the `models:` entry it descends from (first inputs up to a model)
+    rehearse: bool = False
+    folder: Path | None = None  # the workflow file's folder (relative names in options are read from it)
+    root: Path | None = None  # the workspace root: paths in jobs are relative to it
+    digest: Callable[[Path], str] | None = field(default=None, compare=False)  # a file's content digest
+    catalog_of: Callable[[], Any] | None = field(default=None, compare=False)  # the Olive pass catalog
+    placement: dict | None = None  # where it runs: its `executor:` mapping (None: this machine)
+
+    @property
+    def catalog(self):
+        return self.catalog_of()
+
+    def rel(self, path: Path) -> str:
+        """A workspace path as jobs and records name it: relative to the root."""
+        return Path(path).relative_to(self.root).as_posix()
+
+    def dataset_record(self) -> dict:
+        """The dataset's part of a key record: its definition and its files' digests."""
+        from ..datasets import dataset_record
+
+        return dataset_record(self.dataset, self.rel, self.digest)
+
+    def dataset_fields(self) -> dict:
+        """The dataset's definition as plain data (for jobs: no paths)."""
+        from ..datasets import dataset_fields
+
+        return dataset_fields(self.dataset)
+
+    def data_refs(self) -> dict:
+        """Placeholders for the dataset's files: {"$DATA0": DataFile(rel, digest), ...}."""
+        from ..job import DataFile
+
+        return {f"$DATA{i}": DataFile(self.rel(p), self.digest(p)) for i, p in enumerate(self.dataset.files)}
+
+    @classmethod
+    def bare(cls, node) -> "StepView":
+        """A node on its own, before the workflow around it is known (rehearsal planning)."""
+        return cls(node)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What a kind may use while a workflow is validated (spec.py builds it per node)."""
+
+    problem: Callable  # (path, message, hint="", *, value=False): report a located problem
+    catalog: Any  # the Olive pass catalog
+    datasets: dict  # name -> DatasetSpec
+    models: dict  # name -> ModelSpec
+    built: dict  # node name -> NodeSpec, the nodes built so far (inputs come first)
+    arch_of: Callable  # name -> the architecture a model or node holds (None if unknown)
+    raw_nodes: dict  # the file's `nodes:` mapping as written
 
 
 @dataclass
@@ -59,12 +127,12 @@ class NodeKind:
     gathers: bool = False
 
     # -- spec time ------------------------------------------------------------------
-    def check(self, ctx, base: str, raw: dict, where: tuple) -> dict | None:
+    def check(self, ctx: CheckContext, base: str, raw: dict, where: tuple) -> dict | None:
         """Report problems through ``ctx.problem(path, message, hint, value=...)``.
         Returns NodeSpec field overrides (e.g. pass_type), or None if the node is unusable."""
         return {}
 
-    def check_matrix(self, ctx, spec_fields: dict, raw: dict, where: tuple) -> None:
+    def check_matrix(self, ctx: CheckContext, spec_fields: dict, raw: dict, where: tuple) -> None:
         matrix = raw.get("matrix") or {}
         if matrix:
             ctx.problem(where + ("matrix",), f"kind '{self.name}' nodes take no matrix", "remove `matrix:`")
@@ -77,29 +145,29 @@ class NodeKind:
     def options(self, raw: dict, description: str = "") -> dict:
         return {k: raw[k] for k in self.option_fields if k in raw}
 
-    def finish(self, ctx, spec, where: tuple):
+    def finish(self, ctx: CheckContext, spec, where: tuple):
         """Normalize a built NodeSpec (e.g. drop params equal to defaults)."""
         return spec
 
     def label(self, node) -> str:
         return node.alias or self.name
 
-    # -- records and plan -----------------------------------------------------------
-    def record(self, ws, node) -> dict:
+    # -- records and plan (``step`` is the StepView: ``step.node`` is the node) ----
+    def record(self, step: StepView) -> dict:
         """The kind-specific part of the key record (merged into the common fields)."""
-        return {"options": dict(node.options)}
+        return {"options": dict(step.node.options)}
 
-    def needs(self, node, ws=None) -> Needs:
-        """What it needs where it runs; ``ws`` (when given) lets a kind look at its inputs."""
+    def needs(self, step: StepView) -> Needs:
+        """What it needs where it runs."""
         return Needs(packages=self.packages)
 
-    def package_names(self, node, ws=None) -> tuple[str, ...]:
+    def package_names(self, step: StepView) -> tuple[str, ...]:
         return self.packages
 
-    def warnings(self, ws, node) -> list[str]:
+    def warnings(self, step: StepView) -> list[str]:
         return []
 
-    def preflight(self, ws, node, *, deep: bool) -> str | None:
+    def preflight(self, step: StepView, *, deep: bool) -> str | None:
         """A reason this node cannot run from here beyond packages and CUDA (None if fine).
         ``deep`` is False for plan (no network, no subprocess) and True right before apply."""
         return None
@@ -108,10 +176,11 @@ class NodeKind:
         return Rehearsal(node=node)
 
     # -- execution ------------------------------------------------------------------
-    def job(self, ws, node, inputs: list[dict]) -> dict:
+    def job(self, step: StepView, inputs: list[dict]) -> dict:
         """Plain, path-free job spec. ``inputs`` are {"name", "ref", "model"} with model configs
-        whose paths start with the input's placeholder ref ($IN0, $SRC0, ...)."""
-        return {"options": dict(node.options), "inputs": inputs, "node": node.name}
+        whose paths start with the input's placeholder ref ($IN0, $SRC0, ...); typed references
+        of its own (job.DataFile, job.TextDataset) go under "refs"."""
+        return {"options": dict(step.node.options), "inputs": inputs, "node": step.node.name}
 
     def run(self, spec: dict, io: JobIO) -> dict:
         """Worker side: do the work, write into io.out, return {"model": cfg-or-None, ...}."""

@@ -41,28 +41,28 @@ class Dequantize(NodeKind):
                         value=True)
         return {}
 
-    def record(self, ws, node):
-        return {"options": {"dtype": node.options.get("dtype", "float16")}, "format": 1}
+    def record(self, step):
+        return {"options": {"dtype": step.node.options.get("dtype", "float16")}, "format": 1}
 
-    def package_names(self, node, ws=None):
+    def package_names(self, step):
         # autoawq's unpacking is used where it is installed; the values are exact either way,
         # but its version is what ran, so it is part of what the result is made from
         return self.packages + ("autoawq",)
 
-    def needs(self, node, ws=None):
-        if node.device == "gpu":
+    def needs(self, step):
+        if step.node.device == "gpu":
             return Needs(cuda=True, packages=self.packages, note="unpacking on the GPU (use `device: cpu` to run it on the CPU)")
         return Needs(packages=self.packages)
 
-    def warnings(self, ws, node):
+    def warnings(self, step):
         from ..resources import estimate_warnings
 
-        return estimate_warnings(ws, node)
+        return estimate_warnings(step)
 
-    def preflight(self, ws, node, *, deep):
+    def preflight(self, step, *, deep):
         from ..resources import memory_problem
 
-        return memory_problem(ws, node)
+        return memory_problem(step)
 
     def rehearse(self, node, catalog, can_run):
         from ..olive.catalog import EXECUTION_PROVIDERS
@@ -77,9 +77,10 @@ class Dequantize(NodeKind):
         return "hf"
 
     # -- execution ------------------------------------------------------------------
-    def job(self, ws, node, inputs):
+    def job(self, step, inputs):
+        node = step.node
         return {"inputs": inputs, "dtype": node.options.get("dtype", "float16"), "device": node.device,
-                "node": node.name, "rehearse": bool(ws.rehearse)}
+                "node": node.name, "rehearse": bool(step.rehearse)}
 
     def run(self, spec, io):
         from pathlib import Path

@@ -181,19 +181,20 @@ class Evaluate(NodeKind):
                 out[k] = opts[k]
         return out
 
-    def record(self, ws, node):
+    def record(self, step):
         from ..olive.compile import preprocess_options
 
+        node = step.node
         rec = {"evaluation": EVALUATION, **self._settings(node)}
         if node.data:
-            ds = ws.workflow.datasets[node.data]
-            rec["data"] = {**ws.dataset_record(node.data), "preprocess": preprocess_options(ds)}
+            rec["data"] = {**step.dataset_record(), "preprocess": preprocess_options(step.dataset)}
         return rec
 
-    def needs(self, node, ws=None):
+    def needs(self, step):
+        node = step.node
         return Needs(packages=("olive-ai", "onnxruntime", "torchmetrics") + (("datasets",) if node.data else ()))
 
-    def package_names(self, node, ws=None):
+    def package_names(self, step):
         from ..olive.passes import BASE_PACKAGES
 
         # perplexity: tokenization, data loading and the metric; HF inputs: peft loads adapters
@@ -238,10 +239,11 @@ class Evaluate(NodeKind):
         return {k: doc.get(k) for k in ("node", "model", "metrics", "device", "provider", "host", "settings")}
 
     # -- execution ------------------------------------------------------------------
-    def job(self, ws, node, inputs):
+    def job(self, step, inputs):
         from ..errors import OlivepipeError
         from ..olive import evaluate as ev
 
+        node = step.node
         inp = inputs[0]
         if not inp.get("model") or ev.model_type(inp["model"]) is None:
             raise OlivepipeError(f"node '{node.name}': its input '{inp['name']}' has no model Olive can evaluate",
@@ -249,11 +251,11 @@ class Evaluate(NodeKind):
         settings = self._settings(node)
         refs, dataset = {}, None
         if node.data:
-            refs = ws.data_refs(node.data)
-            dataset = ws.workflow.datasets[node.data]
+            refs = step.data_refs()
+            dataset = step.dataset
             if settings.get("max_samples"):
                 dataset = replace(dataset, max_samples=settings["max_samples"])
-        source = ws.source_model(node.name)
+        source = step.source
         config = ev.build_config(
             inp["model"], settings["metrics"], device=node.device, provider=node.provider,
             latency=settings.get("latency"), dataset=dataset, data_files=sorted(refs), rows=settings.get("rows"),

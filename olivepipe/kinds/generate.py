@@ -33,7 +33,7 @@ class Generate(NodeKind):
                                 value=True)
         return {}
 
-    def needs(self, node, ws=None):
+    def needs(self, step):
         from .base import Needs
 
         return Needs(packages=("onnxruntime-genai",))

@@ -101,7 +101,7 @@ class Adapters(NodeKind):
         node = ctx.built.get(name)
         if node is not None:
             return "lora" if node.pass_type in olive_adapters.LORA_PASSES else None
-        model = ctx.models_built.get(name)
+        model = ctx.models.get(name)
         return "model" if model is not None and model.adapter is not None else None
 
     @staticmethod
@@ -122,18 +122,19 @@ class Adapters(NodeKind):
                         f"give '{lora.base}' target_modules: [{', '.join(sorted(tm_own))}]", value=True)
 
     # -- records and plan -----------------------------------------------------------
-    def record(self, ws, node):
+    def record(self, step):
         # the adapter names are file names in the result, so they are part of its key
-        return {"options": dict(node.options), "converter": olive_adapters.CONVERTER}
+        return {"options": dict(step.node.options), "converter": olive_adapters.CONVERTER}
 
-    def needs(self, node, ws=None):
+    def needs(self, step):
         return Needs(packages=("olive-ai", "onnx", "onnxruntime", "peft"))
 
     def output_format(self, node):
         return "onnx"
 
     # -- execution ------------------------------------------------------------------
-    def job(self, ws, node, inputs):
+    def job(self, step, inputs):
+        node = step.node
         return {"inputs": inputs, "adapters": node.options["adapters"], "base_adapter": node.options["base_adapter"],
                 "node": node.name}
 

@@ -87,7 +87,7 @@ class OlivePass(NodeKind):
             return spec
         catalog = ctx.catalog
         params = catalog.normalize(spec.alias, spec.pass_type, spec.params, spec.device)
-        own = ctx.data["nodes"][spec.base].get("params") or {}
+        own = ctx.raw_nodes[spec.base].get("params") or {}
         for issue in catalog.check(spec.pass_type, params):
             at = where + ("params",) + issue.path
             if issue.path and issue.path[0] in (spec.variant or {}):
@@ -132,57 +132,56 @@ class OlivePass(NodeKind):
         return replace(spec, params=params)
 
     # -- records and plan -----------------------------------------------------------
-    def record(self, ws, node):
+    def record(self, step):
         from ..olive.compile import preprocess_options
 
+        node = step.node
         rec = {"pass": node.pass_type, "params": node.params}
         if node.data:
-            rec["data"] = {**ws.dataset_record(node.data),
-                           "preprocess": preprocess_options(ws.workflow.datasets[node.data])}
+            rec["data"] = {**step.dataset_record(), "preprocess": preprocess_options(step.dataset)}
         if node.pass_type in passes.TRAINING_PASSES:
-            rec["load_kwargs"] = self._load_kwargs(ws, node)
+            rec["load_kwargs"] = self._load_kwargs(step)
         return rec
 
     @staticmethod
-    def _load_kwargs(ws, node) -> dict:
+    def _load_kwargs(step) -> dict:
         from ..olive.compile import train_load_kwargs
 
-        return train_load_kwargs(ws.source_model(node.name))
+        return train_load_kwargs(step.source)
 
-    def needs(self, node, ws=None):
+    def needs(self, step):
+        node = step.node
         i = passes.info(node.pass_type)
-        up = self._upstream_pass(ws, node)
+        up = self._upstream_pass(step)
         extra = passes.input_needs(up, node.pass_type)
         note = i.note if i.cuda else ""
         if extra:  # a pair that works once these are installed: say why they are needed
             note = "; ".join(x for x in (note, f"{up} -> {node.pass_type} needs {', '.join(extra)} (docs/gpu.md)") if x)
         return Needs(cuda=i.cuda, packages=i.needs + extra, note=note)
 
-    def package_names(self, node, ws=None):
+    def package_names(self, step):
         # what the input makes a pass need shapes its result too (gptqmodel picks LoRA-on-AWQ's kernel)
+        node = step.node
         return tuple(sorted(set(passes.shaping_packages(node.pass_type)
-                                + passes.input_needs(self._upstream_pass(ws, node), node.pass_type))))
+                                + passes.input_needs(self._upstream_pass(step), node.pass_type))))
 
     @staticmethod
-    def _upstream_pass(ws, node, hops: int = 1) -> str | None:
-        name = node.name
-        for _ in range(hops):
-            n = ws.workflow.nodes.get(name) if ws is not None else None
-            name = n.inputs[0] if n is not None and n.inputs else None
-        up = ws.workflow.nodes.get(name) if ws is not None and name else None
+    def _upstream_pass(step, hops: int = 1) -> str | None:
+        """The pass type of the node ``hops`` first inputs up (None at a model)."""
+        up = step.lineage[hops - 1] if len(step.lineage) >= hops else None
         return up.pass_type if up is not None else None
 
-    def warnings(self, ws, node):
+    def warnings(self, step):
+        node = step.node
         out = []
-        for inp in node.inputs:
-            up = ws.workflow.nodes.get(inp)
+        for up in step.upstream:
             # a pair that installed packages resolve is a need (blocked until installed), not a warning
             why = up and (up.pass_type, node.pass_type) not in passes.RESOLVED_BY \
                 and passes.incompatibility(up.pass_type, node.pass_type)
             if why:
                 out.append(f"KNOWN INCOMPATIBILITY: {up.alias} -> {node.alias}: {why}")
-        grand = self._upstream_pass(ws, node, hops=2)
-        why = passes.chain_incompatibility(grand, self._upstream_pass(ws, node), node.pass_type)
+        grand = self._upstream_pass(step, hops=2)
+        why = passes.chain_incompatibility(grand, self._upstream_pass(step), node.pass_type)
         if why:
             out.append(f"KNOWN INCOMPATIBILITY: {node.alias} on LoRA on AWQ: {why}")
         for k in ("user_script", "script_dir"):
@@ -190,12 +189,12 @@ class OlivePass(NodeKind):
                 out.append(f"USER_SCRIPT: runs {node.params[k]}")
         from ..resources import estimate_warnings
 
-        return out + estimate_warnings(ws, node)
+        return out + estimate_warnings(step)
 
-    def preflight(self, ws, node, *, deep):
+    def preflight(self, step, *, deep):
         from ..resources import memory_problem
 
-        return memory_problem(ws, node)
+        return memory_problem(step)
 
     def rehearse(self, node, catalog, can_run):
         r = self._stand_in(node, catalog, can_run)
@@ -238,22 +237,22 @@ class OlivePass(NodeKind):
                          note=f"{node.alias} runs as {stand['pass']} on {device} ({stand.get('why', 'stand-in')})")
 
     # -- execution ------------------------------------------------------------------
-    def job(self, ws, node, inputs):
+    def job(self, step, inputs):
         from ..job import TextDataset
         from ..olive.compile import compile_node
 
-        dataset = ws.workflow.datasets[node.data] if node.data else None
+        node, dataset = step.node, step.dataset
         refs, data_files, calib = {}, None, None
         if dataset is not None:
-            refs = ws.data_refs(node.data)
+            refs = step.data_refs()
             data_files = sorted(refs)
             if node.pass_type in passes.TEXT_FOLDER_DATA:
                 calib = "$CALIB"
-                refs["$CALIB"] = TextDataset(ws.dataset_fields(node.data), tuple(data_files))
-        config = compile_node(node, inputs[0]["model"] if inputs else None, ws.catalog, dataset=dataset,
+                refs["$CALIB"] = TextDataset(step.dataset_fields(), tuple(data_files))
+        config = compile_node(node, inputs[0]["model"] if inputs else None, step.catalog, dataset=dataset,
                               output_dir="$OUT", cache_dir="$SCRATCH/olive-cache", data_files=data_files,
                               calibration_folder=calib,
-                              load_kwargs=self._load_kwargs(ws, node) if node.pass_type in passes.TRAINING_PASSES else None)
+                              load_kwargs=self._load_kwargs(step) if node.pass_type in passes.TRAINING_PASSES else None)
         return {"config": config, "refs": refs}
 
     def run(self, spec, io):

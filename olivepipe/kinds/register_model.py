@@ -37,11 +37,11 @@ class Register(NodeKind):
             opts["description"] = description
         return opts
 
-    def needs(self, node, ws=None):
+    def needs(self, step):
         return Needs(packages=("azure-ai-ml", "azure-identity"))
 
-    def preflight(self, ws, node, *, deep):
-        if ws.rehearse:
+    def preflight(self, step, *, deep):
+        if step.rehearse:
             return None
         import os
 
@@ -49,14 +49,14 @@ class Register(NodeKind):
         from ..azure.errors import RegistrationError
         from ..azure.workspace import resolve_workspace
 
-        base = ws.workflow.file.parent
+        node, base = step.node, step.folder
         given = (node.options.get("workspace") or {}).get("config")
         if given:
             from ..errors import UnsafePath
             from ..safefs import check_confined
 
             try:  # a committed link to a file elsewhere is not the workspace's config
-                check_confined(ws.workflow.root, base / given, "read")
+                check_confined(step.root, base / given, "read")
             except UnsafePath as e:
                 return f"workspace.config: {e.message}"
         try:
@@ -73,32 +73,33 @@ class Register(NodeKind):
 
         return Rehearsal(node=node, note="nothing is sent to Azure: an offline registration record is written")
 
-    def job(self, ws, node, inputs):
+    def job(self, step, inputs):
         from ..job import DataFile
 
+        node = step.node
         opts = dict(node.options)
         opts["description"] = node.description
         refs = {}
         # the Azure ML config file travels as data, like any input: the job names no local path
-        config = self._config_file(ws, node)
+        config = self._config_file(step)
         if config is not None:
-            refs["$AZCONFIG"] = DataFile(config.relative_to(ws.workflow.root).as_posix(), ws.stats.digest(config))
+            refs["$AZCONFIG"] = DataFile(step.rel(config), step.digest(config))
             opts["workspace"] = {**(opts.get("workspace") or {}), "config": "$AZCONFIG"}
-        return {"options": opts, "inputs": inputs, "node": node.name, "rehearse": ws.rehearse, "refs": refs}
+        return {"options": opts, "inputs": inputs, "node": node.name, "rehearse": step.rehearse, "refs": refs}
 
     @staticmethod
-    def _config_file(ws, node):
+    def _config_file(step):
         from pathlib import Path
 
         from ..azure.workspace import find_workspace_config
 
-        base = ws.workflow.file.parent
-        given = (node.options.get("workspace") or {}).get("config")
+        base = step.folder
+        given = (step.node.options.get("workspace") or {}).get("config")
         path = (base / given) if given else find_workspace_config(base)
         if path is None or not Path(path).is_file():
             return None
         path = Path(path).resolve()
-        return path if path.is_relative_to(ws.workflow.root) else None
+        return path if path.is_relative_to(step.root) else None
 
     def run(self, spec, io):
         from ..azure.registration import run_register

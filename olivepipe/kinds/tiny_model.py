@@ -20,11 +20,11 @@ class TinyModel(NodeKind):
     def label(self, node):
         return "tiny-model"
 
-    def record(self, ws, model):
-        return {"generator": TINY_GENERATOR, "args": self.args(model)}
+    def record(self, step):
+        return {"generator": TINY_GENERATOR, "args": self.args(step.node)}
 
-    def job(self, ws, model, inputs):
-        return {"args": self.args(model)}
+    def job(self, step, inputs):
+        return {"args": self.args(step.node)}
 
     def run(self, spec, io):
         from ..tinymodel import build_tiny_model
