@@ -48,6 +48,18 @@ def sleep_kind():
     kinds.unregister("sleep")
 
 
+@pytest.fixture
+def echo_kind():
+    """Registers the test-only `echo` node kind (echokind.py): a result that depends only on what it read."""
+    import echokind
+
+    from olivepipe import kinds
+
+    kinds.register(echokind.KIND, "echokind")
+    yield echokind.KIND
+    kinds.unregister("echo")
+
+
 def copy_example(dest: Path) -> Path:
     """A private copy of the tiny travel example, without any state; returns its workflow file."""
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".olivepipe", "outputs", "olivepipe.lock"))

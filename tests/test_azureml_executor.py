@@ -31,7 +31,7 @@ from conftest import write
 from olivepipe.azure import jobs as amljobs
 from olivepipe.azure.errors import RegistrationError
 from olivepipe.executors.azureml import AzureMLExecutor
-from olivepipe.executors.base import JobResult, RunContext
+from olivepipe.executors.base import RunContext
 from olivepipe.executors.local import LocalExecutor
 from olivepipe.executors.router import Router
 from olivepipe.hashing import file_digest, tree_digest

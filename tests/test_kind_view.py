@@ -27,15 +27,6 @@ nodes:
 """
 
 
-@pytest.fixture
-def echo_kind():
-    import echokind
-
-    kinds.register(echokind.KIND, "echokind")
-    yield echokind.KIND
-    kinds.unregister("echo")
-
-
 def setup(tmp_path) -> Path:
     write(tmp_path / "base" / "config.json", "{}")
     write(tmp_path / "rows.jsonl", '{"prompt": "a"}\n')

@@ -9,35 +9,16 @@ from pathlib import Path
 import pytest
 
 from conftest import write
-from olivepipe import kinds
 from olivepipe.executors.base import RunContext
 from olivepipe.executors.local import LocalExecutor
 from olivepipe.keys import key_of
 from olivepipe.stores.local import LocalStore
 from olivepipe.workspace import open_workspace
 from test_azureml_executor import FakeAzureML, executor
+from test_kind_view import WORKFLOW
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")
 
-WORKFLOW = """\
-olivepipe: 1
-name: same
-models:
-  base: {path: base}
-datasets:
-  rows: {files: rows.jsonl}
-nodes:
-  e: {kind: echo, input: base, data: rows, note: hello}
-"""
-
-
-@pytest.fixture
-def echo_kind():
-    import echokind
-
-    kinds.register(echokind.KIND, "echokind")
-    yield echokind.KIND
-    kinds.unregister("echo")
 
 
 def test_local_worker_and_azure_ml_job_run_the_same_runtime_to_the_same_result(tmp_path, echo_kind, monkeypatch):
