@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from olivepipe.keys import key_of  # noqa: E402
 from olivepipe.olive.runtime import worker_env  # noqa: E402
-from olivepipe.store import materialize  # noqa: E402
+from olivepipe.stores.local import materialize  # noqa: E402
 from olivepipe.workspace import open_workspace  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -235,7 +235,7 @@ from olivepipe.workspace import open_workspace
 ws = open_workspace(sys.argv[2])
 t.append(time.perf_counter())
 from olivepipe.plan import make_plan
-plan = make_plan(ws, deep=True)
+plan = make_plan(ws)
 t.append(time.perf_counter())
 from olivepipe.executor import apply
 res = apply(ws, plan)

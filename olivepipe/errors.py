@@ -67,14 +67,6 @@ class StoreError(OlivepipeError):
     """The cache store cannot be used (unwritable, full, locked)."""
 
 
-class ExecutionError(OlivepipeError):
-    """One or more nodes failed during apply."""
-
-
-class EnvironmentProblem(OlivepipeError):
-    """The machine lacks something a node needs (CUDA, a package)."""
-
-
 class LockError(OlivepipeError):
     """A lock file that cannot be read, or is not shaped like one."""
 

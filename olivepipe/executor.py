@@ -91,8 +91,7 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
                              "apply writes .olivepipe/ and outputs/ next to the workflow: make that folder "
                              "writable, or use `olivepipe plan` (it writes nothing)") from None
     try:
-        lease = getattr(ws.store, "lease", None)
-        with (lease() if lease else _nothing()):  # gc leaves a store alone while an apply may publish
+        with ws.store.lease():  # gc leaves a store alone while an apply may publish
             _register_root(ws)
             if ws.variant is not None:  # `olivepipe exp show` lists it with what it changed
                 from .variants import remember
@@ -127,19 +126,10 @@ def check_no_other_apply(ws: Workspace) -> None:
         raise _busy(ws, guard)
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _register_root(ws: Workspace) -> None:
     """Tell the store which lock file references its entries, so gc anywhere spares them."""
-    register = getattr(ws.store, "register_root", None)
-    if register:  # the rehearsal lock too: its results are what the next rehearsal reuses
-        register(Path(os.path.abspath(ws.lock_path)))
+    # the rehearsal lock too: its results are what the next rehearsal reuses
+    ws.store.register_root(Path(os.path.abspath(ws.lock_path)))
 
 
 class Scheduler:

@@ -2,8 +2,10 @@
 
 A node's key is sha256 over its record; the lock stores the same record, so the
 plan can say exactly which field changed. What is deliberately NOT in a record:
-node names, descriptions, tags, file positions, output paths, timestamps (renaming
-a node or editing a comment re-runs nothing).
+node names, file positions, output paths, timestamps, comments, and a node's
+description unless it is part of what the node produces (a register node's
+description and tags are the registered model's, so they are in its options).
+Renaming a node or editing a comment re-runs nothing.
 """
 from __future__ import annotations
 

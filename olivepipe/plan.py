@@ -121,10 +121,12 @@ def check_targets(ws: Workspace, names) -> None:
 
 
 def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str, ...] = (),
-              force_all: bool = False, deep: bool = False) -> Plan:
+              force_all: bool = False) -> Plan:
     """The plan as a value. Reads the store (``peek``), the lock and file digests; never writes,
-    deletes, starts a process or touches the network. ``deep`` (apply, right before running)
-    also asks each kind's preflight what needs the network, e.g. Azure credentials."""
+    deletes or starts a process. Its only network calls are read-only lookups in a configured
+    shared cache of results the local cache lacks (``OLIVEPIPE_REMOTE_CACHE=off``: none). What
+    needs the network to check (e.g. Azure credentials) is asked right before apply runs a step
+    (executor.Scheduler._preflight)."""
     check_targets(ws, tuple(targets) + tuple(force))
     steps_order = ws.steps()
     selected = set(steps_order)
@@ -157,7 +159,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         entry = ws.store.peek(key) if key else None
         problem = None
         if not blocked_up and check.ok and not entry and step.is_node:
-            problem = step.kind.preflight(step.view, deep=deep)
+            problem = step.kind.preflight(step.view, deep=False)
         digests[name] = None
         if blocked_up:
             actions[name] = BLOCKED

@@ -102,7 +102,7 @@ def cache_rows(store, extra_locks=()) -> list[dict]:
     """`olivepipe cache ls`: one row per readable entry (key, kind, files, bytes, duration_s, and
     the `workflow:node`s whose lock records use it: the lock files registered with the store
     plus ``extra_locks``)."""
-    users = lock_users(list(getattr(store, "roots", lambda: [])()) + list(extra_locks))
+    users = lock_users(list(store.roots()) + list(extra_locks))
     rows = []
     for k in store.keys():
         e = store.load(k)

@@ -22,7 +22,7 @@ from conftest import MINIMAL, REPO, cli, write, apply_result
 from olivepipe import lock as lockfile
 from olivepipe.errors import OlivepipeError, SpecError, StoreError
 from olivepipe.spec import load_workflow, parse_workflow
-from olivepipe.store import Store
+from olivepipe.stores.local import Store
 
 
 def make_output(d: Path, files: dict) -> Path:
@@ -65,7 +65,7 @@ def python(code: str, *args, env=None, timeout=60) -> subprocess.CompletedProces
 PUBLISH_CRASH = """
     import os, sys
     from pathlib import Path
-    import olivepipe.store as st
+    import olivepipe.stores.local as st
     store = st.Store(Path(sys.argv[1])); store.ensure()
     out = store.staging("n") / "out"; out.mkdir()
     (out / "model.onnx").write_bytes(b"x" * 100000); (out / "b.json").write_text("{}")
@@ -201,7 +201,7 @@ def enospc(*a, **k):
 
 
 def test_disk_full_at_publish_is_a_clear_error_and_no_entry(tmp_path, monkeypatch):
-    import olivepipe.store as st
+    import olivepipe.stores.local as st
 
     store = Store(tmp_path / "s")
     store.ensure()
@@ -215,7 +215,7 @@ def test_disk_full_at_publish_is_a_clear_error_and_no_entry(tmp_path, monkeypatc
 
 SLEEP_JOBS = """
     import errno, os, sys
-    import olivepipe.store as st
+    import olivepipe.stores.local as st
     import olivepipe.workspace as wsmod
     # every step is a quick sleep job (no Olive); the second publish hits a full disk
     from olivepipe.job import Job

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import EXAMPLE, cli, apply_result
 from olivepipe import lock as lockfile
-from olivepipe.store import Store
+from olivepipe.stores.local import Store
 from test_reliability import assert_store_consistent, gone
 
 pytestmark = pytest.mark.e2e

@@ -2,7 +2,7 @@
 import os
 
 from olivepipe.hashing import StatCache, file_digest
-from olivepipe.store import Store, materialize
+from olivepipe.stores.local import Store, materialize
 
 
 def make_output(d, files):

@@ -188,7 +188,7 @@ def plan(workflow, target, force, sets, cache_dir, rehearse, fmt, as_json, detai
                                                              "cache_dir": str(cache_dir) if cache_dir else None}))
         click.echo(f"saved the plan to {save_to}; run exactly it with `olivepipe apply {save_to}`", err=True)
     f = "json" if as_json else fmt
-    trust = getattr(ws.store, "trust_note", None)  # only with a shared cache
+    trust = ws.store.trust_note  # "" without a shared cache
     if f == "json":
         click.echo(json.dumps({**p.to_json(), **({"shared_cache": trust} if trust else {})}, indent=2))
     elif f == "markdown":

@@ -1,7 +1,10 @@
 """The store seam: where results live, by key.
 
 Every store (local folder, Azure Blob, a tier of both) satisfies ``Store``. Callers
-never assume an entry is a local folder: they ``fetch`` it to get one.
+never assume an entry is a local folder: they ``fetch`` it to get one. The store a
+workspace works in (``stores.open_store``: the local store, or it in front of a shared
+one) also satisfies ``WorkspaceStore``: what apply, gc and `cache ls|verify` use. No
+caller outside stores/ probes a store for a member the protocols do not declare.
 """
 from __future__ import annotations
 
@@ -65,3 +68,33 @@ class Store(Protocol):
 
     def remove(self, key: str) -> None:
         """Drop an entry (gc, explicit removal). Never called by read-only commands."""
+
+
+class WorkspaceStore(Store, Protocol):
+    """The store a workspace opens (local.LocalStore, tiered.TieredStore): ``Store`` plus what
+    apply (lease, register_root), gc (roots, gc) and `cache ls|verify` (load, verify, disk_usage)
+    need. A remote tier alone (blob.BlobStore) need not have these."""
+
+    #: what this workspace accepts from a shared cache, for plan ("" without one)
+    trust_note: str
+
+    def lease(self, *, exclusive: bool = False, wait: bool = True):
+        """A context manager: shared by applies, exclusive by gc (it never sweeps under an apply)."""
+
+    def register_root(self, lock_path: Path) -> None:
+        """Record a lock file whose entries gc keeps, wherever it runs."""
+
+    def unregister_root(self, lock_path: Path) -> None: ...
+
+    def roots(self) -> list[Path]:
+        """The registered lock files."""
+
+    def gc(self, keep: set[str], *, dry_run: bool = False) -> dict: ...
+
+    def load(self, key: str) -> Entry | None:
+        """An entry as stored, unchecked (for listing)."""
+
+    def verify(self, entry: Entry, memo: dict | None = None) -> list[str]:
+        """Every problem of an entry, contents re-hashed."""
+
+    def disk_usage(self) -> int: ...

@@ -339,6 +339,9 @@ class LocalStore:
         return q
 
     # -- lease and roots (gc) ------------------------------------------------------------------
+    #: what this workspace accepts from a shared cache: nothing, it has none (tiered.TieredStore has)
+    trust_note = ""
+
     @contextmanager
     def lease(self, *, exclusive: bool = False, wait: bool = True):
         """Shared (applies, held while they may publish) or exclusive (gc). Re-entrant per
