@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import lock as lockfile
-from .errors import Interrupted, OlivepipeError, StoreError
+from .errors import Interrupted, OlivepipeError
 from .executors.base import RunContext
 from .gpus import GpuAllocator, parse_gib
 from .keys import key_of
@@ -312,7 +312,7 @@ class Scheduler:
 
     def _uses_gpu(self, n: str) -> bool:
         step = self.ws.step(n)
-        if step.placement:  # a remote node runs on its compute's GPU, never on one of ours
+        if not self.executor.capabilities(step.placement).local_gpus:  # e.g. a remote compute's own GPU
             return False
         return step.device == "gpu" or step.kind.needs(step.view).cuda
 
@@ -349,32 +349,16 @@ class Scheduler:
             self.alloc.give(n)
             del self.pinned[n]
         log = str(self.ws.log_path(n))
-        try:
-            if not res.ok:
-                self._fail(n, res.error or "failed", res.seconds, log, key)
-                return
-            step = self.steps[n]
-            from .runtime import own_seconds
-
-            meta = {"model": res.model, "kind": step.kind, "record": record,
-                    "duration_s": round(own_seconds(res.seconds, res.extra), 3)}
-            if (res.extra or {}).get("result"):  # what a kind reports about its result (a select's winner)
-                meta["result"] = res.extra["result"]
-            try:
-                if res.published:  # the node runtime published it where the job ran
-                    entry = self.ws.store.get(key)
-                    if entry is None:
-                        raise StoreError(f"{n} reported its result {key[:12]} as stored, but the cache has no "
-                                         "such entry", "run apply again")
-                else:
-                    entry = self.ws.store.publish(key, res.output, meta, replace=step.action == FORCED)
-            except OlivepipeError as e:
-                self._fail(n, e.message, res.seconds, log, key)
-                return
-            self._done(n, entry, record, "ran", res.seconds, log)
-        finally:
-            if res.cleanup:
-                res.cleanup()
+        if not res.ok:
+            self._fail(n, res.error or "failed", res.seconds, log, key)
+            return
+        # the job's node runtime published it (every executor runs jobs through runtime.run_node)
+        entry = self.ws.store.get(key)
+        if entry is None:
+            self._fail(n, f"{n} reported its result {key[:12]} as stored, but the cache has no such entry; "
+                          "run apply again", res.seconds, log, key)
+            return
+        self._done(n, entry, record, "ran", res.seconds, log)
 
     def _fail(self, n, error, seconds, log, key):
         self._finish(Outcome(n, "failed", seconds, error, log, key))

@@ -5,7 +5,7 @@ It satisfies the executor protocol (olivepipe/executors/base.py): jobs "run" for
 and makespans exactly, without sleeping and without worker processes."""
 from __future__ import annotations
 
-from olivepipe.executors.base import Check, JobResult
+from olivepipe.executors.base import Capabilities, Check, JobResult
 from olivepipe.runtime import run_kind, run_node
 
 
@@ -38,6 +38,9 @@ class FakeExecutor:
     def environment(self, packages, placement=None):
         return dict(self.env)
 
+    def capabilities(self, placement=None):
+        return Capabilities(local_gpus=True)
+
     def gpus(self):
         return list(self.gpu_list)
 
@@ -67,7 +70,7 @@ class FakeExecutor:
 
         # the one node runtime every executor uses, in this process
         res = run_node(job, ctx.store, log=ctx.log, root=ctx.root, stats=ctx.stats, execute=execute)
-        return JobResult(job.step, res.ok, res.error, model=res.model, published=res.ok)
+        return JobResult(job.step, res.ok, res.error, model=res.model)
 
     def close(self, *, kill=False):
         self.closed = True

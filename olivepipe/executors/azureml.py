@@ -13,8 +13,8 @@ environment holds), builds the command job (olivepipe/azure/jobs.py) and submits
 Each job has a thread that submits it, polls its status, streams its log into the node's log
 and, when it ends, reads its result from the store. The job publishes its result itself, under
 the step's key; when the scheduler's store already serves that entry (the same store, or a
-tiered store in front of it) the result says ``published`` and nothing is copied; otherwise the
-entry is fetched into staging and published by the scheduler like a local result.
+tiered store in front of it) nothing is copied; otherwise this executor copies the entry into
+the scheduler's store, manifest metadata unchanged.
 
 ``close(kill=True)`` (Ctrl-C) cancels every job this executor submitted. A plain ``close``
 leaves running jobs alone: they still publish into the store, so a later apply finds them.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import re
 import json
 import os
@@ -42,7 +41,7 @@ from typing import Any, Callable, Mapping
 from ..errors import OlivepipeError, StoreError
 from ..job import Job
 from ..runtime import open_store_url
-from .base import Check, JobResult, RunContext, append_log, drain
+from .base import Capabilities, Check, JobResult, RunContext, append_log, drain
 from .staging import stage_inputs
 
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
@@ -195,6 +194,9 @@ class AzureMLExecutor:
         if extras not in self._identities:
             self._identities[extras] = recipe_identity(extras, **self._spec_kw())
         return {IDENTITY_FIELD: self._identities[extras], **{p: self.version(p) for p in extras}}
+
+    def capabilities(self, placement: dict | None = None) -> Capabilities:
+        return Capabilities(local_gpus=False, uploads_inputs=True, remote=True)
 
     def gpus(self) -> list:
         return []  # a remote node's GPU is its compute's: none of this machine's is taken
@@ -536,20 +538,19 @@ class AzureMLExecutor:
             return JobResult(step, False, f"Azure ML job {run.name} completed but result {key[:12]} is not in "
                                           f"the store {self._store_url()[0]}" + (f" ({why})" if why else ""))
         have = ctx.store.get(key)
-        if have is not None and have.digest == entry.digest:
-            res = JobResult(step, True, model=have.model)
-            res.published = True  # the scheduler looks it up instead of publishing (JobResult.published)
-            return res
-        staging = Path(ctx.store.staging(step))  # another store: bring it here, the scheduler publishes it
+        if have is not None and have.digest == entry.digest:  # the same store (or a tier of it): nothing to copy
+            return JobResult(step, True, model=have.model)
+        staging = Path(ctx.store.staging(step))  # another store: bring the job's entry into the scheduler's
         try:
+            from ..stores.manifest import meta_of
+
             out = Path(self._store().fetch(entry, staging / "out"))
             for d, _, _ in os.walk(out):  # a store's copy may keep read-only folders: publish moves into them
                 os.chmod(d, 0o755)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return JobResult(step, True, output=out, model=entry.model,
-                         cleanup=functools.partial(shutil.rmtree, staging, ignore_errors=True))
+            ctx.store.publish(key, out, meta_of(entry.manifest), replace=run.job.replace)
+        finally:
+            ctx.store.discard(staging)
+        return JobResult(step, True, model=entry.model)
 
     def _stream(self, run: _Run, processed: dict, *, final: bool) -> None:
         """New lines of the job's user logs into the node's log, read the way ``jobs.stream``

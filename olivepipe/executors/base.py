@@ -11,7 +11,7 @@ import os
 import queue
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..job import Job
 
@@ -32,6 +32,16 @@ class Check:
         return "needs " + ", ".join(self.missing) + (f" ({self.note})" if self.note else "")
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an executor can do, as data: the scheduler reads these instead of asking where a
+    node runs."""
+
+    local_gpus: bool = False  # its jobs run on this machine's GPUs (the scheduler pins one per GPU job)
+    uploads_inputs: bool = False  # local data files and model folders are uploaded to its store first
+    remote: bool = False  # jobs run elsewhere: nothing of this machine but the store and the log
+
+
 @dataclass
 class RunContext:
     """What the scheduler hands an executor with each job (never part of the job itself)."""
@@ -46,14 +56,14 @@ class RunContext:
 
 @dataclass
 class JobResult:
+    """A finished job. When ``ok``, its result is in the scheduler's store under the job's key:
+    every executor publishes through runtime.run_node (or copies a remote result in)."""
+
     step: str
     ok: bool
     error: str = ""
     seconds: float = 0.0
-    output: Path | None = None  # a local folder holding the result, for the scheduler to publish
     model: dict | None = None  # the result's model config ($OUT-relative)
-    cleanup: Callable[[], None] | None = None  # drop staging once published (or failed)
-    published: bool = False  # already in the store under the job's key (runtime.run_node published it)
     extra: dict = field(default_factory=dict)
 
 
@@ -68,6 +78,9 @@ class Executor(Protocol):
 
     def environment(self, packages, placement: dict | None = None) -> dict:
         """The environment identity for a key: {package: version} where jobs run."""
+
+    def capabilities(self, placement: dict | None = None) -> Capabilities:
+        """What it can do for a node of this placement (data, no side effect)."""
 
     def gpus(self) -> list:
         """The GPUs jobs can be pinned to (gpus.Gpu), asked only when a GPU node is about to run."""

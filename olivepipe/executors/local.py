@@ -18,7 +18,7 @@ from ..job import Job
 from ..olive.runtime import version, worker_env
 from ..pool import Pool, WorkerCrashed
 from ..runtime import run_node
-from .base import Check, JobResult, RunContext
+from .base import Capabilities, Check, JobResult, RunContext
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,6 +89,9 @@ class LocalExecutor:
     def environment(self, packages, placement: dict | None = None) -> dict:
         return {n: version(n) for n in sorted(set(packages))}
 
+    def capabilities(self, placement: dict | None = None) -> Capabilities:
+        return Capabilities(local_gpus=True)
+
     def gpus(self) -> list:
         if self._gpus is None:
             self._gpus = query_gpus() if cuda_devices() else []
@@ -129,8 +132,7 @@ class LocalExecutor:
         try:
             res = run_node(job, ctx.store, log=ctx.log, root=ctx.root, stats=ctx.stats,
                            execute=functools.partial(self._execute, gpu=ctx.gpu))
-            out = JobResult(job.step, res.ok, res.error, res.seconds, model=res.model, published=res.ok,
-                            extra=res.extra)
+            out = JobResult(job.step, res.ok, res.error, res.seconds, model=res.model, extra=res.extra)
         except BaseException as e:  # noqa: BLE001 - whatever happens, the scheduler must hear of this job
             out = JobResult(job.step, False, f"{type(e).__name__}: {e}")
         self.done.put(out)

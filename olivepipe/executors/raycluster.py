@@ -41,7 +41,7 @@ from typing import Callable, Mapping
 from ..errors import OlivepipeError, StoreError
 from ..job import Job
 from ..runtime import open_store_url
-from .base import Check, JobResult, RunContext, append_log, drain
+from .base import Capabilities, Check, JobResult, RunContext, append_log, drain
 from .staging import stage_inputs
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -153,6 +153,9 @@ class RayExecutor:
     def environment(self, packages, placement: dict | None = None) -> dict:
         """The versions of the node's packages here: the task refuses to run where they differ."""
         return {p: self.version(p) for p in sorted(set(packages))}
+
+    def capabilities(self, placement: dict | None = None) -> Capabilities:
+        return Capabilities(local_gpus=False, uploads_inputs=True, remote=True)
 
     def gpus(self) -> list:
         return []  # Ray grants a task its GPUs; none of this machine's is taken by the scheduler
@@ -311,7 +314,7 @@ class RayExecutor:
         if entry is None or entry.digest != result.get("digest"):
             return JobResult(job.step, False, f"the Ray task reported result {job.key[:12]} as published, but "
                                                  f"the cache does not serve it from {url}", extra=extra)
-        return JobResult(job.step, True, model=entry.model, published=True, extra=extra)
+        return JobResult(job.step, True, model=entry.model, extra=extra)
 
     def _job_store(self, ctx: RunContext):
         url, why = self._store_url(ctx)

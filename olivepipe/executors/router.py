@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from .base import Check
+from .base import Capabilities, Check
 
 
 def placement_key(placement: dict | None) -> str:
@@ -60,6 +60,10 @@ class Router:
         if ex is None:
             return {"executor": placement_key(placement)}
         return ex.environment(packages, placement)
+
+    def capabilities(self, placement: dict | None = None) -> Capabilities:
+        ex = self.executor_for(placement)
+        return ex.capabilities(placement) if ex is not None else Capabilities()
 
     def gpus(self) -> list:
         return self.local.gpus()
