@@ -9,6 +9,9 @@ Renaming a node or editing a comment re-runs nothing.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from .hashing import digest_obj
 
 RECORD_FORMAT = 1
@@ -18,13 +21,48 @@ def key_of(record: dict) -> str:
     return digest_obj(record)
 
 
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between two records: where (a key path), what it was and what it is."""
+
+    path: tuple
+    old: Any = _ABSENT
+    new: Any = _ABSENT
+
+    @property
+    def kind(self) -> str:
+        return "added" if self.old is _ABSENT else "removed" if self.new is _ABSENT else "changed"
+
+    @property
+    def values(self) -> str:
+        """The change's values for people: "old -> new", the new value, or "" when removed."""
+        if self.kind == "changed":
+            return f"{_fmt(self.old)} -> {_fmt(self.new)}"
+        return _fmt(self.new) if self.kind == "added" else ""
+
+    def text(self) -> str:
+        if self.kind == "added":
+            return f"{_p(self.path)} added: {_fmt(self.new)}"
+        if self.kind == "removed":
+            return f"{_p(self.path)} removed (was {_fmt(self.old)})"
+        return f"{_p(self.path)}: {self.values}"
+
+
+def record_changes(old: dict, new: dict) -> list[Change]:
+    """Every difference between two canonical records, as typed changes."""
+    out: list[Change] = []
+    _diff(old, new, (), out)
+    return out
+
+
 def diff_records(old: dict | None, new: dict, labels: dict | None = None) -> list[str]:
     """Human-readable reasons why ``new`` differs from ``old`` (both canonical records)."""
     if old is None:
         return ["new node"]
-    reasons: list[str] = []
-    _diff(old, new, (), reasons)
-    return reasons or ["record differs"]
+    return [c.text() for c in record_changes(old, new)] or ["record differs"]
 
 
 def _fmt(v) -> str:
@@ -44,16 +82,16 @@ def _diff(a, b, path, out):
             elif k not in b and isinstance(a[k], dict):
                 _diff(a[k], {}, path + (k,), out)
             elif k not in a:
-                out.append(f"{_p(path + (k,))} added: {_fmt(b[k])}")
+                out.append(Change(path + (k,), new=b[k]))
             elif k not in b:
-                out.append(f"{_p(path + (k,))} removed (was {_fmt(a[k])})")
+                out.append(Change(path + (k,), old=a[k]))
             else:
                 _diff(a[k], b[k], path + (k,), out)
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
             _diff(x, y, path + (i,), out)
     elif a != b:
-        out.append(f"{_p(path)}: {_fmt(a)} -> {_fmt(b)}")
+        out.append(Change(path, a, b))
 
 
 def _p(path) -> str:

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 
 from .errors import UnknownTarget
 from .executors.base import Check
-from .executors.router import placement_key
-from .keys import diff_records, key_of
+from .keys import key_of, record_changes
 from .lock import prune
 from .spec import ModelSpec
 from .workspace import Workspace
@@ -143,7 +142,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
     for name in steps_order:
         step = ws.step(name)
         common = dict(name=name, kind=step.kind.name, label=step.label, inputs=step.inputs, device=step.device,
-                      warnings=_warnings(ws, name), where=placement_key(step.placement))
+                      warnings=_warnings(ws, name), where=step.where)
         if name not in selected:
             digests[name] = None
             actions[name] = SKIP
@@ -216,15 +215,15 @@ def _why(ws, name, record, complete, prev, key, digests) -> list[str]:
         reasons.append(f"input {', '.join(pending)} will be rebuilt first")
         old = {k: v for k, v in old.items() if k != "inputs"}
         record = {k: v for k, v in record.items() if k != "inputs"}
-    diffs = [r for r in diff_records(old, record) if r != "record differs"] if old else ["lock record has no details"]
+    if not old:
+        return reasons + ["lock record has no details"]
     labels = dict(enumerate(ws.step_inputs(name)))
-    for r in diffs:
-        if r.startswith("inputs."):
-            idx, _, rest = r[len("inputs."):].partition(".")
-            if idx.isdigit():
-                r = f"input {labels.get(int(idx), idx)} changed" + (f" ({rest.partition(': ')[2]})" if ": " in rest else "")
-        elif r.startswith("data.files."):
-            path, _, change = r[len("data.files."):].partition(": ")
-            r = f"data file {path} changed ({change})" if change else f"data file {path.split(' ')[0]} added or removed"
-        reasons.append(r)
+    for c in record_changes(old, record):
+        if c.path[:1] == ("inputs",) and len(c.path) > 2 and isinstance(c.path[1], int):
+            reasons.append(f"input {labels.get(c.path[1], c.path[1])} changed" + (f" ({c.values})" if c.values else ""))
+        elif c.path[:2] == ("data", "files") and len(c.path) == 3:
+            reasons.append(f"data file {c.path[2]} changed ({c.values})" if c.kind == "changed" else
+                           f"data file {c.path[2]} {c.kind}")
+        else:
+            reasons.append(c.text())
     return reasons or ["inputs changed"]

@@ -581,25 +581,26 @@ def _producers(nodes: dict) -> dict[str, str]:
 
 
 def _lock_reasons(old: dict | None, new: dict | None, prod_a: dict, prod_b: dict) -> list[dict]:
-    from .keys import diff_records
+    from .keys import record_changes
     from .lock import prune
 
     if not isinstance(new, dict) or not isinstance(old, dict):
         return [{"category": "record", "text": "no record to compare"}]
     old, new = prune(old), prune(new)
     out = []
-    for text in diff_records(old, new):
-        path = text.split(":")[0].split(" ")[0]
-        head = path.split(".")[0]
-        parts = path.split(".")
-        if head == "inputs" and len(parts) >= 2 and parts[1].isdigit():
-            i = int(parts[1])
+    for c in record_changes(old, new) or [None]:
+        if c is None:  # the same record: keys differ for another reason
+            out.append({"category": "definition", "text": "record differs"})
+            continue
+        text, head = c.text(), str(c.path[0]) if c.path else ""
+        if head == "inputs" and len(c.path) >= 2 and isinstance(c.path[1], int):
+            i = c.path[1]
             ia, ib = _input_at(old, i), _input_at(new, i)
             da, db = (ia or {}).get("digest"), (ib or {}).get("digest")
             if da and db:
                 who = prod_b.get(db) or prod_a.get(da)
                 text = f"input {who or i} rebuilt ({_short(da)} -> {_short(db)})"
-        elif path.startswith("data.files."):
+        elif c.path[:2] == ("data", "files"):
             text = "data file " + text[len("data.files."):]
         out.append({"category": CATEGORY.get(head, "definition"), "text": text})
     return out
