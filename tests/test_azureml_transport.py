@@ -229,8 +229,8 @@ def test_results_bound_as_datastore_outputs_need_no_token_in_the_job(tmp_path, s
     got = open_container("azblob://cacheacct/olivepipe-cache/team").get(job.key)
     assert got is not None and got.manifest["record"] == job.record
     assert "through datastore cachestore (no token in the job)" in Path(ctx.log).read_text()
-    assert json.loads((res.output / "result.json").read_text())["node"] == "b"
-    res.cleanup()
+    mine = ws.store.get(job.key)  # copied into the workspace's cache by the executor
+    assert json.loads((ws.store.fetch(mine) / "result.json").read_text())["node"] == "b"
 
     # a datastore over another container is refused before anything is submitted
     svc.datastores["elsewhere"] = ("otheracct", "other")
