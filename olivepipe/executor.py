@@ -392,8 +392,9 @@ class Scheduler:
                "duration_s": entry.manifest.get("duration_s"), "result": entry.manifest.get("result")}
         self.lock.set({name: rec})  # written only when the entry changed
         why = None
-        if name in self.ws.workflow.nodes:
-            kind, spec = self.ws.kind_of(name), self.ws.spec_of(name)
+        step = self.ws.step(name)
+        if step.is_node:
+            kind, spec = step.kind, step.spec
             if status == "ran":
                 from .metrics import keep_history
 

@@ -81,7 +81,7 @@ class Select(NodeKind):
             model = up.inputs[0] if up.inputs else None
             if model in ctx.built and kinds.get(ctx.built[model].kind).makes_model:
                 fmts.add(kinds.get(ctx.built[model].kind).output_format(ctx.built[model]))
-            elif model in ctx.models_built and ctx.models_built[model].source == "tiny":
+            elif model in ctx.models and ctx.models[model].source == "tiny":
                 fmts.add("hf")
             else:
                 ctx.problem(where + ("input",), f"'{name}' measures '{model}', which is not a stored "
@@ -114,7 +114,8 @@ class Select(NodeKind):
         return node.options.get("format")
 
     # -- records and plan -----------------------------------------------------------
-    def record(self, ws, node):
+    def record(self, step):
+        node = step.node
         o = node.options
         index = {n: i for i, n in enumerate(node.inputs)}
         constraints = {m: {**g, **({"baseline": index.get(g["baseline"], g["baseline"])}
@@ -130,7 +131,8 @@ class Select(NodeKind):
         return f"selected {result['selected']}: {result.get('why', '')}".rstrip(": ")
 
     # -- execution ------------------------------------------------------------------
-    def job(self, ws, node, inputs):
+    def job(self, step, inputs):
+        node = step.node
         o = node.options
         by_pos = {i: inp for i, inp in enumerate(inputs)}
         return {"node": node.name, "minimize": o.get("minimize"), "maximize": o.get("maximize"),
