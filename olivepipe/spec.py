@@ -871,7 +871,7 @@ class _Builder:
         if self._kind_ctx is None or self._kind_ctx.datasets is not datasets or self._kind_ctx.built is not self.built:
             self._kind_ctx = CheckContext(problem=self.problem, catalog=self.catalog, datasets=datasets,
                                           models=self.models_built, built=self.built, arch_of=self.arch_of,
-                                          raw_nodes=self.data["nodes"])
+                                          raw_nodes=self.data["nodes"], ref_base=self.ref_base)
         return self._kind_ctx
 
     def own_checks(self, base, n, where, datasets, defaults, *, inputs_broken: bool):

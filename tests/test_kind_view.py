@@ -106,5 +106,6 @@ def test_the_views_take_no_new_attributes():
     with pytest.raises((AttributeError, TypeError)):
         view.workspace = object()
     assert not hasattr(view, "__dict__")
-    ctx = CheckContext(problem=print, catalog=None, datasets={}, models={}, built={}, arch_of=len, raw_nodes={})
+    ctx = CheckContext(problem=print, catalog=None, datasets={}, models={}, built={}, arch_of=len, raw_nodes={},
+                       ref_base=len)
     assert not hasattr(ctx, "__dict__")

@@ -97,6 +97,7 @@ class CheckContext:
     built: dict  # node name -> NodeSpec, the nodes built so far (inputs come first)
     arch_of: Callable  # name -> the architecture a model or node holds (None if unknown)
     raw_nodes: dict  # the file's `nodes:` mapping as written
+    ref_base: Callable  # (ref, models) -> the node or model a reference names (a variant's base), or None
 
 
 @dataclass
