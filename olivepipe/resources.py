@@ -11,12 +11,9 @@ import functools
 import os
 from pathlib import Path
 
-from .olive import passes
 
 ENV_RAM = "OLIVEPIPE_HOST_RAM_GIB"  # the host RAM plan assumes (tests, or a machine that lies)
 GIB = 1024 ** 3
-# dequantize holds one shard's float output and the packed input (bytes per parameter)
-_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
 @functools.lru_cache(maxsize=64)
@@ -42,27 +39,15 @@ def model_params(step) -> int | None:
 
 
 def estimate(step) -> dict | None:
-    """{"host_gib": (low, high), "gpu_gib": g, "params_b": b, "source": why} or None."""
-    node = step.node
+    """{"host_gib": (low, high), "gpu_gib": g, "params_b": b, "source": why} or None: the node's
+    kind says what a model of this size needs (NodeKind.memory)."""
     params = model_params(step)
     if not params:
         return None
-    b = params / 1e9
-    if node.kind == "dequantize":
-        per = _DTYPE_BYTES.get(node.options.get("dtype", "float16"), 2) + 0.6
-        lo = hi = per * params / GIB
-        gpu = 0.5 * per * params / GIB / 32 if node.device == "gpu" else 0.0  # one layer's tensors at a time
-        return {"host_gib": (lo, hi * 1.25), "gpu_gib": gpu, "params_b": b,
-                "source": f"float output ({node.options.get('dtype', 'float16')}) plus the packed input"}
-    if node.kind != "olive":
-        return None
-    up = step.upstream[0] if step.upstream else None
-    m = passes.memory(node.pass_type, up.pass_type if up is not None else None)
-    if m is None:
-        return None
-    (lo, hi), gpu, source = m
-    return {"host_gib": (lo * b, hi * b), "gpu_gib": gpu * b if node.device == "gpu" else 0.0, "params_b": b,
-            "source": source}
+    from .kinds import get
+
+    e = get(step.node.kind).memory(step, params)
+    return None if e is None else {**e, "params_b": params / 1e9}
 
 
 def host_ram_gib() -> tuple[float | None, float | None]:

@@ -205,3 +205,9 @@ class NodeKind:
     def output_format(self, node) -> str | None:
         """'onnx', 'hf' or None: what model type the result is, before it exists."""
         return None
+
+    def memory(self, step: StepView, params: int) -> dict | None:
+        """What the node needs in memory for a source model of ``params`` parameters:
+        {"host_gib": (low, high), "gpu_gib": g, "source": why}, or None when unknown
+        (olivepipe/resources.py turns it into plan's warning or block)."""
+        return None

@@ -19,6 +19,10 @@ from dataclasses import replace
 from .. import dequant
 from .base import Needs, NodeKind, Rehearsal
 
+GIB = 1024 ** 3
+# bytes per parameter of the float output
+_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
 # Keys of the input's Olive model config that describe the quantized load, not the float model.
 _DROP = ("type", "model_path", "adapter_path", "model_attributes", "io_config", "dummy_inputs_func")
 
@@ -72,6 +76,15 @@ class Dequantize(NodeKind):
             return Rehearsal(replace(node, device="cpu", provider=EXECUTION_PROVIDERS["cpu"]),
                              note=f"{node.alias or node.name} runs on cpu instead of gpu; {note}")
         return Rehearsal(node=node, note=note)
+
+    def memory(self, step, params):
+        # one shard's float output plus the packed input on the host; one layer's tensors at a time on a GPU
+        node = step.node
+        dtype = node.options.get("dtype", "float16")
+        per = _DTYPE_BYTES.get(dtype, 2) + 0.6
+        lo = per * params / GIB
+        gpu = 0.5 * per * params / GIB / 32 if node.device == "gpu" else 0.0
+        return {"host_gib": (lo, lo * 1.25), "gpu_gib": gpu, "source": f"float output ({dtype}) plus the packed input"}
 
     def output_format(self, node):
         return "hf"

@@ -260,6 +260,16 @@ class OlivePass(NodeKind):
 
         return run_olive(spec["config"], io.log)
 
+    def memory(self, step, params):
+        node = step.node
+        up = step.upstream[0] if step.upstream else None
+        m = passes.memory(node.pass_type, up.pass_type if up is not None else None)
+        if m is None:
+            return None
+        (lo, hi), gpu, source = m
+        b = params / 1e9  # the measured figures are per billion parameters
+        return {"host_gib": (lo * b, hi * b), "gpu_gib": gpu * b if node.device == "gpu" else 0.0, "source": source}
+
     def output_format(self, node):
         return passes.output_format(node.pass_type)
 
