@@ -268,7 +268,7 @@ def _stamp(ws, plan, result, seen_before: dict) -> dict | str:
         paths.append([p, False, sig])
     now = time.time_ns()
     if any(sig is None or now - sig[3] < RACY_NS for _, _, sig in paths):
-        return "a file changed within the last second, or no lock"  # same-tick edits would not show
+        return "a file changed within the last second, or no lock: " + repr([p for p, _, sig in paths if sig is None or now - sig[3] < RACY_NS])  # same-tick edits would not show
     state = ws.workflow.file.parent / ".olivepipe"
     config = str(state / "config.yaml")  # absent or as it was: a remote configured later falls through
     paths.append([config, False, _sig(config, False)])
