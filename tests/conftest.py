@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,11 @@ TESTS = Path(__file__).resolve().parent
 for _v in ("OLIVEPIPE_REMOTE_CACHE", "OLIVEPIPE_BLOB_ACCOUNT_URL", "OLIVEPIPE_BLOB_CONTAINER",
            "OLIVEPIPE_BLOB_PREFIX", "OLIVEPIPE_BLOB_SAS", "OLIVEPIPE_REMOTE_PUSH", "OLIVEPIPE_CACHE_DIR"):
     os.environ.pop(_v, None)
+
+# A suite started as a background job (`cmd &` in a script) inherits SIGINT ignored, and an ignored
+# signal stays ignored across exec: the Ctrl-C tests' applies would never see their Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Worker processes import test-only node kinds (fakekinds.py) by module name.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
