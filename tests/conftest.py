@@ -33,10 +33,11 @@ for _v in ("OLIVEPIPE_REMOTE_CACHE", "OLIVEPIPE_BLOB_ACCOUNT_URL", "OLIVEPIPE_BL
            "OLIVEPIPE_BLOB_PREFIX", "OLIVEPIPE_BLOB_SAS", "OLIVEPIPE_REMOTE_PUSH", "OLIVEPIPE_CACHE_DIR"):
     os.environ.pop(_v, None)
 
-# A suite started as a background job (`cmd &` in a script) inherits SIGINT ignored, and an ignored
-# signal stays ignored across exec: the Ctrl-C tests' applies would never see their Ctrl-C.
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+# A suite started as a background job (`cmd &` in a script) inherits SIGINT ignored (Python's
+# getsignal still says default_int_handler), and an ignored signal stays ignored across exec: the
+# Ctrl-C tests' applies would never see their Ctrl-C. A handler set here is reset to the default in
+# every child.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Worker processes import test-only node kinds (fakekinds.py) by module name.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
