@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 from ..errors import OlivepipeError, StoreError
 from ..job import Job
 from ..runtime import open_store_url
-from .base import Capabilities, Check, JobResult, RunContext, append_log, drain
+from .base import Capabilities, Check, JobResult, RunContext, append_log, drain, shared_store_url
 from .staging import stage_inputs
 
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
@@ -205,18 +205,12 @@ class AzureMLExecutor:
         return {"version": self.version, "image": self.image, "cuda_image": self.cuda_image}
 
     def _store_url(self) -> tuple[str | None, str]:
-        if self.store_url:
-            return self.store_url, ""
-        from ..stores.config import remote_config
-
-        try:
-            cfg = remote_config(self.workspace_dir, self.env)
-        except StoreError as e:
-            return None, f"a remote cache for Azure ML jobs ({e.message})"
-        if cfg is None:
+        url, why, configured = shared_store_url(self.store_url, self.workspace_dir, self.env,
+                                                "a remote cache for Azure ML jobs")
+        if not configured:
             return None, ("a remote cache the Azure ML job can read and write "
                           "(set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
-        return cfg.url, ""
+        return url, why
 
     # -- running ------------------------------------------------------------------------------
     def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:

@@ -123,3 +123,18 @@ def append_log(path, text: str) -> None:
         os.write(fd, text.encode("utf-8", "replace"))
     finally:
         os.close(fd)
+
+
+def shared_store_url(given: str | None, workspace_dir, env, what: str) -> tuple[str | None, str, bool]:
+    """(url, why not, configured) of the shared cache a remote executor's jobs use: the URL it was
+    given, else the workspace's remote cache; ``configured`` is False when none is set at all."""
+    if given:
+        return given, "", True
+    from ..errors import StoreError
+    from ..stores.config import remote_config
+
+    try:
+        cfg = remote_config(workspace_dir, env)
+    except StoreError as e:
+        return None, f"{what} ({e.message})", True
+    return (cfg.url, "", True) if cfg is not None else (None, "", False)

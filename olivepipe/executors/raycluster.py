@@ -41,7 +41,7 @@ from typing import Callable, Mapping
 from ..errors import OlivepipeError, StoreError
 from ..job import Job
 from ..runtime import open_store_url
-from .base import Capabilities, Check, JobResult, RunContext, append_log, drain
+from .base import Capabilities, Check, JobResult, RunContext, append_log, drain, shared_store_url
 from .staging import stage_inputs
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -162,16 +162,9 @@ class RayExecutor:
 
     def _store_url(self, ctx: RunContext | None) -> tuple[str | None, str]:
         """The store tasks read and publish: the shared cache, else the workspace's cache folder."""
-        if self.store_url:
-            return self.store_url, ""
-        from ..stores.config import remote_config
-
-        try:
-            cfg = remote_config(self.workspace_dir, self.env)
-        except StoreError as e:
-            return None, f"a store for Ray tasks ({e.message})"
-        if cfg is not None:
-            return cfg.url, ""
+        url, why, configured = shared_store_url(self.store_url, self.workspace_dir, self.env, "a store for Ray tasks")
+        if configured:
+            return url, why
         if ctx is None:
             return "file://", ""  # the cache folder, known once a job starts
         return os.path.abspath(ctx.store.root), ""
