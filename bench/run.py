@@ -12,7 +12,7 @@ Sections (see docs/performance.md for recorded results; `targets` at the top sum
                   interleaved with a bare `python -c pass`
   noop_example    (target 1) no-op `apply` and `plan` of examples/travel-tiny as fresh processes vs a
                   bare interpreter, interleaved; import-time breakdown; Olive's cached runs beside it
-  hashing         (target 2) cold sha256 vs plain read vs BLAKE3 after drop_caches; a touched but
+  hashing         (target 2) cold sha256 vs plain read vs BLAKE3, the file evicted from the page cache; a touched but
                   unchanged file; a copied store; warm (stat-cached) hashing
   materialize     cache-hit materialization of the multi-GB result; store disk use
   store           (target 3) LoRA-like base + finetune entries: disk use vs distinct bytes;
@@ -128,7 +128,7 @@ def fake_pipeline(root: Path, big: dict[str, int]) -> Path:
         size = big.get(name, 4096)
         write_big(out / "payload.bin", max(size, 1 << 20)) if size >= 1 << 20 else (
             out.mkdir(parents=True), (out / "payload.bin").write_bytes(os.urandom(size)))
-        dropped = targets.drop_caches() if size >= 1 << 20 else False
+        dropped = targets.evict(out / "payload.bin") if size >= 1 << 20 else False
         t0 = time.perf_counter()
         e = ws.store.publish(key_of(rec), out, {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}},
                                                 "kind": ws.kind(name)})

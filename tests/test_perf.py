@@ -138,3 +138,26 @@ def test_cache_verify_reads_a_file_shared_by_entries_once(tmp_path, monkeypatch)
     memo: dict = {}
     assert all(store.verify(store.load(k), memo) == [] for k in store.keys())
     assert sorted(reads) == ["a.txt", "b.txt", "shard.bin"]
+
+
+def test_touched_files_of_an_entry_are_rehashed_together_and_judged_one_by_one(tmp_path):
+    from olivepipe import hashing
+    from olivepipe.stores import local
+
+    store = local.LocalStore(tmp_path / "store")
+    store.ensure()
+    src = tmp_path / "src"
+    src.mkdir()
+    r = random.Random(7)
+    for name in ("a.bin", "b.bin", "c.bin", "d.txt"):
+        (src / name).write_bytes(r.randbytes(5000))
+    e = store.publish(hashing.digest_obj("x"), src, {"kind": "olive"})
+    for name in ("a.bin", "b.bin", "c.bin"):  # as `cp -r` leaves them: new mtimes; b's bytes changed too
+        p = e.tree / name
+        os.chmod(p, 0o644)
+        data = p.read_bytes()
+        p.write_bytes(data[:-1] + bytes([data[-1] ^ 1]) if name == "b.bin" else data)
+        os.utime(p, ns=(0, os.stat(p).st_mtime_ns + 10**9))
+    problems, verified = store._health(store.load(e.key), rehash=True)
+    assert problems == ["b.bin: content changed since publish"]
+    assert sorted(verified) == ["a.bin", "c.bin"]

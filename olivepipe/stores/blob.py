@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import StoreError
-from ..hashing import file_digest, tree_digest
+from ..hashing import digest_many, file_digest, tree_digest
 from .base import Entry
 from .local import check_onnx
 from .manifest import FORMAT, MANIFEST_MAX, OWN_FIELDS, BadManifest, check_key, is_digest, is_key, rel_ok
@@ -633,7 +633,9 @@ def _index(src: Path) -> tuple[dict, dict]:
             if stat.S_ISREG(os.lstat(p).st_mode):
                 paths[p.relative_to(src).as_posix()] = p
     check_onnx(src, paths)  # an ONNX model without its weights file is never published
-    files = {rel: {"digest": file_digest(p), "size": os.lstat(p).st_size} for rel, p in sorted(paths.items())}
+    rels = sorted(paths)
+    digests = digest_many(file_digest, [paths[rel] for rel in rels])  # several shards at once
+    files = {rel: {"digest": d, "size": os.lstat(paths[rel]).st_size} for rel, d in zip(rels, digests)}
     return files, paths
 
 

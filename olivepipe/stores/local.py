@@ -458,32 +458,35 @@ class LocalStore:
         tree = self._tree(entry)
         files = entry.manifest["files"]
         stamps = self._stamps_of(entry)
-        problems, verified = [], {}
+        found: dict[str, str] = {}  # rel -> its problem
+        rehashed = {}  # rel -> mtime_ns, for files re-read below
         for rel, f in sorted(files.items()):
             p = tree / rel
             try:
                 st = os.lstat(p)
             except FileNotFoundError:
-                problems.append(f"{rel}: missing")
+                found[rel] = f"{rel}: missing"
                 continue
             except OSError as e:
-                problems.append(f"{rel}: unreadable ({e.strerror})")
+                found[rel] = f"{rel}: unreadable ({e.strerror})"
                 continue
             if not stat.S_ISREG(st.st_mode):
-                problems.append(f"{rel}: not a regular file")
+                found[rel] = f"{rel}: not a regular file"
             elif st.st_size != f["size"]:
-                problems.append(f"{rel}: {st.st_size} bytes, published with {f['size']}")
+                found[rel] = f"{rel}: {st.st_size} bytes, published with {f['size']}"
             elif stamps.get(rel) != st.st_mtime_ns and rehash:
                 # a new mtime alone proves nothing (cp -r, rsync, touch): the content decides
-                try:
-                    same = file_digest(p) == f["digest"]
-                except OSError as e:
-                    problems.append(f"{rel}: unreadable ({e.strerror})")
-                    continue
-                if same:
-                    verified[rel] = st.st_mtime_ns
-                else:
-                    problems.append(f"{rel}: content changed since publish")
+                rehashed[rel] = st.st_mtime_ns
+        verified = {}
+        # several files at once (a copied store: every shard has a new mtime)
+        for rel, (digest, err) in zip(rehashed, digest_many(_digest_or_error, [tree / rel for rel in rehashed])):
+            if err is not None:
+                found[rel] = f"{rel}: unreadable ({err})"
+            elif digest == files[rel]["digest"]:
+                verified[rel] = rehashed[rel]
+            else:
+                found[rel] = f"{rel}: content changed since publish"
+        problems = [found[rel] for rel in sorted(found)]
         problems += [f"{rel}: not in the manifest" for rel in _extras(tree, files)]
         if not os.path.isdir(tree) or os.path.islink(tree):
             problems.insert(0, "tree: missing")
@@ -796,6 +799,14 @@ def _entry_id(manifest: dict) -> str:
     return manifest.get("id") or f"created:{manifest.get('created')!r}"
 
 
+
+
+def _digest_or_error(p: Path) -> tuple[str | None, str | None]:
+    """(digest, None), or (None, why) for a file that cannot be read."""
+    try:
+        return file_digest(p), None
+    except OSError as e:
+        return None, e.strerror
 
 
 def _extras(tree: Path, files: dict) -> list[str]:
