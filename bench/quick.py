@@ -17,6 +17,9 @@ Keys (targets in docs/performance.md):
                                                of reading them in turn or at once
   verify_s_over_hash_once                      `cache verify`'s loop over entries sharing files / hashing
                                                each distinct file once
+  peers_noop_s                                 dvc repro / dvc status / Snakemake no-ops of the same 5-stage chain
+                                               beside olivepipe's and a bare interpreter, one loop; `olive run` of
+                                               one already-run node (bench/peers.py)
   load_avg                                     1-, 5-, 15-minute load at the start and at the end
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import peers
 import targets
 from targets import GIB, MIB, OLIVEPIPE, PY, REPO, bytecode_env, evict, load, run_wall, write_random
 
@@ -267,7 +271,10 @@ def verify(tmp: Path, size: int, rounds: int = 3) -> dict:
             "how": "page cache warm for both (the first round reads the disk for whichever goes first)"}
 
 
-def main(json_path: str | None, fake_pipeline, gb: float = 1.0, pairs: int = 15) -> dict:
+def main(json_path: str | None, fake_pipeline, gb: float = 1.0, pairs: int = 15, chain=None, olive_node=None,
+         only=None) -> dict:
+    """``chain(root)``: the peers' 5-stage chain as an olivepipe workflow; ``olive_node(tmp)``: an
+    already-run `olive run` (bench/peers.py; None leaves Olive out)."""
     tmp = Path(tempfile.mkdtemp(prefix="olivepipe-quick-"))
     out: dict = {"machine": {**targets.machine(), "python": sys.version.split()[0], "executable": PY},
                  "command": " ".join(["bench/run.py", *sys.argv[1:]]),
@@ -276,9 +283,12 @@ def main(json_path: str | None, fake_pipeline, gb: float = 1.0, pairs: int = 15)
     load0 = load()
     sections = {}
     try:
-        for name, fn in (("noop", lambda: noop(tmp, fake_pipeline, pairs)), ("per_node", lambda: per_node(tmp)),
+        for name, fn in (("noop", lambda: noop(tmp, fake_pipeline, pairs)),
+                         ("peers", lambda: peers.bench(tmp, chain, olive_node)), ("per_node", lambda: per_node(tmp)),
                          ("scale", lambda: scale(tmp)), ("hashing", lambda: hashing(tmp, int(gb * GIB))),
                          ("verify", lambda: verify(tmp, int(gb / 2 * GIB)))):
+            if only and name not in only:
+                continue
             print(f"[quick] {name} ... (load {load()})", file=sys.stderr, flush=True)
             try:
                 sections[name] = _figure(fn)
@@ -300,6 +310,9 @@ def main(json_path: str | None, fake_pipeline, gb: float = 1.0, pairs: int = 15)
         "hash_cold_over_read": get("hashing", "ratio_median"),
         "hash_cold_over_read_multi_file": get("hashing", "multi_file", "ratio_median"),
         "verify_s_over_hash_once": get("verify", "ratio"),
+        # the peers' no-ops on the same 5-stage chain, medians of the same rounds (seconds)
+        "peers_noop_s": {**(get("peers", "median_s") or {}),
+                         "olive_run_cached_node": get("peers", "olive_run_cached_node", "median_s")},
         "load_avg": {"start": load0, "end": load()},
     }
     result = {**keys, "loads_by_figure": {k: v.get("load_start_end") for k, v in sections.items()},

@@ -1,7 +1,8 @@
 """olivepipe benchmarks, side by side with Olive's own `olive run`. Prints one JSON document.
 
     python bench/run.py [--gb 3] [--skip-olive] [--only SECTION ...] [--example committed|worktree]
-    python bench/run.py --quick --json FILE    # the issue-25 figures in minutes, no Olive (bench/quick.py)
+    python bench/run.py --quick --json FILE    # the issue-25 figures in minutes (bench/quick.py); Olive runs
+                                               # only for the peers' `olive run` (--skip-olive: not even that)
 
 --skip-olive leaves out olive, incremental and concurrency, and runs noop_example on the
 lab-shaped fake pipeline (the example's nodes are Olive passes). BLAKE3 is measured only where
@@ -32,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -51,6 +51,7 @@ from olivepipe.workspace import open_workspace  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 import targets  # noqa: E402
+from peers import PASS_RE  # noqa: E402
 
 PY = sys.executable
 LAB_SHAPE = """\
@@ -113,12 +114,16 @@ def read_rate(path: Path) -> float:
     return path.stat().st_size / (time.perf_counter() - t0) / 1e9
 
 
-def fake_pipeline(root: Path, big: dict[str, int]) -> Path:
+# the 5-stage chain the peers run too (bench/peers.py): the lab shape without its register leaf
+CHAIN5 = "".join(ln for ln in LAB_SHAPE.splitlines(True) if not ln.lstrip().startswith("register:"))
+
+
+def fake_pipeline(root: Path, big: dict[str, int], text: str = LAB_SHAPE) -> Path:
     """Lab-shaped workflow whose results are published to the store directly (sizes in bytes)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "travel.jsonl").write_text('{"prompt": "a", "response": "b"}\n' * 8)
     wf = root / "workflow.yaml"
-    wf.write_text(LAB_SHAPE)
+    wf.write_text(text)
     ws = open_workspace(wf)
     ws.store.ensure()
     digests, timings = {}, {}
@@ -239,7 +244,26 @@ def olive_run(config: dict, cfg_path: Path) -> tuple[subprocess.CompletedProcess
     return sh([PY, "-m", "olive", "run", "--config", str(cfg_path)], env=worker_env(), timeout=1800)
 
 
-PASS_RE = re.compile(r"Pass (\S+) finished in ([0-9.]+) seconds")
+
+
+def olive_cached_node(tmp: Path) -> dict:
+    """`olive run --config` of the example's LoRA node (on the tiny model, which olivepipe builds
+    without Olive), run once so that Olive's own cache holds it: the command that runs it again."""
+    from olivepipe.preview import compile_preview
+
+    wf = example_copy(tmp, "olive-peer")
+    p, _ = olivepipe("apply", "--target", "phi3-tiny", wf)
+    assert p.returncode == 0, p.stdout + p.stderr
+    cfg = compile_preview(open_workspace(wf), ["finetune"])["finetune"]
+    cfg.update(cache_dir=str(tmp / "olive-peer-cache"), output_dir=str(tmp / "olive-peer-out"))
+    path = tmp / "olive-peer.json"
+    first, wall = olive_run(cfg, path)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    olive = Path(PY).parent / "olive"
+    return {"cmd": [str(olive) if olive.exists() else PY, *([] if olive.exists() else ["-m", "olive"]), "run",
+                    "--config", str(path)],
+            "env": worker_env(), "node": "examples/travel-tiny finetune (LoRA, 4 steps, tiny Phi-3)",
+            "first_run_s": round(wall, 3), "first_run_passes": len(PASS_RE.findall(first.stdout + first.stderr))}
 
 
 def bench_olive(tmp: Path) -> dict:
@@ -332,6 +356,7 @@ nodes:
 SECTIONS = ["noop", "noop_example", "hashing", "materialize", "store", "scale", "olive", "gpu_lab",
             "incremental", "concurrency"]
 NEEDS_OLIVE = {"olive", "incremental", "concurrency"}
+QUICK_SECTIONS = ["noop", "peers", "per_node", "scale", "hashing", "verify"]
 
 
 def summary(out: dict) -> list[dict]:
@@ -395,7 +420,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=3.0, help="total size of the multi-GB artifacts")
     ap.add_argument("--skip-olive", action="store_true", help="only the olivepipe-side sections (no Olive runs)")
-    ap.add_argument("--only", choices=SECTIONS, action="append", help="run this section (repeatable)")
+    ap.add_argument("--only", choices=sorted({*SECTIONS, *QUICK_SECTIONS}), action="append",
+                    help="run this section (repeatable; with --quick: one of %s)" % ", ".join(QUICK_SECTIONS))
     ap.add_argument("--example", choices=["committed", "worktree"], default="committed",
                     help="examples/travel-tiny as committed at HEAD (default) or as in the work tree")
     ap.add_argument("--scale-sizes", default="100,1000,10000", help="expanded node counts of the scale section")
@@ -406,7 +432,9 @@ def main():
     if args.quick:
         import quick
 
-        quick.main(args.json_path, fake_pipeline, gb=args.gb if "--gb" in sys.argv else 1.0, pairs=args.pairs)
+        quick.main(args.json_path, fake_pipeline, gb=args.gb if "--gb" in sys.argv else 1.0, pairs=args.pairs,
+                   chain=lambda root: fake_pipeline(root, {}, CHAIN5),
+                   olive_node=None if args.skip_olive else olive_cached_node, only=args.only)
         return
     EXAMPLE["source"] = args.example
     if args.example == "committed":  # one example for the whole run, whatever lands meanwhile
