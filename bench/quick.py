@@ -74,6 +74,33 @@ def _script_entry() -> str:
                  if ln.startswith("from olivepipe")), "?")
 
 
+def install_layout() -> str:
+    """How olivepipe is installed for the interpreter the ratios divide by, as found on disk: an import
+    finder in an editable install is imported by every interpreter start, the bare one included,
+    which would flatter the ratios. `.ci/setup-env` runs `pip install -e` (setuptools with
+    package-dir {"" = "."}: a static .pth path entry)."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths(vars={"base": sys.prefix, "platbase": sys.prefix})["purelib"])
+    dist = sorted(site.glob("olivepipe-*.dist-info"))
+    if not dist:
+        return f"{sys.prefix}: olivepipe not installed there (imported from {REPO})"
+    try:
+        editable = json.loads((dist[-1] / "direct_url.json").read_text()).get("dir_info", {}).get("editable", False)
+    except (OSError, ValueError):
+        editable = False
+    finders = sorted(p.name for p in site.glob("__editable__*olivepipe*finder*.py"))
+    pths = sorted(site.glob("__editable__*olivepipe*.pth"))
+    imports = [ln for p in pths for ln in p.read_text().splitlines() if ln.startswith("import")]
+    if not editable:
+        how = "a regular (non-editable) install"
+    elif finders or imports:
+        how = f"an editable install with an import finder ({', '.join(finders) or imports[0][:80]}): every interpreter start imports it"
+    else:
+        how = f"an editable install by a static .pth path entry ({', '.join(p.name for p in pths)}), no import finder"
+    return f"{sys.prefix}: {how}"
+
+
 def noop(tmp: Path, fake_pipeline, pairs: int) -> dict:
     wf, _ = fake_pipeline(tmp / "noop", {})
     env = bytecode_env(tmp)
@@ -90,8 +117,11 @@ def noop(tmp: Path, fake_pipeline, pairs: int) -> dict:
         run_wall(c, env=env)
     out = {"workflow": "lab-shaped 6-node pipeline, results published directly (bench/run.py fake_pipeline)",
            "bare_python": f"{PY} -c pass",
-           "install_layout": f"{sys.prefix}: made by .ci/setup-env (pip -e --config-settings editable_mode=compat: a "
-                             ".pth path entry, no import finder); bytecode cached (PYTHONPYCACHEPREFIX in the bench's temp folder)",
+           "install_layout": install_layout(),
+           "ci_setup_env_layout": "`.ci/setup-env` runs `pip install -e` (setuptools; pyproject's package-dir {\"\": \".\"}): "
+                                  "a static .pth path entry, no import finder (a fresh `pip install --no-deps -e .` "
+                                  "into an empty venv made exactly that, 2026-12-07)",
+           "bytecode": "cached (PYTHONPYCACHEPREFIX in the bench's temp folder), for the bare interpreter too",
            "console_script": OLIVEPIPE, "console_script_imports": _script_entry(),
            "stamp_written_by_second_apply": stamp_note, "fast_path_trace": taken}
     for k, c in cmds.items():
