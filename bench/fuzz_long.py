@@ -97,65 +97,110 @@ def _node_names(text: str) -> list[str]:
     return re.findall(r"^  ([A-Za-z][\w-]*):", m.group(1), re.M) if m else []
 
 
-def mutate(text: str, rng: random.Random, seeds: list[str]) -> str:
-    for _ in range(rng.choice([0, 1, 1, 2, 3, 5])):  # 0: the file as is, for the file-system changes
-        op = rng.choice(["delete", "insert", "value", "value", "dup_line", "drop_line", "splice", "rewire",
-                         "matrix", "clone", "kind", "bytes"])
-        i = rng.randint(0, len(text))
-        if op == "delete":
-            text = text[:i] + text[i + rng.randint(1, 16):]
-        elif op == "insert":
-            text = text[:i] + (rng.choice(BITS + VOCAB) if rng.random() < 0.8 else chr(rng.randint(0, 0x2FFF))) + text[i:]
-        elif op == "value":  # the text after some ': ' (or '[') up to the end of its line or a ',' or '}'
-            j = text.find(": ", i) if rng.random() < 0.7 else text.find("[", i)
-            if j != -1:
-                end = re.search(r"[,}\n]", text[j + 2:])
-                end = j + 2 + (end.start() if end and rng.random() < 0.5 else (text[j + 2:] + "\n").find("\n"))
-                text = text[:j + 2] + _snippet(rng) + text[end:]
-        elif op in ("dup_line", "drop_line"):
-            lines = text.split("\n")
-            k = rng.randrange(len(lines))
-            lines[k:k + 1] = [lines[k], lines[k]] if op == "dup_line" else []
-            text = "\n".join(lines)
-        elif op == "splice":  # lines from another seed
-            other = rng.choice(seeds).split("\n")
-            a = rng.randrange(len(other))
-            lines = text.split("\n")
-            k = rng.randrange(len(lines) + 1)
-            lines[k:k] = other[a:a + rng.randint(1, 6)]
-            text = "\n".join(lines)
-        elif op == "rewire":  # an input pointing at another node: cycles, self-reads, variants
-            names = _node_names(text)
-            if names:
-                target = rng.choice(names + [f"{rng.choice(names)}-int4", "base", f"[{', '.join(rng.sample(names, min(3, len(names))))}]"])
-                text = re.sub(r"input: [^,}\n]+", f"input: {target}", text, count=rng.randint(1, 3))
-        elif op == "matrix":
-            lines = text.split("\n")
-            cands = [k for k, ln in enumerate(lines) if re.match(r"  [A-Za-z][\w-]*: \{.*\}$", ln)]
-            if cands:
-                k = rng.choice(cands)
-                key = rng.choice(["precision", "bits", "group_size", "r", "device", "x"])
-                vals = rng.choice(["[int4, fp32]", "[4, 8]", "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]",
-                                   "[" + "w" * 70 + "]", "[a, A]", "[true, 1]", "[]"])
-                lines[k] = lines[k][:-1] + f", matrix: {{{key}: {vals}}}}}"
-                text = "\n".join(lines)
-        elif op == "clone":  # many nodes: scale paths
-            lines = text.split("\n")
-            cands = [k for k, ln in enumerate(lines) if re.match(r"  [A-Za-z][\w-]*: \{.*\}$", ln)]
-            if cands:
-                k = rng.choice(cands)
-                name = lines[k].split(":")[0].strip()
-                n = rng.choice([10, 100, 1000])
-                lines[k + 1:k + 1] = [lines[k].replace(f"  {name}:", f"  {name}c{c}:", 1) for c in range(n)]
-                text = "\n".join(lines)
-        elif op == "kind":
-            text = re.sub(r"pass: [\w-]+", rng.choice(["kind: generate", "kind: register", "pass: rtn", "kind: tiny-model",
-                                                       "pass: lorra", "kind: olive"]), text, count=1)
-        else:  # raw bytes
-            b = text.encode("utf-8", "surrogateescape")
-            k = rng.randrange(len(b) + 1)
-            text = (b[:k] + bytes([rng.randrange(256)]) + b[k + 1:]).decode("utf-8", "surrogateescape")
+# -- edits: each (text, rng, i) -> text, i a random offset; one loop applies them ----------------
+
+def _mutations(text: str, rng: random.Random, counts: list[int], ops: list) -> str:
+    """``rng.choice(counts)`` edits of ``text``, each a random one of ``ops`` (repeat an op to weight it)."""
+    for _ in range(rng.choice(counts)):
+        text = rng.choice(ops)(text, rng, rng.randint(0, len(text)))
     return text
+
+
+def _insert(pick):
+    return lambda text, rng, i: text[:i] + pick(rng) + text[i:]
+
+
+def _delete(most: int):
+    return lambda text, rng, i: text[:i] + text[i + rng.randint(1, most):]
+
+
+def _value(pick, at=lambda rng: ": ", cut_odds: float = 1.0):
+    """The value after the next ``at`` (``: `` or ``[``) replaced by ``pick(rng)``: up to the next ``,``
+    ``}`` or newline with odds ``cut_odds`` (where there is one), else up to the end of its line."""
+    def edit(text, rng, i):
+        j = text.find(at(rng), i)
+        if j == -1:
+            return text
+        start = j + 2
+        cut = re.search(r"[,}\n]", text[start:])
+        end = start + (cut.start() if cut and rng.random() < cut_odds else (text[start:] + "\n").find("\n"))
+        return text[:start] + pick(rng) + text[end:]
+    return edit
+
+
+def _lines(change):
+    """An edit of one random line: ``change(lines, k, rng)`` edits the list in place."""
+    def edit(text, rng, i):
+        lines = text.split("\n")
+        change(lines, rng.randrange(len(lines)), rng)
+        return "\n".join(lines)
+    return edit
+
+
+def _dup_line(lines, k, rng):
+    lines[k:k + 1] = [lines[k], lines[k]]
+
+
+def _drop_line(lines, k, rng):
+    del lines[k]
+
+
+def _splice(seeds):  # lines from another seed
+    def change(lines, k, rng):
+        other = rng.choice(seeds).split("\n")
+        a = rng.randrange(len(other))
+        lines[k:k] = other[a:a + rng.randint(1, 6)]
+    return _lines(change)
+
+
+def _rewire(text, rng, i):  # an input pointing at another node: cycles, self-reads, variants
+    names = _node_names(text)
+    if not names:
+        return text
+    target = rng.choice(names + [f"{rng.choice(names)}-int4", "base", f"[{', '.join(rng.sample(names, min(3, len(names))))}]"])
+    return re.sub(r"input: [^,}\n]+", f"input: {target}", text, count=rng.randint(1, 3))
+
+
+def _flow_node(change):
+    """An edit of a random one-line node (``  name: {...}``): ``change(lines, k, rng)``."""
+    def edit(text, rng, i):
+        lines = text.split("\n")
+        cands = [k for k, ln in enumerate(lines) if re.match(r"  [A-Za-z][\w-]*: \{.*\}$", ln)]
+        if cands:
+            change(lines, rng.choice(cands), rng)
+        return "\n".join(lines)
+    return edit
+
+
+def _matrix(lines, k, rng):
+    key = rng.choice(["precision", "bits", "group_size", "r", "device", "x"])
+    vals = rng.choice(["[int4, fp32]", "[4, 8]", "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]",
+                       "[" + "w" * 70 + "]", "[a, A]", "[true, 1]", "[]"])
+    lines[k] = lines[k][:-1] + f", matrix: {{{key}: {vals}}}}}"
+
+
+def _clone(lines, k, rng):  # many nodes: scale paths
+    name = lines[k].split(":")[0].strip()
+    lines[k + 1:k + 1] = [lines[k].replace(f"  {name}:", f"  {name}c{c}:", 1) for c in range(rng.choice([10, 100, 1000]))]
+
+
+def _kind(text, rng, i):
+    return re.sub(r"pass: [\w-]+", rng.choice(["kind: generate", "kind: register", "pass: rtn", "kind: tiny-model",
+                                               "pass: lorra", "kind: olive"]), text, count=1)
+
+
+def _byte(text, rng, i):  # one raw byte replaced
+    b = text.encode("utf-8", "surrogateescape")
+    k = rng.randrange(len(b) + 1)
+    return (b[:k] + bytes([rng.randrange(256)]) + b[k + 1:]).decode("utf-8", "surrogateescape")
+
+
+def mutate(text: str, rng: random.Random, seeds: list[str]) -> str:
+    value = _value(_snippet, at=lambda rng: ": " if rng.random() < 0.7 else "[", cut_odds=0.5)
+    ops = [_delete(16), _insert(lambda rng: rng.choice(BITS + VOCAB) if rng.random() < 0.8 else chr(rng.randint(0, 0x2FFF))),
+           value, value, _lines(_dup_line), _lines(_drop_line), _splice(seeds), _rewire, _flow_node(_matrix),
+           _flow_node(_clone), _kind, _byte]
+    return _mutations(text, rng, [0, 1, 1, 2, 3, 5], ops)  # 0: the file as is, for the file-system changes
 
 
 # -- remote manifests and config.yaml (issue 19): what a shared-cache writer or a pull request controls --
@@ -193,38 +238,15 @@ CONFIG_BITS = ["http://127.0.0.1:1/teamcache", "http://evil.example.com/teamcach
 
 
 def _mutate_json(text: str, rng: random.Random) -> str:
-    for _ in range(rng.choice([1, 1, 2, 3])):
-        i = rng.randint(0, len(text))
-        op = rng.choice(["value", "value", "insert", "delete", "dup"])
-        if op == "value":
-            j = text.find(": ", i)
-            if j != -1:
-                end = re.search(r"[,}\n]", text[j + 2:])
-                end = j + 2 + (end.start() if end else len(text) - j - 2)
-                text = text[:j + 2] + rng.choice(MANIFEST_BITS) + text[end:]
-        elif op == "insert":
-            text = text[:i] + rng.choice(MANIFEST_BITS + [",", "{", "}", '"k": ']) + text[i:]
-        elif op == "delete":
-            text = text[:i] + text[i + rng.randint(1, 12):]
-        else:
-            lines = text.split("\n")
-            k = rng.randrange(len(lines))
-            lines[k:k + 1] = [lines[k], lines[k]]
-            text = "\n".join(lines)
-    return text
+    value = _value(lambda rng: rng.choice(MANIFEST_BITS))
+    ops = [value, value, _insert(lambda rng: rng.choice(MANIFEST_BITS + [",", "{", "}", '"k": '])), _delete(12),
+           _lines(_dup_line)]
+    return _mutations(text, rng, [1, 1, 2, 3], ops)
 
 
 def _mutate_config(text: str, rng: random.Random) -> str:
-    for _ in range(rng.choice([1, 1, 2])):
-        if rng.random() < 0.6:
-            j = text.find(": ", rng.randint(0, len(text)))
-            if j != -1:
-                end = text.find("\n", j)
-                text = text[:j + 2] + rng.choice(CONFIG_BITS) + (text[end:] if end != -1 else "")
-        else:
-            i = rng.randint(0, len(text))
-            text = text[:i] + rng.choice(CONFIG_BITS + BITS) + text[i:]
-    return text
+    value = _value(lambda rng: rng.choice(CONFIG_BITS), cut_odds=0.0)  # a whole line's value
+    return _mutations(text, rng, [1, 1, 2], [value] * 3 + [_insert(lambda rng: rng.choice(CONFIG_BITS + BITS))] * 2)
 
 
 def case(seed: int, index: int, seeds: list[str]) -> dict:
