@@ -360,3 +360,79 @@ def _get(d, path):
             return None
         d = d[p]
     return d
+
+
+# -- docs/performance.md's table, from one run's JSON (`bench/run.py --markdown FILE`) -----------------
+
+def _load_span(section: dict | None) -> str:
+    ls = (section or {}).get("load_start_end")
+    return f"{ls[0][0]} → {ls[1][0]}" if ls else "?"
+
+
+def _n(x, fmt="{:.3g}") -> str:
+    return "—" if x is None else fmt.format(x)
+
+
+def markdown(r: dict) -> str:
+    """The targets table and the peers table of docs/performance.md, filled from one run."""
+    sec, m = r.get("sections", {}), r.get("machine", {})
+    when = m.get("date", "?")[:16]
+    where = f"{m.get('nproc', '?')} cores, {m.get('mem_gib', {}).get('MemTotal', '?')} GiB, Python {m.get('python', '?')}"
+    cmd = f"`{r.get('command', '?')}` at `{r.get('git', '?')}`"
+    noop, pn, hs, ver = (sec.get(k) or {} for k in ("noop", "per_node", "hashing", "verify"))
+    multi = hs.get("multi_file") or {}
+    ratio = lambda key: noop.get(key) or {}  # noqa: E731
+    per = [r.get("per_node_ms_100"), r.get("per_node_ms_1000")]
+    plans = {s: r.get(f"plan_10k_{s}_s") for s in ("chain", "wide", "matrix", "fanout")}
+    met = lambda ok: "—" if ok is None else ("**yes**" if ok else "**no**")  # noqa: E731
+    rows = [
+        ("no-op `apply` ≤ 3× bare Python", f"`noop_apply_ratio` **{_n(r.get('noop_apply_ratio'))}** "
+         f"({_n(ratio('apply').get('a_median_s'))} s vs {_n(ratio('apply').get('b_median_s'))} s)",
+         None if r.get("noop_apply_ratio") is None else r["noop_apply_ratio"] <= 3, noop),
+        ("`status` ≤ 3× bare Python", f"`status_ratio` **{_n(r.get('status_ratio'))}**",
+         None if r.get("status_ratio") is None else r["status_ratio"] <= 3, noop),
+        ("(`plan`, same path)", f"`plan_ratio` {_n(r.get('plan_ratio'))}", None, noop),
+        ("per node at 1,000 ≤ 1.5 × at 100", f"`per_node_ms_100` **{_n(per[0])}** ms, `per_node_ms_1000` **{_n(per[1])}** ms"
+         + (f" ({per[1] / per[0]:.2f}×)" if None not in per else ""),
+         None if None in per else per[1] <= 1.5 * per[0], pn),
+        ("validate + plan of 10,000 nodes < 2 s", ", ".join(f"{s} **{_n(v)}** s" for s, v in plans.items()),
+         None if None in (plans["chain"], plans["wide"], plans["matrix"]) else
+         max(plans["chain"], plans["wide"], plans["matrix"]) < 2, sec.get("scale")),
+        ("cold sha256 ≥ 0.9 × cold read, one file", f"`hash_cold_over_read` **{_n(r.get('hash_cold_over_read'))}** "
+         f"(cold: {_rounds(hs.get('rounds_gb_s'))}; sha256 hot {_n(hs.get('sha256_hot_gb_s'))})",
+         None if r.get("hash_cold_over_read") is None else r["hash_cold_over_read"] >= 0.9, hs),
+        (f"the same, {multi.get('files', '?')} files hashed at once", f"`hash_cold_over_read_multi_file` "
+         f"**{_n(r.get('hash_cold_over_read_multi_file'))}** ({multi.get('threads', '?')} threads; cold: "
+         f"{_rounds(multi.get('rounds_gb_s'))}; sha256 hot {_n(multi.get('sha256_hot_gb_s'))})",
+         None if r.get("hash_cold_over_read_multi_file") is None else r["hash_cold_over_read_multi_file"] >= 0.9, hs),
+        ("`cache verify` ≤ 1.1 × hashing each file once", f"`verify_s_over_hash_once` **{_n(r.get('verify_s_over_hash_once'))}** "
+         f"({_n(ver.get('verify_s_median'))} s vs {_n(ver.get('hash_once_s_median'))} s)",
+         None if r.get("verify_s_over_hash_once") is None else r["verify_s_over_hash_once"] <= 1.1, ver),
+    ]
+    out = ["| target | figure | met | load (1 min, start → end) | date (UTC) | machine | command |",
+           "|---|---|---|---|---|---|---|"]
+    out += [f"| {t} | {fig} | {met(ok)} | {_load_span(s)} | {when} | {where} | {cmd} |" for t, fig, ok, s in rows]
+    p = sec.get("peers") or {}
+    out += ["", f"Peers, one loop ({p.get('rounds', '?')} rounds, order rotated), load {_load_span(p)}, "
+            f"{when} UTC, {where}; {p.get('chain', '')}; "
+            + (f"dvc {p['peers'].get('dvc')}, Snakemake {p['peers'].get('snakemake')}" if isinstance(p.get("peers"), dict)
+               else str(p.get("peers", "not run"))) + ":", "",
+            "| command | median | × bare Python | it said |", "|---|---|---|---|"]
+    labels = {"bare_python": "`python -c pass`", "olivepipe_apply": "`olivepipe apply` (no-op)",
+              "olivepipe_apply_full_path": "`olivepipe apply`, `OLIVEPIPE_FASTPATH=off`",
+              "olivepipe_status": "`olivepipe status`", "dvc_repro": "`dvc repro` (no-op)",
+              "dvc_status": "`dvc status`", "snakemake": "`snakemake --cores 1` (no-op)"}
+    for k, s in (p.get("median_s") or {}).items():
+        out.append(f"| {labels.get(k, k)} | {s * 1000:.0f} ms | {p.get('x_bare_median', {}).get(k, '1')} "
+                   f"| {(p.get('noop_says') or {}).get(k) or ''} |")
+    o = p.get("olive_run_cached_node")
+    if o:
+        out.append(f"| `olive run` of one already-run node ({o.get('node')}) | {o['median_s']:.1f} s | "
+                   f"| {o.get('passes_run_per_run')} passes run |")
+    return "\n".join(out)
+
+
+def _rounds(rows) -> str:
+    """Each measure's range over the rounds, GB/s."""
+    kinds = {k: [row[k] for row in rows] for k in (rows or [{}])[0]}
+    return ", ".join(f"{k} {min(v)}–{max(v)}" for k, v in kinds.items()) + " GB/s"

@@ -428,7 +428,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="the issue-25 figures only (bench/quick.py); --gb defaults to 1")
     ap.add_argument("--json", dest="json_path", help="also write the JSON document to this file")
     ap.add_argument("--pairs", type=int, default=15, help="--quick: alternating pairs per whole-process ratio")
+    ap.add_argument("--markdown", metavar="JSON", help="print docs/performance.md's tables from a --quick run's JSON")
     args = ap.parse_args()
+    if args.markdown:
+        import quick
+
+        print(quick.markdown(json.loads(Path(args.markdown).read_text())))
+        return
     if args.quick:
         import quick
 
