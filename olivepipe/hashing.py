@@ -26,7 +26,8 @@ from .safefs import UnsafePath, confined_dir, open_nofollow
 
 CHUNK = 4 << 20
 PIPELINE_MIN = 16 << 20  # below this a second thread costs more than the overlap saves
-THREADS = max(1, min(4, os.cpu_count() or 1))  # files hashed at once (sha256 releases the GIL)
+# files hashed at once (sha256 releases the GIL): one per core this process may run on, up to 4
+THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def file_digest(path: str | os.PathLike) -> str:
