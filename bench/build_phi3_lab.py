@@ -59,7 +59,7 @@ def build(out: Path, size: str, device: str) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, Phi3Config
 
-    from olivepipe import tinymodel as tm
+    from olivepipe.models import tinymodel as tm
 
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=False)

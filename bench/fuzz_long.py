@@ -390,7 +390,7 @@ def run_manifest_case(c: dict, ws: Path, outside: Path) -> dict:
     """A pushed manifest through the reader's whole path: plan's peek, apply's get and pull (into
     a local store), `cache verify`'s rules and the reader's model config. Never a traceback, never
     a write outside, never a model config that reaches outside its entry."""
-    from olivepipe.errors import OlivepipeError
+    from olivepipe.core.errors import OlivepipeError
     from olivepipe.olive.runtime import UntrustedModel, reader_model_config
     from olivepipe.stores.blob import BlobStore
     from olivepipe.stores.local import LocalStore
@@ -451,7 +451,7 @@ def _strings(v):
 def run_config_case(c: dict, ws: Path, outside: Path) -> dict:
     """A committed `.olivepipe/config.yaml` (the pull request's) with a SAS in the environment:
     a clean StoreError or a remote whose credential goes nowhere the file alone names."""
-    from olivepipe.errors import OlivepipeError
+    from olivepipe.core.errors import OlivepipeError
     from olivepipe.stores.config import credential_for, remote_config
 
     _fresh_workspace(ws)
@@ -487,9 +487,9 @@ def run_config_case(c: dict, ws: Path, outside: Path) -> dict:
 
 
 def run_case(c: dict, ws: Path, outside: Path) -> dict:
-    from olivepipe.errors import OlivepipeError, SpecError
-    from olivepipe.graph import build_graph
-    from olivepipe.spec import load_workflow
+    from olivepipe.core.errors import OlivepipeError, SpecError
+    from olivepipe.spec.graph import build_graph
+    from olivepipe.spec.workflow import load_workflow
 
     if c.get("target") == "manifest":
         return run_manifest_case(c, ws, outside)

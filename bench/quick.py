@@ -140,9 +140,9 @@ def per_node(tmp: Path, sizes=(1, 100, 1000)) -> dict:
     import fakekinds
 
     from olivepipe import kinds
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     kinds.register(fakekinds.KIND, "fakekinds")
     rows = {}
@@ -182,7 +182,7 @@ def hashing(tmp: Path, size: int, rounds: int = 3, shards: int = 4) -> dict:
     model's safetensors shards), which olivepipe hashes several at once (hashing.digest_many).
     Every timed read starts with the files evicted from the page cache and mincore(2) finding none
     of their pages resident (targets.evict)."""
-    from olivepipe import hashing as h
+    from olivepipe.core import hashing as h
 
     one = tmp / "hash" / "big.bin"
     write_random(one, size)
@@ -223,7 +223,7 @@ def hashing(tmp: Path, size: int, rounds: int = 3, shards: int = 4) -> dict:
                            "ratio_median": round(statistics.median(ratio_multi), 3), "sha256_hot_gb_s": hot_multi},
             "cold": cold or "some page stayed resident after eviction: not every read was cold",
             "how": "each timed read after fsync + posix_fadvise(DONTNEED) of the files, mincore(2) finding none of "
-                   "their pages resident (no root, no system-wide drop_caches); one file: olivepipe.hashing.file_digest "
+                   "their pages resident (no root, no system-wide drop_caches); one file: olivepipe.core.hashing.file_digest "
                    "(read on a second thread, sha256 here) vs a plain 1 MiB readinto loop (read_o_direct: the same "
                    "file with O_DIRECT, 4 MiB reads, for reference); several files: digest_many(file_digest) vs the "
                    "faster of reading them in turn and reading them at once; order rotated each round. A VM's host "
@@ -261,7 +261,7 @@ def read_direct(path: Path) -> None:
 
 
 def verify(tmp: Path, size: int, rounds: int = 3) -> dict:
-    from olivepipe.hashing import digest_many, digest_obj, file_digest
+    from olivepipe.core.hashing import digest_many, digest_obj, file_digest
     from olivepipe.stores.local import LocalStore
 
     store = LocalStore(tmp / "verify" / "store")

@@ -44,10 +44,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from olivepipe.keys import key_of  # noqa: E402
+from olivepipe.core.keys import key_of  # noqa: E402
 from olivepipe.olive.runtime import worker_env  # noqa: E402
 from olivepipe.stores.local import materialize  # noqa: E402
-from olivepipe.workspace import open_workspace  # noqa: E402
+from olivepipe.flow.workspace import open_workspace  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 import targets  # noqa: E402
@@ -140,7 +140,7 @@ def fake_pipeline(root: Path, big: dict[str, int], text: str = LAB_SHAPE) -> Pat
         timings[name] = {"bytes": e.size, "publish_s": round(time.perf_counter() - t0, 3), "cold": dropped}
         shutil.rmtree(out.parent, ignore_errors=True)
         digests[name] = e.digest
-        from olivepipe import lock as lockfile
+        from olivepipe.core import lock as lockfile
 
         lockfile.update(ws.lock_path, ws.lock_name, {name: {"key": e.key, "kind": rec["kind"], "record": rec}})
     ws.stats.close()  # an open writer keeps its rows in SQLite's WAL, unseen by read-only readers
@@ -170,7 +170,7 @@ def bench_noop(tmp: Path, gb: float) -> dict:
 
 
 def bench_hashing(big_wf: Path, tmp: Path) -> dict:
-    from olivepipe.hashing import StatCache
+    from olivepipe.core.hashing import StatCache
 
     out = targets.bench_cold_hashing(big_wf, tmp)
     ws = open_workspace(big_wf)
@@ -249,7 +249,7 @@ def olive_run(config: dict, cfg_path: Path) -> tuple[subprocess.CompletedProcess
 def olive_cached_node(tmp: Path) -> dict:
     """`olive run --config` of the example's LoRA node (on the tiny model, which olivepipe builds
     without Olive), run once so that Olive's own cache holds it: the command that runs it again."""
-    from olivepipe.preview import compile_preview
+    from olivepipe.report.preview import compile_preview
 
     wf = example_copy(tmp, "olive-peer")
     p, _ = olivepipe("apply", "--target", "phi3-tiny", wf)
@@ -270,7 +270,7 @@ def bench_olive(tmp: Path) -> dict:
     wf = example_copy(tmp, "olive-side")
     p, apply_wall = olivepipe("apply", "--json", "--force-all", wf)
     steps = {s["name"]: s for s in _result(p.stdout)["steps"]}
-    from olivepipe.preview import compile_preview
+    from olivepipe.report.preview import compile_preview
 
     compiled = compile_preview(open_workspace(wf), ["finetune", "onnx", "adapters"])  # inputs all cached
     per_node, cached = {}, {}
@@ -315,7 +315,7 @@ def bench_incremental(tmp: Path) -> dict:
     p, _ = olivepipe("apply", "--json", wf)
     out["olivepipe_data_edit"] = [s["name"] for s in _result(p.stdout)["steps"] if s["status"] == "ran"]
     # Olive's own cache, one chained workflow (LoRA -> ModelBuilder -> ExtractAdapters)
-    from olivepipe.preview import compile_preview
+    from olivepipe.report.preview import compile_preview
 
     cfg = compile_preview(open_workspace(wf), ["finetune"])["finetune"]
     cfg["passes"].update({"onnx": {"type": "ModelBuilder", "precision": "int4"}, "adapters": {"type": "ExtractAdapters"}})

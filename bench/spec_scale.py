@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from olivepipe.errors import SpecError  # noqa: E402
-from olivepipe.graph import build_graph  # noqa: E402
-from olivepipe.spec import parse_workflow  # noqa: E402
+from olivepipe.core.errors import SpecError  # noqa: E402
+from olivepipe.spec.graph import build_graph  # noqa: E402
+from olivepipe.spec.workflow import parse_workflow  # noqa: E402
 
 HEAD = "olivepipe: 1\nname: scale\nmodels:\n  m: {tiny: {arch: phi3}}\nnodes:\n"
 

@@ -140,7 +140,7 @@ def rmtree(path: Path) -> None:
 @contextlib.contextmanager
 def counted_reads():
     """Count full-content reads (file digests) done by the stat cache and by the store."""
-    import olivepipe.hashing as hashing
+    import olivepipe.core.hashing as hashing
     import olivepipe.stores.local as local
 
     calls: list[str] = []
@@ -240,11 +240,11 @@ def _profile(args: list[str], env: dict, n: int = 3) -> dict:
         "re.compile (regexes built at import or run time)": lambda rs: total(rs, lambda f: "/re/__init__.py" in f and "(_compile)" in f),
         "dataclass creation": lambda rs: total(rs, lambda f: "dataclasses.py" in f and "(_process_class)" in f),
         "importlib.metadata.version": lambda rs: total(rs, lambda f: "importlib/metadata/__init__.py" in f and "(version)" in f),
-        "specmemo.recall (validation memo: key + read)": lambda rs: total(rs, lambda f: "specmemo.py" in f and "(recall)" in f),
-        "open_workspace": lambda rs: total(rs, lambda f: "workspace.py" in f and "(open_workspace)" in f),
+        "specmemo.recall (validation memo: key + read)": lambda rs: total(rs, lambda f: "spec/memo.py" in f and "(recall)" in f),
+        "open_workspace": lambda rs: total(rs, lambda f: "flow/workspace.py" in f and "(open_workspace)" in f),
         "stores.open_store": lambda rs: total(rs, lambda f: "stores/__init__.py" in f and "(open_store)" in f),
-        "make_plan": lambda rs: total(rs, lambda f: "plan.py" in f and "(make_plan)" in f),
-        "executor.apply": lambda rs: total(rs, lambda f: "executor.py" in f and "(apply)" in f),
+        "make_plan": lambda rs: total(rs, lambda f: "flow/plan.py" in f and "(make_plan)" in f),
+        "executor.apply": lambda rs: total(rs, lambda f: "flow/scheduler.py" in f and "(apply)" in f),
         "sqlite3 connect/execute": lambda rs: total(rs, lambda f: "sqlite3" in f and ("connect" in f or "execute" in f)),
     }
     out = {k: round(statistics.median(fn(rs) for rs in runs) * 1000, 1) for k, fn in named.items()}
@@ -265,21 +265,21 @@ import sys, time, json
 t = [time.perf_counter()]
 import olivepipe.cli  # noqa: F401  (click, the command modules)
 t.append(time.perf_counter())
-import olivepipe.executor, olivepipe.plan, olivepipe.workspace, olivepipe.hashing  # noqa: E401,F401
+import olivepipe.flow.scheduler, olivepipe.flow.plan, olivepipe.flow.workspace, olivepipe.core.hashing  # noqa: E401,F401
 t.append(time.perf_counter())
 from importlib.metadata import version
 version("olive-ai")  # what the validation memo's key asks on every run
 t.append(time.perf_counter())
-from olivepipe import lock
+from olivepipe.core import lock
 lock.read(sys.argv[1])
 t.append(time.perf_counter())
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.workspace import open_workspace
 ws = open_workspace(sys.argv[2])
 t.append(time.perf_counter())
-from olivepipe.plan import make_plan
+from olivepipe.flow.plan import make_plan
 plan = make_plan(ws)
 t.append(time.perf_counter())
-from olivepipe.executor import apply
+from olivepipe.flow.scheduler import apply
 res = apply(ws, plan)
 t.append(time.perf_counter())
 assert res.ok and not res.ran, res.to_json()
@@ -474,8 +474,8 @@ def _blake3(threads: int):
 
 
 def bench_cold_hashing(big_wf: Path, tmp: Path, rounds: int = 5) -> dict:
-    from olivepipe.hashing import file_digest
-    from olivepipe.workspace import open_workspace
+    from olivepipe.core.hashing import file_digest
+    from olivepipe.flow.workspace import open_workspace
 
     t_start, load0 = time.perf_counter(), load()
     ws = open_workspace(big_wf, read_only=True)
@@ -543,8 +543,8 @@ def _touch(p: Path) -> None:
 
 def _touched(big_wf: Path, key: str, f: Path) -> dict:
     """A result file and a data file touched (new mtime, same bytes): how often each is read."""
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     res: dict = {"result_file_bytes": f.stat().st_size}
     # in process, reads of the touched file counted (the workspace's stat-cache connections closed
@@ -606,7 +606,7 @@ def _touched(big_wf: Path, key: str, f: Path) -> dict:
 
 def _copied_store(big_wf: Path, tmp: Path, key: str) -> dict:
     from olivepipe.stores.local import LocalStore
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.workspace import open_workspace
 
     src = open_workspace(big_wf, read_only=True).store.root
     out = {"store_blocks_bytes": tree_blocks(src)}
@@ -637,8 +637,8 @@ def _copied_store(big_wf: Path, tmp: Path, key: str) -> dict:
 # -- 3. store disk use = distinct bytes; materialize at several sizes -----------------------------
 
 def bench_store_dedup(tmp: Path, gb: float, reps: int = 21) -> dict:
-    from olivepipe.executor import link_output
-    from olivepipe.hashing import digest_obj
+    from olivepipe.flow.scheduler import link_output
+    from olivepipe.core.hashing import digest_obj
     from olivepipe.stores.local import LocalStore
 
     t_start, load0 = time.perf_counter(), load()
@@ -738,7 +738,7 @@ def _onnx_case(root: Path, store) -> dict:
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return {"skipped": "onnx not installed"}
-    from olivepipe.hashing import digest_obj
+    from olivepipe.core.hashing import digest_obj
 
     size = 64 * MIB
     w = numpy_helper.from_array(np.frombuffer(os.urandom(size), dtype=np.float32).reshape(-1, 1024), "w")
@@ -766,10 +766,10 @@ def _onnx_case(root: Path, store) -> dict:
 def bench_scale(tmp: Path, sizes=(100, 1000, 10000), repeat: int = 3, cli_repeat: int = 3) -> dict:
     sizes = tuple(sizes)
     import spec_scale
-    from olivepipe.keys import key_of
-    from olivepipe.plan import make_plan
-    from olivepipe.spec import parse_workflow
-    from olivepipe.workspace import open_workspace
+    from olivepipe.core.keys import key_of
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.spec.workflow import parse_workflow
+    from olivepipe.flow.workspace import open_workspace
 
     t_start, load0 = time.perf_counter(), load()
 

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 import os as _os
 
 if _os.environ.get("OLIVEPIPE_NETWORK_AUDIT"):  # opt-in: prove an apply stays off the network
-    from .netaudit import install_from_env as _audit
+    from .core.netaudit import install_from_env as _audit
 
     _audit()
 

@@ -130,7 +130,7 @@ def answer(argv: list[str]) -> int | None:
         lines = [json.dumps(e) for e in out["events"]]
         lines.append(json.dumps({"event": "result", **out["result"], "seconds": round(time.perf_counter() - t0, 3)}))
     elif command == "apply":
-        from .summary import nothing_to_do_line
+        from .report.summary import nothing_to_do_line
 
         lines = [nothing_to_do_line(out["cached"], time.perf_counter() - t0)]
     elif command == "status" and flags:
@@ -233,7 +233,7 @@ def remember(ws, plan, result, seen_before: dict) -> None:
             if os.path.lexists(target) and not os.path.islink(os.path.dirname(target)):
                 os.unlink(target)
             return
-        from .safefs import confined_dir, write_atomic
+        from .core.safefs import confined_dir, write_atomic
 
         folder = confined_dir(ws.workflow.file.parent, ".olivepipe", "fast")
         stamp["folder"] = folder_id(str(folder))
@@ -249,8 +249,8 @@ def _trace(message: str) -> None:
 
 def _stamp(ws, plan, result, seen_before: dict) -> dict | str:
     """The stamp, or why there is none."""
-    from .executor import Event
-    from .summary import event_json, plan_plain, status_lines
+    from .flow.scheduler import Event
+    from .report.summary import event_json, plan_plain, status_lines
 
     if (ws.rehearse or ws.read_only or type(ws.store).__name__ != "LocalStore" or not result.ok or result.ran
             or plan.to_run or plan.blocked or any(s.status != "cached" for s in plan.steps)

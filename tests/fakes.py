@@ -1,19 +1,19 @@
 """An in-process executor with a virtual clock, for testing the shared scheduler.
 
-It satisfies the executor protocol (olivepipe/executors/base.py): jobs "run" for the
+It satisfies the executor protocol (olivepipe/run/executors/base.py): jobs "run" for the
 `seconds` their options say on a virtual clock, so tests check concurrency, GPU slots
 and makespans exactly, without sleeping and without worker processes."""
 from __future__ import annotations
 
-from olivepipe.executors.base import Capabilities, Check, JobResult
-from olivepipe.runtime import run_kind, run_node
+from olivepipe.run.executors.base import Capabilities, Check, JobResult
+from olivepipe.run.runtime import run_kind, run_node
 
 
 class FakeExecutor:
     name = "fake"
 
     def __init__(self, *, cuda: bool = True, environment: dict | None = None, gpus=None):
-        from olivepipe.gpus import Gpu
+        from olivepipe.run.gpus import Gpu
 
         self.cuda = cuda
         self.gpu_list = gpus if gpus is not None else [Gpu("0"), Gpu("1")]

@@ -29,7 +29,7 @@ def _peft_adapter(base, out, seed):
 
 @pytest.fixture
 def carried(tmp_path):
-    from olivepipe.tinymodel import build_tiny_model
+    from olivepipe.models.tinymodel import build_tiny_model
 
     build_tiny_model(tmp_path / "base", "phi3", layers=1, hidden=64, heads=4, vocab_size=512)
     _peft_adapter(tmp_path / "base", tmp_path / "lora", seed=0)
@@ -37,9 +37,9 @@ def carried(tmp_path):
 
 
 def test_the_adapter_reaches_olive_and_its_content_is_in_the_key(carried):
-    from olivepipe.plan import make_plan
-    from olivepipe.preview import compile_preview
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.report.preview import compile_preview
+    from olivepipe.flow.workspace import open_workspace
 
     cfg = compile_preview(open_workspace(carried), ["onnx"])["onnx"]
     assert cfg["input_model"]["adapter_path"] == str(carried.parent / "lora")
@@ -50,8 +50,8 @@ def test_the_adapter_reaches_olive_and_its_content_is_in_the_key(carried):
 
 
 def test_a_folder_that_is_not_an_adapter_is_refused(carried):
-    from olivepipe.errors import SpecError
-    from olivepipe.spec import load_workflow
+    from olivepipe.core.errors import SpecError
+    from olivepipe.spec.workflow import load_workflow
 
     write(carried.parent / "notlora" / "weights.bin", "x")
     carried.write_text(WF.replace("adapter: lora", "adapter: notlora"))
@@ -62,9 +62,9 @@ def test_a_folder_that_is_not_an_adapter_is_refused(carried):
 
 @pytest.mark.e2e
 def test_model_builder_builds_the_carried_adapter_into_the_model(carried):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     ws = open_workspace(carried)
     res = apply(ws, make_plan(ws))

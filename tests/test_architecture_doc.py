@@ -5,9 +5,9 @@ import re
 
 from conftest import REPO
 from olivepipe import kinds
-from olivepipe.executor import apply
-from olivepipe.plan import make_plan
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.scheduler import apply
+from olivepipe.flow.plan import make_plan
+from olivepipe.flow.workspace import open_workspace
 from test_kind_view import setup
 
 

@@ -591,7 +591,7 @@ def test_run_register_real_offline_fails_cleanly(offline_env, model_dir, tmp_pat
     with pytest.raises(RegistrationError) as ei:
         run_register(_job(model_dir, tmp_path, rehearse=False))
     assert ei.value.kind == "no_credentials"
-    from olivepipe.errors import OlivepipeError
+    from olivepipe.core.errors import OlivepipeError
 
     assert isinstance(ei.value, OlivepipeError)
 

@@ -1,11 +1,11 @@
-"""Nodes as Azure ML command jobs (olivepipe/executors/azureml.py, olivepipe/azure/jobs.py,
-olivepipe/runtime.py), all offline: no Azure workspace is reachable from here.
+"""Nodes as Azure ML command jobs (olivepipe/run/executors/azureml.py, olivepipe/azure/jobs.py,
+olivepipe/run/runtime.py), all offline: no Azure workspace is reachable from here.
 
 The command job is built and validated with azure-ai-ml's own checks. A fake MLClient follows
 the SDK's interface (``jobs.create_or_update`` / ``get`` / ``begin_cancel`` / ``download``, and
 the run details and request pipeline ``jobs.stream`` reads logs through) and "runs" a job the
 way Azure ML would: it copies the job's code snapshot and runs its command, ``python -m
-olivepipe.runtime``, for real in a subprocess, against a LocalStore standing in for the
+olivepipe.run.runtime``, for real in a subprocess, against a LocalStore standing in for the
 remote store. Waits are on events and job states, never on a fixed sleep.
 """
 from __future__ import annotations
@@ -30,15 +30,15 @@ from azurite import ACCOUNT, azurite  # noqa: F401  (fixture: Azurite for the bl
 from conftest import write
 from olivepipe.azure import jobs as amljobs
 from olivepipe.azure.errors import RegistrationError
-from olivepipe.executors.azureml import AzureMLExecutor
-from olivepipe.executors.base import RunContext
-from olivepipe.executors.local import LocalExecutor
-from olivepipe.executors.router import Router
-from olivepipe.hashing import file_digest, tree_digest
-from olivepipe.keys import key_of
+from olivepipe.run.executors.azureml import AzureMLExecutor
+from olivepipe.run.executors.base import RunContext
+from olivepipe.run.executors.local import LocalExecutor
+from olivepipe.run.executors.router import Router
+from olivepipe.core.hashing import file_digest, tree_digest
+from olivepipe.core.keys import key_of
 from olivepipe.kinds.base import Needs
 from olivepipe.olive.runtime import version
-from olivepipe.runtime import input_key
+from olivepipe.run.runtime import input_key
 from olivepipe.stores.local import LocalStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")
@@ -249,7 +249,7 @@ def workflow(tmp_path, text=WORKFLOW) -> Path:
 
 
 def open_ws(wf, factory, **kw):
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.workspace import open_workspace
 
     return open_workspace(wf, executor=Router(LocalExecutor(), {"azureml": factory}), **kw)
 
@@ -295,7 +295,7 @@ def test_the_command_job_validates_with_azure_ai_ml_and_says_what_runs_where(tmp
                                     environment_variables={"HF_HUB_OFFLINE": "1"})
     assert job._validate().passed
     rest = job._to_job()._to_rest_object().properties
-    assert rest.command == ("python -m olivepipe.runtime job.json --store azblob://acct/results/olive "
+    assert rest.command == ("python -m olivepipe.run.runtime job.json --store azblob://acct/results/olive "
                             "--out outputs/result.json")
     assert rest.compute_id == "gpu-cluster" and rest.display_name == "finetune"
     assert rest.experiment_name == "olivepipe-travel-tiny"
@@ -420,8 +420,8 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 import fakekinds
 from olivepipe import kinds
-from olivepipe.plan import make_plan
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.plan import make_plan
+from olivepipe.flow.workspace import open_workspace
 kinds.register(fakekinds.KIND, "fakekinds")
 plan = make_plan(open_workspace({str(wf)!r}, read_only=True))
 print(json.dumps({{"steps": {{s.name: [s.where, s.action, list(s.reasons)] for s in plan.steps}},
@@ -439,8 +439,8 @@ print(json.dumps({{"steps": {{s.name: [s.where, s.action, list(s.reasons)] for s
 
 
 def test_store_urls_open_the_store_they_name(tmp_path, monkeypatch):
-    from olivepipe.errors import StoreError
-    from olivepipe.runtime import open_store_url
+    from olivepipe.core.errors import StoreError
+    from olivepipe.run.runtime import open_store_url
 
     def refuse(*a, **k):
         raise AssertionError("opening a store opened a connection")
@@ -478,7 +478,7 @@ def _runtime_job(store: LocalStore, tmp_path, **kw) -> dict:
 def run_runtime(tmp_path, job: dict, store_root: Path, tag: str = "r") -> tuple[subprocess.CompletedProcess, dict]:
     jf = write(tmp_path / tag / "job.json", json.dumps(job))
     out = tmp_path / tag / "outputs" / "result.json"
-    p = subprocess.run([sys.executable, "-m", "olivepipe.runtime", str(jf), "--store", f"file://{store_root}",
+    p = subprocess.run([sys.executable, "-m", "olivepipe.run.runtime", str(jf), "--store", f"file://{store_root}",
                         "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
     return p, json.loads(out.read_text())
 
@@ -546,13 +546,13 @@ def test_a_remote_job_from_upload_to_result(tmp_path, sleep_kind, aml, shared):
     assert all("entry" in r or "text_dataset" in r for r in sent["refs"].values())
     assert str(tmp_path) not in json.dumps(sent)  # no local path reaches Azure ML
     assert sent["key"] == key and sent["record"] == job.record and sent["step"] == "b"
-    assert (code_of(aml) / "olivepipe" / "runtime.py").is_file()  # the runtime travels with the job
+    assert (code_of(aml) / "olivepipe" / "run" / "runtime.py").is_file()  # the runtime travels with the job
 
     # what was submitted: where, in which environment, under which names
     cmd = aml.jobs.submitted[-1]
     assert cmd.compute == "cpu-cluster" and cmd.display_name == "b" and cmd.experiment_name == "olivepipe-remote"
     assert cmd.tags["olivepipe.key"] == key and cmd.tags["olivepipe.workflow"] == "remote"
-    assert cmd.command.startswith("python -m olivepipe.runtime job.json --store ")
+    assert cmd.command.startswith("python -m olivepipe.run.runtime job.json --store ")
     assert f"olive-ai=={version('olive-ai')}" in cmd.environment.conda_file["dependencies"][-1]["pip"]
     assert "HF_HUB_OFFLINE" in cmd.environment_variables and "AZURE_SUBSCRIPTION_ID" not in cmd.environment_variables
     client = aml.clients[0]
@@ -591,7 +591,7 @@ def test_a_remote_job_with_the_shared_blob_cache_as_its_store(tmp_path, sleep_ki
     ex.start(job, ctx)
     [res] = ex.wait()
     assert res.ok, res.error + Path(ctx.log).read_text()
-    from olivepipe.runtime import open_store_url
+    from olivepipe.run.runtime import open_store_url
 
     blob = open_store_url(url)
     entry = blob.get(job.key)
@@ -672,8 +672,8 @@ def test_a_data_file_changed_after_planning_is_neither_uploaded_nor_run(tmp_path
 # -- apply end to end: one node here, one on "Azure ML" --------------------------------------------
 
 def test_apply_runs_placed_nodes_remotely_and_plans_offline(tmp_path, sleep_kind, aml, monkeypatch):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
 
     # b is a GPU node on its compute: it must take none of this (GPU-less) machine's GPUs
     text = WORKFLOW.replace("note: b,", "note: b, device: gpu,")
@@ -725,8 +725,8 @@ def test_apply_runs_placed_nodes_remotely_and_plans_offline(tmp_path, sleep_kind
 
 
 def test_apply_with_the_workspace_cache_as_the_jobs_store_links_the_remote_result(tmp_path, sleep_kind, aml):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
 
     wf = workflow(tmp_path)
     cache = tmp_path / "cache"
@@ -740,9 +740,9 @@ def test_apply_with_the_workspace_cache_as_the_jobs_store_links_the_remote_resul
 
 
 def test_ctrl_c_during_apply_cancels_the_remote_job(tmp_path, sleep_kind, aml):
-    from olivepipe.errors import Interrupted
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.core.errors import Interrupted
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
 
     go, never = tmp_path / "GO", tmp_path / "never-created"
     text = WORKFLOW.replace("note: a}", f"note: a, wait_for: {go}}}").replace(
@@ -828,7 +828,7 @@ def test_serverless_identity_and_datastore_options_reach_the_rest_body_and_plan(
     rest = job._to_job()._to_rest_object().properties
     assert rest.compute_id is None and rest.resources.instance_type == "Standard_NC24ads_A100_v4"
     assert rest.identity.identity_type == "UserIdentity"
-    assert rest.command == ("python -m olivepipe.runtime job.json --store ${{inputs.cache}} --out outputs/result.json "
+    assert rest.command == ("python -m olivepipe.run.runtime job.json --store ${{inputs.cache}} --out outputs/result.json "
                             "--publish-to ${{outputs.publish}}")
     assert rest.inputs["cache"].uri == rest.outputs["publish"].uri == "azureml://datastores/cachestore/paths/team/"
     with pytest.raises(RegistrationError, match="serverless compute without an instance_type"):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from amlservice import FakeCredential, Service
-from olivepipe.executors.azureml import AzureMLExecutor
+from olivepipe.run.executors.azureml import AzureMLExecutor
 from test_azureml_executor import WORKFLOW, WORKSPACE_ENV, open_ws, remote_step, workflow
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")
@@ -56,8 +56,8 @@ def remote_job(tmp_path, svc, *, text=WORKFLOW, store_url=None, **exkw):
 
 
 def test_apply_through_the_real_sdk_submits_follows_and_writes_the_lock(tmp_path, sleep_kind, svc):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
 
     wf = workflow(tmp_path)
     ws = open_ws(wf, lambda: real_executor(svc, tmp_path / "remote"), cache_dir=tmp_path / "cache")
@@ -69,10 +69,10 @@ def test_apply_through_the_real_sdk_submits_follows_and_writes_the_lock(tmp_path
     # what azure-ai-ml sent: the command job, its code snapshot (uploaded to blob storage by the
     # SDK) and the anonymous environment, all by ARM id
     assert props["jobType"] == "Command" and props["computeId"].endswith("/computes/cpu-cluster")
-    assert props["command"].startswith("python -m olivepipe.runtime job.json --store ")
+    assert props["command"].startswith("python -m olivepipe.run.runtime job.json --store ")
     assert props["displayName"] == "b" and props["tags"]["olivepipe.key"] == result.outcomes["b"].key
     assert "/environments/CliV2AnonymousEnvironment/versions/" in props["environmentId"]
-    assert (job.code / "olivepipe" / "runtime.py").is_file() and (job.code / "job.json").is_file()
+    assert (job.code / "olivepipe" / "run" / "runtime.py").is_file() and (job.code / "job.json").is_file()
     assert svc.calls("GET", r"/computes/cpu-cluster$")  # read-only checks before the submit
     assert "quota for standardDSv2Family: 0 of 100 cores in use; one STANDARD_DS3_V2 node needs 4" in \
         ws.log_path("b").read_text()
@@ -247,8 +247,8 @@ def test_results_bound_as_datastore_outputs_need_no_token_in_the_job(tmp_path, s
 def test_a_remote_node_reads_a_remote_inputs_result_from_the_store_not_through_this_machine(tmp_path, sleep_kind, svc):
     """b and c both on Azure ML: c's job names b's result by key and reads it from the job store;
     nothing of b is uploaded for c (the one copy that comes here is the scheduler's own, once)."""
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
     from olivepipe.stores.local import LocalStore
 
     text = WORKFLOW.replace("c: {kind: sleep, input: b, note: c}",

@@ -16,8 +16,8 @@ import pytest
 from azurite import ACCOUNT, ACCOUNT_KEY, azurite, container  # noqa: F401  (fixtures)
 from conftest import write
 from fakes import FakeExecutor
-from olivepipe.errors import StoreError
-from olivepipe.hashing import file_digest
+from olivepipe.core.errors import StoreError
+from olivepipe.core.hashing import file_digest
 from olivepipe.stores import open_store
 from olivepipe.stores.config import load_cache_section, remote_config
 from olivepipe.stores.local import LocalStore
@@ -285,10 +285,10 @@ def workspace(folder: Path) -> Path:
 
 def test_apply_through_a_tiered_store_shares_results_with_a_fresh_workspace(azurite, container, tmp_path,
                                                                             sleep_kind, monkeypatch):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
     from olivepipe.stores.tiered import TieredStore
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.workspace import open_workspace
 
     wf1 = workspace(tmp_path / "one")
     store1 = TieredStore(LocalStore(tmp_path / "one" / ".olivepipe" / "cache"), blob(azurite, container))
@@ -315,7 +315,7 @@ def test_apply_through_a_tiered_store_shares_results_with_a_fresh_workspace(azur
     assert sorted(ws2.store.local.keys()) == keys and sorted(ws2.store.pulled) == keys
     out1, out2 = (tmp_path / d / "outputs" / "shared" / "b" / "result.json" for d in ("one", "two"))
     assert out2.read_bytes() == out1.read_bytes()
-    from olivepipe import lock as lockfile
+    from olivepipe.core import lock as lockfile
 
     assert lockfile.nodes(wf1.parent / "olivepipe.lock", "shared") == lockfile.nodes(wf2.parent / "olivepipe.lock",
                                                                                     "shared")
@@ -352,9 +352,9 @@ def olivepipe(*args, env=None, cwd=None):
 
 
 def test_cache_push_and_pull_through_the_cli(azurite, container, tmp_path, sleep_kind):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     wf1 = workspace(tmp_path / "one")
     ws1 = open_workspace(wf1, executor=FakeExecutor(), store=LocalStore(tmp_path / "one" / ".olivepipe" / "cache"))
@@ -410,9 +410,9 @@ def test_cache_push_and_pull_through_the_cli(azurite, container, tmp_path, sleep
 
 def test_bad_credentials_fail_cleanly_and_never_show_the_secret(azurite, container, tmp_path, sleep_kind):
     wf = workspace(tmp_path / "w")
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     ws = open_workspace(wf, executor=FakeExecutor(), store=LocalStore(tmp_path / "w" / ".olivepipe" / "cache"))
     assert apply(ws, make_plan(ws)).ok
@@ -506,8 +506,8 @@ def test_open_store_is_the_local_store_without_a_remote(tmp_path, monkeypatch):
 
     # ls / verify / gc are about this machine: through the tiered store they never touch the remote
     tiered.remote._container = NoRemote()
-    from olivepipe.gc import collect
-    from olivepipe.summary import cache_rows
+    from olivepipe.stores.gc import collect
+    from olivepipe.report.summary import cache_rows
 
     tiered.local.ensure()
     tiered.local.publish(KEY_A, make_tree(tmp_path / "a", {"x": b"1"}), {"kind": "k"})

@@ -22,8 +22,8 @@ from olivepipe.cli import app, main
 # a command that reaches the library at once; the planted function raises what argv[1] names
 PLANTED = """
     import sys
-    import olivepipe.spec as spec
-    from olivepipe.errors import OlivepipeError
+    import olivepipe.spec.workflow as spec
+    from olivepipe.core.errors import OlivepipeError
 
     what = sys.argv[1]
 
@@ -237,7 +237,7 @@ def test_the_hot_path_imports_no_renderer_and_no_validator(tmp_path):
         ", data: travel, params: {r: 4, max_steps: 2, torch_dtype: float32}", ""))
     write(tmp_path / "travel.jsonl", '{"prompt": "a", "response": "b"}\n')
     # the validation memo as apply records it, then a fresh process on the hot path
-    subprocess.run([sys.executable, "-c", f"from olivepipe.spec import load_workflow; "
+    subprocess.run([sys.executable, "-c", f"from olivepipe.spec.workflow import load_workflow; "
                     f"load_workflow({str(wf)!r}, remember=True)"], check=True, timeout=300)
     code = ("import sys\nsys.argv = ['olivepipe', 'status', %r]\nimport olivepipe.cli as c\n"
             "try:\n    c.main()\nexcept SystemExit:\n    pass\n"

@@ -20,7 +20,7 @@ def make_awq_checkpoint(src, dst):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from olivepipe.dequant import awq_pack
+    from olivepipe.models.dequant import awq_pack
 
     dst.mkdir(parents=True)
     for f in src.iterdir():
@@ -65,7 +65,7 @@ def _adapter(base, out, seed):
 
 @pytest.fixture(scope="module")
 def awq(tmp_path_factory):
-    from olivepipe.tinymodel import build_tiny_model
+    from olivepipe.models.tinymodel import build_tiny_model
 
     d = tmp_path_factory.mktemp("awq")
     build_tiny_model(d / "base", "phi3", layers=1, hidden=256, heads=4, intermediate=512, vocab_size=512)
@@ -76,7 +76,7 @@ def awq(tmp_path_factory):
 def test_awq_layout_matches_autoawq_unpacking_bit_for_bit():
     import torch
 
-    from olivepipe import dequant
+    from olivepipe.models import dequant
 
     packing = dequant._autoawq_packing()
     assert packing is not None, "autoawq (pure-Python wheel) is a test dependency: .ci/setup-env installs it"
@@ -98,7 +98,7 @@ def test_gptq_layout_round_trips():
     """gptqmodel's v1 layout: values packed along the input rows, zeros (minus one) along outputs."""
     import torch
 
-    from olivepipe.dequant import gptq_dequantize
+    from olivepipe.models.dequant import gptq_dequantize
 
     g = torch.Generator().manual_seed(2)
     rows, cols, gs = 256, 64, 64
@@ -121,7 +121,7 @@ def test_dequantize_folder_gives_back_the_awq_weights(awq, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from olivepipe.dequant import convert, effective_params
+    from olivepipe.models.dequant import convert, effective_params
 
     d, expected = awq
     summary = convert(d / "awq", tmp_path / "out", dtype="float16")
@@ -161,8 +161,8 @@ def deq_wf(awq, tmp_path):
 
 
 def test_adapter_is_a_keyed_input_through_dequantize(deq_wf, awq):
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     before = make_plan(open_workspace(deq_wf, read_only=True)).by_name()
     _adapter(awq[0] / "base", deq_wf.parent / "lora", seed=1)  # same files, other weights
@@ -174,9 +174,9 @@ def test_adapter_is_a_keyed_input_through_dequantize(deq_wf, awq):
 
 
 def test_adapter_path_in_params_is_refused(tmp_path):
-    from olivepipe.errors import SpecError
-    from olivepipe.spec import load_workflow
-    from olivepipe.tinymodel import build_tiny_model
+    from olivepipe.core.errors import SpecError
+    from olivepipe.spec.workflow import load_workflow
+    from olivepipe.models.tinymodel import build_tiny_model
 
     build_tiny_model(tmp_path / "base", "phi3", layers=1, hidden=64, heads=4, vocab_size=512)
     (tmp_path / "lora").mkdir()
@@ -196,9 +196,9 @@ nodes:
 
 @pytest.mark.e2e
 def test_dequantize_then_int4_with_adapter_then_chat(deq_wf, awq):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     ws = open_workspace(deq_wf)
     res = apply(ws, make_plan(ws))
@@ -220,9 +220,9 @@ def test_memory_estimate_blocks_model_builder_where_ram_is_short(awq, tmp_path, 
     """The estimate scales with the model's parameters; at the lab's size it is the measured 34-37 GiB."""
     import shutil
 
-    from olivepipe import resources
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.kinds import resources
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     d, _ = awq
     shutil.copytree(d / "base", tmp_path / "base")
@@ -257,7 +257,7 @@ def test_olive_format_is_unpacked_by_olives_own_quantlinear(tmp_path):
     from olive.common.quant.nn import QuantLinear
     from safetensors.torch import load_file, save_file
 
-    from olivepipe.dequant import convert, effective_params
+    from olivepipe.models.dequant import convert, effective_params
 
     torch.manual_seed(0)
     src = tmp_path / "olive"

@@ -5,9 +5,9 @@ import shutil
 import pytest
 
 from conftest import cli, apply_result
-from olivepipe.executor import apply
-from olivepipe.plan import make_plan
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.scheduler import apply
+from olivepipe.flow.plan import make_plan
+from olivepipe.flow.workspace import open_workspace
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def test_olive_cache_serves_stale_results_olivepipe_does_not(example, tmp_path):
     """Olive keys data by path: an in-place edit of the JSONL returns its cached model."""
     plan, res = run(example, targets=("finetune",))
     assert res.ok
-    from olivepipe.preview import compile_preview
+    from olivepipe.report.preview import compile_preview
 
     cfg = compile_preview(open_workspace(example), ["finetune"])["finetune"]  # its input is cached
     cfg["cache_dir"] = str(tmp_path / "shared-olive-cache")  # Olive's own cache, reused across runs

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLE, cli, located, write
-from olivepipe.errors import SpecError
-from olivepipe.spec import load_workflow
+from olivepipe.core.errors import SpecError
+from olivepipe.spec.workflow import load_workflow
 
 TEMPLATE = "<|user|>\\n{prompt}<|end|>\\n<|assistant|>\\n{response}<|end|>"
 # one layer, four LoRA steps: the whole pipeline plus four evaluations in well under a minute
@@ -56,9 +56,9 @@ def _setup(d, text=WF):
 
 
 def _apply(wf, **kw):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     ws = open_workspace(wf, **kw)
     return apply(ws, make_plan(ws))
@@ -66,8 +66,8 @@ def _apply(wf, **kw):
 
 def _doc(wf, node, **kw) -> tuple[dict, dict]:
     """(metrics.json, Olive's own input_model_metrics.json) of a node's stored result."""
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     ws = open_workspace(wf, read_only=True, **kw)
     step = make_plan(ws).by_name()[node]
@@ -121,7 +121,7 @@ def test_metrics_are_olives_numbers(evaluated):
 @pytest.mark.e2e
 def test_results_are_cached_and_reused(evaluated):
     assert evaluated["second"].ok and evaluated["second"].ran == []
-    from olivepipe import lock
+    from olivepipe.core import lock
 
     nodes = lock.nodes(evaluated["wf"].parent / "olivepipe.lock", "evalmini")
     rec = nodes["eval-lora"]["record"]
@@ -133,8 +133,8 @@ def test_results_are_cached_and_reused(evaluated):
 
 @pytest.mark.e2e
 def test_key_follows_what_is_measured_not_how_it_is_written(evaluated, tmp_path):
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     def plan(text):
         wf = _setup(tmp_path, text)
@@ -152,8 +152,8 @@ def test_key_follows_what_is_measured_not_how_it_is_written(evaluated, tmp_path)
 
 @pytest.mark.e2e
 def test_compiled_evaluation_is_an_olive_workflow_without_passes(evaluated):
-    from olivepipe.preview import compile_preview, validate_with_olive
-    from olivepipe.workspace import open_workspace
+    from olivepipe.report.preview import compile_preview, validate_with_olive
+    from olivepipe.flow.workspace import open_workspace
 
     cfg = compile_preview(open_workspace(evaluated["wf"]), ["eval-lora"])["eval-lora"]
     assert cfg["evaluate_input_model"] is True and "passes" not in cfg
@@ -337,8 +337,8 @@ def test_bad_evaluate_nodes_get_located_messages(tmp_path):
 
 
 def test_rehearsal_scales_the_evaluation_down(tmp_path):
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     ws = open_workspace(_setup(tmp_path), rehearse=True, read_only=True)
     step = make_plan(ws).by_name()["eval-hf"]
@@ -351,7 +351,7 @@ def test_rehearsal_scales_the_evaluation_down(tmp_path):
 
 
 def test_a_matrix_input_fans_out_into_one_evaluation_per_variant(tmp_path):
-    from olivepipe.spec import parse_workflow
+    from olivepipe.spec.workflow import parse_workflow
 
     wf = parse_workflow("""\
 olivepipe: 1

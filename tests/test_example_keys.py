@@ -31,7 +31,7 @@ class PinnedEnvironment:
     name = "pinned"
 
     def preflight(self, needs, device, placement=None):
-        from olivepipe.executors.base import Check
+        from olivepipe.run.executors.base import Check
 
         missing = ("a CUDA GPU",) if needs.cuda or device == "gpu" else ()
         return Check(not missing, missing, missing)
@@ -40,7 +40,7 @@ class PinnedEnvironment:
         return self.preflight(needs, device, placement).ok
 
     def environment(self, packages, placement=None):
-        from olivepipe.executors.router import placement_key
+        from olivepipe.run.executors.router import placement_key
 
         return {"where": placement_key(placement), **{p: "pinned" for p in sorted(set(packages))}}
 
@@ -68,8 +68,8 @@ def _checkout(rel: str, where: Path) -> Path:
 
 def example_records(rel: str, rehearse: bool, cache: Path) -> dict:
     """{step: {"key", "record"}} for every step of a workflow, as apply would key it."""
-    from olivepipe.keys import key_of
-    from olivepipe.workspace import open_workspace
+    from olivepipe.core.keys import key_of
+    from olivepipe.flow.workspace import open_workspace
 
     ws = open_workspace(_checkout(rel, cache / "checkout"), cache_dir=cache, rehearse=rehearse,
                         executor=PinnedEnvironment(), read_only=True)

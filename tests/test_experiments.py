@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from conftest import EXAMPLE, cli, located, write
-from olivepipe.errors import SpecError
-from olivepipe.spec import load_workflow
+from olivepipe.core.errors import SpecError
+from olivepipe.spec.workflow import load_workflow
 
 SWEEP = """\
 olivepipe: 1
@@ -46,14 +46,14 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COM
 
 
 def _ws(wf, **kw):
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.workspace import open_workspace
 
     return open_workspace(wf, **kw)
 
 
 def _apply(wf, **kw):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
 
     force = kw.pop("force", ())
     ws = _ws(wf, **kw)
@@ -132,7 +132,7 @@ def test_changing_the_rule_changes_the_choice_and_nothing_else(sweep, tmp_path):
     shutil.copytree(sweep["dir"], d, symlinks=True, ignore=shutil.ignore_patterns("outputs"))
     wf = d / "workflow.yaml"
     wf.write_text(SWEEP.replace("minimize: size", "maximize: size"))
-    from olivepipe.plan import make_plan
+    from olivepipe.flow.plan import make_plan
 
     steps = make_plan(_ws(wf, read_only=True)).by_name()
     assert {n for n, s in steps.items() if s.status == "run"} == {"best", "gate"}  # gate reads the choice
@@ -350,7 +350,7 @@ SEARCH_CONFIG = {
 
 @pytest.mark.e2e
 def test_an_olive_search_with_evaluators_imports_and_runs_on_the_tiny_model(tmp_path):
-    from olivepipe.tinymodel import build_tiny_model
+    from olivepipe.models.tinymodel import build_tiny_model
 
     build_tiny_model(tmp_path / "models" / "tiny", layers=1)
     shutil.copyfile(EXAMPLE / "data" / "travel.jsonl", tmp_path / "travel.jsonl")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, tree_snapshot, write
-from olivepipe import lock as lockfile
-from olivepipe.keys import key_of
+from olivepipe.core import lock as lockfile
+from olivepipe.core.keys import key_of
 from olivepipe.stores.local import _rmtree
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.workspace import open_workspace
 
 WORKFLOW = """\
 olivepipe: 1

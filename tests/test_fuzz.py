@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import EXAMPLE, MINIMAL
-from olivepipe.errors import SpecError
-from olivepipe.hashing import canonical
-from olivepipe.spec import parse_workflow
+from olivepipe.core.errors import SpecError
+from olivepipe.core.hashing import canonical
+from olivepipe.spec.workflow import parse_workflow
 
 # CI: a fixed 300 examples per property (derandomized: a red build is reproducible). For a deeper
 # hunt: OLIVEPIPE_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz.py (random seeds).

@@ -1,5 +1,5 @@
 """GPU assignment: one GPU per node, memory-aware packing, a cap on GPU nodes at once."""
-from olivepipe.gpus import Gpu, GpuAllocator, parse_gib
+from olivepipe.run.gpus import Gpu, GpuAllocator, parse_gib
 
 H200 = 143771
 

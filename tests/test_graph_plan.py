@@ -2,12 +2,12 @@
 import shutil
 
 from conftest import MINIMAL, write
-from olivepipe import lock as lockfile
-from olivepipe.graph import build_graph
-from olivepipe.keys import diff_records, key_of
-from olivepipe.plan import make_plan
-from olivepipe.spec import parse_workflow
-from olivepipe.workspace import open_workspace
+from olivepipe.core import lock as lockfile
+from olivepipe.spec.graph import build_graph
+from olivepipe.core.keys import diff_records, key_of
+from olivepipe.flow.plan import make_plan
+from olivepipe.spec.workflow import parse_workflow
+from olivepipe.flow.workspace import open_workspace
 
 
 def test_order_is_stable_and_mermaid_dot_render(tmp_path):
@@ -89,7 +89,7 @@ def test_plan_target_and_force(mini):
 
 def test_plan_blocks_awq_without_cuda(mini, monkeypatch):
     monkeypatch.setenv("OLIVEPIPE_ASSUME_NO_CUDA", "1")
-    from olivepipe.executors import local
+    from olivepipe.run.executors import local
 
     local.cuda_devices.cache_clear()
     mini.write_text(mini.read_text() + "  awq: {pass: awq, input: base, data: travel}\n  after: {pass: model-builder, input: awq, params: {precision: int4}}\n")

@@ -21,7 +21,7 @@ def test_import_of_hostile_json_is_a_clean_error(tmp_path, text, why):
 @pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"metrics": {"x": {"value": NaN}}}',
                                   '{"metrics": {"x": {"value": ' + "9" * 100_001 + "}}}"])
 def test_a_pulled_metrics_file_that_is_hostile_is_unreadable_not_a_crash(tmp_path, body):
-    from olivepipe.metrics import read_result
+    from olivepipe.flow.metrics import read_result
     from olivepipe.stores.local import LocalStore
 
     store = LocalStore(tmp_path / "cache")

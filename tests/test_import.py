@@ -1,7 +1,7 @@
 """`olivepipe import`: Olive workflow configs -> olivepipe workflows, and back through the compiler.
 
 The round trip imports every config in tests/olive_configs/ (their sources: SOURCES.md),
-compiles each node back with olivepipe (olivepipe.preview.compile_preview) and compares
+compiles each node back with olivepipe (olivepipe.report.preview.compile_preview) and compares
 passes, params, data configs, input model and device with the original: every difference
 must be one the report names, and every report entry must name something in the config.
 Olive's own classes (TextGenParams, AcceleratorLookup) give the effective values on both
@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from conftest import TESTS, cli, write
-from olivepipe.errors import SpecError
-from olivepipe.fmt import format_text
+from olivepipe.core.errors import SpecError
+from olivepipe.spec.fmt import format_text
 from olivepipe.olive import importer
 from olivepipe.olive.catalog import load_catalog
 from olivepipe.olive.compile import DATA_NAME
 from olivepipe.olive.importer import ImportConfigError, import_config, translate
-from olivepipe.spec import load_workflow
+from olivepipe.spec.workflow import load_workflow
 
 CONFIGS = TESTS / "olive_configs"
 VALID = sorted(CONFIGS.glob("*.json"))
@@ -195,8 +195,8 @@ INVALID_HERE = {"olive-auto-opt-cpu.json": "OnnxConversion fails on phi3"}
 
 @pytest.mark.parametrize("config", VALID, ids=[p.name for p in VALID])
 def test_round_trip(tmp_path, config):
-    from olivepipe.preview import compile_preview
-    from olivepipe.workspace import open_workspace
+    from olivepipe.report.preview import compile_preview
+    from olivepipe.flow.workspace import open_workspace
 
     src = staged(tmp_path, config)
     out = src.parent / "workflow.yaml"

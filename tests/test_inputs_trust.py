@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from conftest import write
-from olivepipe import lock as lockfile
-from olivepipe.executor import apply
-from olivepipe.plan import make_plan
-from olivepipe.workspace import open_workspace
+from olivepipe.core import lock as lockfile
+from olivepipe.flow.scheduler import apply
+from olivepipe.flow.plan import make_plan
+from olivepipe.flow.workspace import open_workspace
 
 WF = """\
 olivepipe: 1
@@ -77,7 +77,7 @@ def test_a_data_file_changed_between_hashing_and_reading_fails_the_node(tmp_path
     (tmp_path / "go").write_text("go")
     import shutil
 
-    from olivepipe import runtime  # the node runtime snapshots data files, for every executor
+    from olivepipe.run import runtime  # the node runtime snapshots data files, for every executor
 
     real = shutil.copyfile
 

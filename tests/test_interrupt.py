@@ -26,9 +26,9 @@ APPLY = """
     import fakekinds
     from olivepipe import kinds
     kinds.register(fakekinds.KIND, "fakekinds")
-    from olivepipe.executor import Interrupted, apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import Interrupted, apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
     ws = open_workspace(sys.argv[1])
     try:
         apply(ws, make_plan(ws))
@@ -71,15 +71,15 @@ def test_ctrl_c_stops_the_running_node_at_once(tmp_path):
     assert time.monotonic() - t0 < 300
     assert not any(_alive(p) for p in workers)  # the worker doing `slow` is gone too
 
-    from olivepipe import lock as lockfile
+    from olivepipe.core import lock as lockfile
 
     assert set(lockfile.nodes(tmp_path / "olivepipe.lock", "stop")) == {"quick"}
 
 
 def test_a_node_over_its_timeout_fails_and_publishes_nothing(tmp_path, sleep_kind):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     write(tmp_path / "base" / "config.json", "{}")
     wf = write(tmp_path / "workflow.yaml", WF.replace("seconds: 600}", "seconds: 600, timeout: 1s}"))

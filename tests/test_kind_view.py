@@ -9,10 +9,10 @@ import pytest
 
 from conftest import REPO, write
 from olivepipe import kinds
-from olivepipe.executor import apply
+from olivepipe.flow.scheduler import apply
 from olivepipe.kinds.base import CheckContext, NodeKind, StepView
-from olivepipe.plan import make_plan
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.plan import make_plan
+from olivepipe.flow.workspace import open_workspace
 
 WORKFLOW = """\
 olivepipe: 1
@@ -39,10 +39,10 @@ def test_no_kind_module_imports_or_receives_the_workspace():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             # olivepipe's Workspace; azure.workspace (an Azure ML workspace's name) is another thing
-            if isinstance(node, ast.ImportFrom) and node.module in ("workspace", "olivepipe.workspace"):
+            if isinstance(node, ast.ImportFrom) and node.module in ("workspace", "olivepipe.flow.workspace"):
                 offenders.append(f"{path.name}:{node.lineno}: imports {node.module}")
-            if isinstance(node, ast.Import) and any(a.name == "olivepipe.workspace" for a in node.names):
-                offenders.append(f"{path.name}:{node.lineno}: imports olivepipe.workspace")
+            if isinstance(node, ast.Import) and any(a.name == "olivepipe.flow.workspace" for a in node.names):
+                offenders.append(f"{path.name}:{node.lineno}: imports olivepipe.flow.workspace")
             if isinstance(node, ast.Name) and node.id == "Workspace":
                 offenders.append(f"{path.name}:{node.lineno}: names Workspace")
             if isinstance(node, ast.arg) and node.arg == "ws":

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import write
-from olivepipe.errors import SpecError
-from olivepipe.executor import apply
+from olivepipe.core.errors import SpecError
+from olivepipe.flow.scheduler import apply
 from olivepipe.olive import adapters as oa
-from olivepipe.plan import make_plan
-from olivepipe.spec import load_workflow
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.plan import make_plan
+from olivepipe.spec.workflow import load_workflow
+from olivepipe.flow.workspace import open_workspace
 
 TEMPLATE = '"<|user|>\\n{prompt}<|end|>\\n<|assistant|>\\n{response}<|end|>"'
 LORA = "r: 4, alpha: 8, torch_dtype: float32, max_steps: 3, learning_rate: 0.01"

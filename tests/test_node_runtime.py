@@ -1,4 +1,4 @@
-"""One node runtime (olivepipe/runtime.py: run_node) for every executor: the same job run by
+"""One node runtime (olivepipe/run/runtime.py: run_node) for every executor: the same job run by
 the local worker pool and as a (scripted) Azure ML job gives the same result."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import write
-from olivepipe.executors.base import RunContext
-from olivepipe.executors.local import LocalExecutor
-from olivepipe.keys import key_of
+from olivepipe.run.executors.base import RunContext
+from olivepipe.run.executors.local import LocalExecutor
+from olivepipe.core.keys import key_of
 from olivepipe.stores.local import LocalStore
-from olivepipe.workspace import open_workspace
+from olivepipe.flow.workspace import open_workspace
 from test_azureml_executor import FakeAzureML, executor
 from test_kind_view import WORKFLOW
 
@@ -36,8 +36,8 @@ def test_local_worker_and_azure_ml_job_run_the_same_runtime_to_the_same_result(t
     record = {**record, "packages": ex.environment([], {"azureml": {"compute": "cpu-cluster"}})}
     job = replace(ws.job("e", {}, key=key_of(record), record=record), placement={"azureml": {"compute": "cpu-cluster"}})
 
-    from olivepipe.executors import local as local_module
-    from olivepipe.runtime import run_node
+    from olivepipe.run.executors import local as local_module
+    from olivepipe.run.runtime import run_node
 
     calls = []
 

@@ -31,9 +31,9 @@ def _sequences(config: dict) -> list[list[int]]:
 def test_lora_preprocessing_matches_olive_finetune(tmp_path):
     from olive.cli.launcher import get_cli_parser
 
-    from olivepipe.preview import compile_preview
-    from olivepipe.tinymodel import build_tiny_model
-    from olivepipe.workspace import open_workspace
+    from olivepipe.report.preview import compile_preview
+    from olivepipe.models.tinymodel import build_tiny_model
+    from olivepipe.flow.workspace import open_workspace
 
     build_tiny_model(tmp_path / "base", "phi3", layers=1, hidden=64, heads=4, vocab_size=512)
     shutil.copyfile(SHARED_TRAVEL, tmp_path / "travel.jsonl")  # a private copy, outside the project

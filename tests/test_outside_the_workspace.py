@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, write
-from olivepipe.errors import UnsafePath
+from olivepipe.core.errors import UnsafePath
 
 WF = """\
 olivepipe: 1
@@ -48,10 +48,10 @@ def test_metrics_plot_never_writes_through_a_committed_link(ws, tmp_path):
 def test_show_export_never_writes_through_a_linked_folder(ws, tmp_path, sleep_kind):
     from fakes import FakeExecutor
 
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.show import export
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.report.show import export
+    from olivepipe.flow.workspace import open_workspace
 
     w = open_workspace(ws, executor=FakeExecutor())
     assert apply(w, make_plan(w)).ok
@@ -65,8 +65,8 @@ def test_show_export_never_writes_through_a_linked_folder(ws, tmp_path, sleep_ki
 def test_a_linked_lock_file_is_not_read(ws, tmp_path):
     write(tmp_path / "outside" / "olivepipe.lock", "format: 1\nworkflows: {}\n")
     os.symlink(tmp_path / "outside" / "olivepipe.lock", ws.parent / "olivepipe.lock")
-    from olivepipe import lock as lockfile
-    from olivepipe.errors import LockError
+    from olivepipe.core import lock as lockfile
+    from olivepipe.core.errors import LockError
 
     with pytest.raises(LockError, match="the lock file is a symlink"):
         lockfile.read(ws.parent / "olivepipe.lock")
@@ -94,8 +94,8 @@ def test_a_linked_register_config_is_not_read(ws, tmp_path):
                                                 '"workspace_name": "w"}')
     (ws.parent / ".azureml").mkdir()
     os.symlink(tmp_path / "outside" / "config.json", ws.parent / ".azureml" / "config.json")
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     wf = write(ws.parent / "reg.yaml", REGISTER.replace("CONFIG", ".azureml/config.json"))
     step = make_plan(open_workspace(wf)).by_name()["reg"]
@@ -107,11 +107,11 @@ def test_apply_on_a_read_only_workspace_is_a_clean_error(ws, monkeypatch, sleep_
 
     from fakes import FakeExecutor
 
-    from olivepipe import mutex
-    from olivepipe.errors import OlivepipeError
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.core import mutex
+    from olivepipe.core.errors import OlivepipeError
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     w = open_workspace(ws, executor=FakeExecutor())
     plan = make_plan(w)

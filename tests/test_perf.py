@@ -11,10 +11,10 @@ import pytest
 
 from conftest import write
 from fakes import FakeExecutor
-from olivepipe import lock as lockfile
-from olivepipe.executor import apply
-from olivepipe.plan import make_plan
-from olivepipe.workspace import open_workspace
+from olivepipe.core import lock as lockfile
+from olivepipe.flow.scheduler import apply
+from olivepipe.flow.plan import make_plan
+from olivepipe.flow.workspace import open_workspace
 
 
 def _value(r: random.Random, depth=0):
@@ -100,7 +100,7 @@ def test_scheduler_settles_a_failed_inputs_dependents_and_runs_the_rest_in_plan_
 def test_pipelined_and_parallel_hashing_give_plain_sha256(tmp_path, monkeypatch):
     import hashlib
 
-    from olivepipe import hashing
+    from olivepipe.core import hashing
 
     monkeypatch.setattr(hashing, "PIPELINE_MIN", 1)  # every file through the reader thread
     monkeypatch.setattr(hashing, "CHUNK", 1000)  # many chunks, a partial last one
@@ -120,7 +120,7 @@ def test_pipelined_and_parallel_hashing_give_plain_sha256(tmp_path, monkeypatch)
 
 
 def test_cache_verify_reads_a_file_shared_by_entries_once(tmp_path, monkeypatch):
-    from olivepipe import hashing
+    from olivepipe.core import hashing
     from olivepipe.stores import local
 
     store = local.LocalStore(tmp_path / "store")
@@ -141,7 +141,7 @@ def test_cache_verify_reads_a_file_shared_by_entries_once(tmp_path, monkeypatch)
 
 
 def test_touched_files_of_an_entry_are_rehashed_together_and_judged_one_by_one(tmp_path):
-    from olivepipe import hashing
+    from olivepipe.core import hashing
     from olivepipe.stores import local
 
     store = local.LocalStore(tmp_path / "store")

@@ -1,4 +1,4 @@
-from olivepipe.progress import StepProgress, read_progress
+from olivepipe.run.progress import StepProgress, read_progress
 
 
 def test_the_last_bar_of_a_trainer_log_is_the_progress(tmp_path):

@@ -38,9 +38,9 @@ except ImportError:  # CI installs the extra: there a missing ray must fail, not
 
 import raycluster  # noqa: E402
 
-from olivepipe import lock as lockfile  # noqa: E402
-from olivepipe.executors.base import Check  # noqa: E402,F401
-from olivepipe.executors.raycluster import RayExecutor, is_loopback, resources, version_mismatch  # noqa: E402
+from olivepipe.core import lock as lockfile  # noqa: E402
+from olivepipe.run.executors.base import Check  # noqa: E402,F401
+from olivepipe.run.executors.raycluster import RayExecutor, is_loopback, resources, version_mismatch  # noqa: E402
 from olivepipe.kinds.base import Needs  # noqa: E402
 
 RAN_ON = re.compile(r"^olivepipe: ran on Ray node (\w+) \(([^)]*)\), pid (\d+), GPUs (.*), from ([\d.]+) to ([\d.]+)$",
@@ -88,9 +88,9 @@ DRIVER = """
     import fakekinds
     from olivepipe import kinds
     kinds.register(fakekinds.KIND, "fakekinds")
-    from olivepipe.executor import Interrupted, apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import Interrupted, apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
     ws = open_workspace(sys.argv[1], read_only=sys.argv[2] == "plan")
     if sys.argv[2] == "plan":
         print(json.dumps({"plan": {s.name: s.status for s in make_plan(ws).steps}}), flush=True)

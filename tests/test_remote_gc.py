@@ -28,12 +28,12 @@ def test_grace_period_and_running_pushes_are_respected(azurite, container, tmp_p
 
 
 def test_gc_remote_keeps_what_the_named_revisions_lock_files_reference(azurite, container, tmp_path, sleep_kind):
-    from olivepipe import lock as lockfile
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
+    from olivepipe.core import lock as lockfile
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
     from olivepipe.stores.local import LocalStore
     from olivepipe.stores.tiered import TieredStore
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.workspace import open_workspace
 
     ws = tmp_path / "repo"
     wf = workspace(ws)

@@ -1,7 +1,7 @@
 """Review tooling: semantic diff (files, git revisions, lock files), textconv, fmt, plan JSON/markdown, graph output.
 
 No Olive runs: workflows are parsed with check_files=False, lock files are written by hand
-or through olivepipe.lock.update, plan results are placeholders published into the store.
+or through olivepipe.core.lock.update, plan results are placeholders published into the store.
 """
 import hashlib
 import json
@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from conftest import EXAMPLE, MINIMAL, REPO, cli, write
-from olivepipe import lock as lockfile
-from olivepipe import review
-from olivepipe.errors import LockError, OlivepipeError, SpecError
-from olivepipe.fmt import format_text
+from olivepipe.core import lock as lockfile
+from olivepipe.flow import review
+from olivepipe.core.errors import LockError, OlivepipeError, SpecError
+from olivepipe.spec.fmt import format_text
 
 ROWS = '{"prompt": "a", "response": "b"}\n'
 
@@ -162,9 +162,9 @@ def test_diff_errors_are_located_and_exit_2(tmp_path):
 def test_review_keys_are_the_core_records(mini):
     """diff's static keys are keys.key_of over Workspace.record (the node kinds' records), with
     only package versions left out and upstream keys in the input-digest slots."""
-    from olivepipe.keys import key_of
-    from olivepipe.spec import load_workflow
-    from olivepipe.workspace import open_workspace
+    from olivepipe.core.keys import key_of
+    from olivepipe.spec.workflow import load_workflow
+    from olivepipe.flow.workspace import open_workspace
 
     d = review.describe(load_workflow(mini), review.read_side(str(mini)))
     ws = open_workspace(mini, read_only=True)
@@ -379,7 +379,7 @@ def test_lock_that_is_no_regular_file_fails_at_once(tmp_path):
 
 
 def test_lock_update_is_confined(tmp_path):
-    from olivepipe.safefs import UnsafePath
+    from olivepipe.core.safefs import UnsafePath
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -624,8 +624,8 @@ STEP_KEYS = {"name": str, "kind": str, "label": str, "status": str, "action": st
 
 def test_plan_json_shape_is_pinned(mini):
     """The documented `olivepipe plan --format json` shape (docs/review.md); change both together."""
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     p = cli("plan", "--format", "json", mini)
     assert p.returncode == 0, p.stderr
@@ -649,9 +649,9 @@ def test_plan_json_shape_is_pinned(mini):
 def test_plan_markdown_is_pr_ready(mini):
     from test_graph_plan import _fake_results
 
-    from olivepipe.plan import make_plan
-    from olivepipe.report import plan_markdown
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.report.text import plan_markdown
+    from olivepipe.flow.workspace import open_workspace
 
     _fake_results(open_workspace(mini))  # every step cached, 1.5 s each in the lock
     mini.write_text(mini.read_text().replace("precision: int4", "precision: fp32"))
@@ -678,9 +678,9 @@ def test_graph_png_svg_without_graphviz(mini, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from olivepipe.cli import main
-    from olivepipe.graph import build_graph
-    from olivepipe.render import render_graph
-    from olivepipe.spec import load_workflow
+    from olivepipe.spec.graph import build_graph
+    from olivepipe.report.render import render_graph
+    from olivepipe.spec.workflow import load_workflow
 
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     with pytest.raises(OlivepipeError) as e:

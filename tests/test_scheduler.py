@@ -10,11 +10,11 @@ import pytest
 
 from conftest import REPO, tree_snapshot, write
 from fakes import FakeExecutor
-from olivepipe import lock as lockfile
-from olivepipe.executor import apply
-from olivepipe.job import Job, StoredResult
-from olivepipe.plan import make_plan
-from olivepipe.workspace import open_workspace
+from olivepipe.core import lock as lockfile
+from olivepipe.flow.scheduler import apply
+from olivepipe.core.job import Job, StoredResult
+from olivepipe.flow.plan import make_plan
+from olivepipe.flow.workspace import open_workspace
 
 DAG = """\
 olivepipe: 1
@@ -144,7 +144,7 @@ def test_plan_steps_carry_explicit_actions(tmp_path, sleep_kind):
 
 
 def test_unknown_target_is_a_library_error(tmp_path, sleep_kind):
-    from olivepipe.plan import UnknownTarget
+    from olivepipe.flow.plan import UnknownTarget
 
     ws = open_workspace(workflow(tmp_path), executor=FakeExecutor())
     with pytest.raises(UnknownTarget) as e:
@@ -153,8 +153,8 @@ def test_unknown_target_is_a_library_error(tmp_path, sleep_kind):
 
 
 def test_the_kind_owns_its_checks_with_positions(tmp_path, sleep_kind):
-    from olivepipe.errors import SpecError
-    from olivepipe.spec import load_workflow
+    from olivepipe.core.errors import SpecError
+    from olivepipe.spec.workflow import load_workflow
 
     wf = workflow(tmp_path, DAG.replace("seconds: 1}", "seconds: 99999}"))
     with pytest.raises(SpecError) as e:
@@ -217,7 +217,7 @@ def test_plan_writes_nothing_and_starts_no_process_or_connection(tmp_path, sleep
 
 
 def test_gpu_nodes_spread_over_gpus_and_jobs_default_from_them(tmp_path, sleep_kind):
-    from olivepipe.gpus import Gpu
+    from olivepipe.run.gpus import Gpu
 
     text = DAG.replace("seconds: 10}", "seconds: 10, device: gpu}")
     ex, res = run(workflow(tmp_path, text), FakeExecutor(gpus=[Gpu("0", 1000), Gpu("1", 1000)]), jobs=None)
@@ -226,7 +226,7 @@ def test_gpu_nodes_spread_over_gpus_and_jobs_default_from_them(tmp_path, sleep_k
 
 
 def test_gpu_nodes_wait_for_a_free_gpu(tmp_path, sleep_kind):
-    from olivepipe.gpus import Gpu
+    from olivepipe.run.gpus import Gpu
 
     text = DAG.replace("seconds: 10}", "seconds: 10, device: gpu}")
     ex, res = run(workflow(tmp_path, text), FakeExecutor(gpus=[Gpu("0", 1000)]), jobs=4)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from olivepipe import schema
+from olivepipe.spec import schema
 from olivepipe.olive.catalog import ALIASES, load_catalog
 from olivepipe.olive.runtime import version
 
@@ -42,8 +42,8 @@ def test_shipped_catalog_matches_installed_olive(tmp_path):
 
 @pytest.mark.skipif(version("olive-ai") is None, reason="needs Olive")
 def test_compiled_configs_pass_olive_validation(example):
-    from olivepipe.preview import compile_preview, validate_with_olive
-    from olivepipe.workspace import open_workspace
+    from olivepipe.report.preview import compile_preview, validate_with_olive
+    from olivepipe.flow.workspace import open_workspace
 
     configs = compile_preview(open_workspace(example), [])
     assert set(configs) == {"finetune", "onnx", "adapters", "fp32", "base",

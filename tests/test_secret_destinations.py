@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write
-from olivepipe.errors import StoreError
+from olivepipe.core.errors import StoreError
 from olivepipe.stores.config import credential_for, remote_config
 from test_blob_store import olivepipe as cli
 

@@ -60,9 +60,9 @@ def push_evil_entry(store, key: str, folder: Path, model: dict) -> None:
 
 
 def test_a_pushed_entry_asking_for_remote_code_runs_none(azurite, container, tmp_path, hf_kind, monkeypatch):
-    from olivepipe.executor import apply
-    from olivepipe.plan import make_plan
-    from olivepipe.workspace import open_workspace
+    from olivepipe.flow.scheduler import apply
+    from olivepipe.flow.plan import make_plan
+    from olivepipe.flow.workspace import open_workspace
 
     marker = tmp_path / "pwned"
     monkeypatch.setenv("EVIL_MARKER", str(marker))
@@ -112,7 +112,7 @@ def test_a_manifest_whose_model_config_reaches_outside_is_a_miss(azurite, contai
 
 def test_reader_model_config_takes_load_settings_from_the_reader():
     from olivepipe.olive.runtime import UntrustedModel, reader_model_config
-    from olivepipe.spec import ModelSpec
+    from olivepipe.spec.workflow import ModelSpec
 
     stored = {"type": "HfModel", "config": {"model_path": "$OUT/model", "adapter_path": "$OUT/adapter",
                                            "trust_remote_code": True, "inference_settings": {"x": 1},

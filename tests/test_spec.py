@@ -4,8 +4,8 @@ import re
 import pytest
 
 from conftest import EXAMPLE, MINIMAL, cli, write
-from olivepipe.errors import SpecError
-from olivepipe.spec import load_workflow, parse_workflow
+from olivepipe.core.errors import SpecError
+from olivepipe.spec.workflow import load_workflow, parse_workflow
 
 
 def problems(text, tmp_path, files=("travel.jsonl",)):
@@ -161,7 +161,7 @@ def test_cli_validate_json(tmp_path):
 
 
 def test_validation_memo_is_exact_and_rechecks_files(mini, monkeypatch):
-    import olivepipe.spec as spec
+    import olivepipe.spec.workflow as spec
 
     first = load_workflow(mini, remember=True)
     calls = []
@@ -465,8 +465,8 @@ def test_cached_load_imports_neither_networkx_nor_jsonschema_and_no_cycle(mini):
     import subprocess
 
     load_workflow(mini, remember=True)
-    code = ("import sys; import olivepipe.specmemo; assert 'olivepipe.spec' not in sys.modules, 'import cycle'; "
-            "from olivepipe.spec import load_workflow; from olivepipe.graph import build_graph; "
+    code = ("import sys; import olivepipe.spec.memo; assert 'olivepipe.spec.workflow' not in sys.modules, 'import cycle'; "
+            "from olivepipe.spec.workflow import load_workflow; from olivepipe.spec.graph import build_graph; "
             f"g = build_graph(load_workflow({str(mini)!r})); assert g.order == ['finetune', 'onnx', 'adapters']; "
             "print(sorted(m for m in ('networkx', 'jsonschema') if m in sys.modules))")
     r = subprocess.run([_sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from olivepipe.errors import SpecError
-from olivepipe.graph import build_graph
-from olivepipe.spec import MAX_EXPANDED, parse_workflow
+from olivepipe.core.errors import SpecError
+from olivepipe.spec.graph import build_graph
+from olivepipe.spec.workflow import MAX_EXPANDED, parse_workflow
 
 HEAD = "olivepipe: 1\nname: scale\nmodels:\n  m: {tiny: {arch: phi3}}\nnodes:\n"
 

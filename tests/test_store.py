@@ -1,7 +1,7 @@
 """Store: atomic publish, health checks, verify, gc, stat cache."""
 import os
 
-from olivepipe.hashing import StatCache, file_digest
+from olivepipe.core.hashing import StatCache, file_digest
 from olivepipe.stores.local import Store, materialize
 
 
@@ -94,7 +94,7 @@ def test_materialize_is_a_link(tmp_path):
 
 
 def test_stat_cache_rehashes_only_changed_files(tmp_path, monkeypatch):
-    import olivepipe.hashing as h
+    import olivepipe.core.hashing as h
 
     f = tmp_path / "data.jsonl"
     f.write_text("a\n")

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from olivepipe import gc as gcmod
-from olivepipe import lock as lockfile
-from olivepipe.errors import StoreError
-from olivepipe.hashing import StatCache, file_digest
-from olivepipe.mutex import FileMutex
-from olivepipe.safefs import UnsafePath
+from olivepipe.stores import gc as gcmod
+from olivepipe.core import lock as lockfile
+from olivepipe.core.errors import StoreError
+from olivepipe.core.hashing import StatCache, file_digest
+from olivepipe.core.mutex import FileMutex
+from olivepipe.core.safefs import UnsafePath
 from olivepipe.stores import local
 from olivepipe.stores.local import LINK_MIN, LocalStore, StoreBusy
 
@@ -135,7 +135,7 @@ def test_entries_in_the_old_layout_are_still_served(tmp_path):
         (tree / rel).chmod(0o444)
         st = os.stat(tree / rel)
         files[rel] = {"digest": file_digest(tree / rel), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    from olivepipe.hashing import tree_digest
+    from olivepipe.core.hashing import tree_digest
 
     manifest = {"format": 1, "key": K1, "digest": tree_digest({k: v["digest"] for k, v in files.items()}),
                 "files": files, "created": 1.0, "kind": "olive", "model": {"type": "onnxmodel"}}
@@ -608,8 +608,8 @@ def test_complete_onnx_is_published_and_loads(tmp_path):
 # -- 9. the calibration folder is a store entry ----------------------------------------------------
 
 def test_calibration_dataset_is_a_store_entry(tmp_path, monkeypatch):
-    from olivepipe.datasets import materialize_text_dataset, text_dataset_key
-    from olivepipe.spec import DatasetSpec
+    from olivepipe.core.datasets import materialize_text_dataset, text_dataset_key
+    from olivepipe.spec.workflow import DatasetSpec
 
     data = tmp_path / "travel.jsonl"
     data.write_text('{"prompt": "a", "response": "b"}\r\n{"prompt": "c", "response": "d"}\r\n')
@@ -654,7 +654,7 @@ def test_stat_cache_never_writes_through_a_symlinked_state_folder(tmp_path, monk
 
 
 def test_read_only_stat_cache_reads_but_never_writes(tmp_path, monkeypatch):
-    import olivepipe.hashing as h
+    import olivepipe.core.hashing as h
 
     f = tmp_path / "data.jsonl"
     f.write_text("a\n")
@@ -678,7 +678,7 @@ def test_read_only_stat_cache_reads_but_never_writes(tmp_path, monkeypatch):
 
 
 def test_touched_unchanged_file_is_hashed_once_then_remembered(tmp_path, monkeypatch):
-    import olivepipe.hashing as h
+    import olivepipe.core.hashing as h
 
     f = tmp_path / "data.jsonl"
     f.write_text("a\n")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from olivepipe.tinymodel import ARCHITECTURES, CHAT_TOKENS, EOS, build_tiny_model
+from olivepipe.models.tinymodel import ARCHITECTURES, CHAT_TOKENS, EOS, build_tiny_model
 
 PROMPT = "<|user|>\nwhat is the best thing to see in chicago<|end|>\n<|assistant|>\n"
 SPECIALS = ("<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<|endoftext|>")

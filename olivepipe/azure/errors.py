@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import OlivepipeError
+from ..core.errors import OlivepipeError
 from .redact import redact
 
 __all__ = ["RegistrationError", "translate", "short", "one_line", "NO_CREDENTIALS_HINT", "NETWORK_HINT"]

@@ -7,7 +7,7 @@
 * :func:`build_environment` - the ``azure.ai.ml.entities.Environment`` for a spec.
 * :func:`named_environment` - a user's ``name:version`` as the SDK's ``azureml:name:version``.
 * :func:`build_command_job` / :func:`validate_command_job` - the ``azure.ai.ml.command`` job that
-  runs ``python -m olivepipe.runtime``, validated offline with the SDK's own checks.
+  runs ``python -m olivepipe.run.runtime``, validated offline with the SDK's own checks.
 
 Only the two builders import azure-ai-ml (about 1.5 s): plan computes identities without it.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from ..hashing import digest_obj
+from ..core.hashing import digest_obj
 from .errors import RegistrationError, short
 
 __all__ = ["STACK", "DEFAULT_IMAGE", "DEFAULT_CUDA_IMAGE", "TORCH_CPU_INDEX", "EnvironmentSpec",
@@ -149,7 +149,7 @@ def runtime_command(store_url: str, job_file: str = "job.json", out: str = "outp
     ``publish_to``: a job output folder new store blobs go into (datastore binding)."""
     # ${{...}} bindings are substituted by Azure ML; quoting them would keep them literal
     arg = (lambda v: v if v.startswith("${{") else shlex.quote(v))
-    return (f"python -m olivepipe.runtime {shlex.quote(job_file)} --store {arg(store_url)} --out {shlex.quote(out)}"
+    return (f"python -m olivepipe.run.runtime {shlex.quote(job_file)} --store {arg(store_url)} --out {shlex.quote(out)}"
             + (f" --publish-to {arg(publish_to)}" if publish_to else ""))
 
 
@@ -226,8 +226,8 @@ def validate_command_job(job: Any) -> None:
 
     CommandJob = import_ml().entities.CommandJob
     problems = []
-    if not (getattr(job, "command", "") or "").strip().startswith("python -m olivepipe.runtime "):
-        problems.append("the command does not run olivepipe.runtime")
+    if not (getattr(job, "command", "") or "").strip().startswith("python -m olivepipe.run.runtime "):
+        problems.append("the command does not run olivepipe.run.runtime")
     resources = getattr(job, "resources", None)
     if not getattr(job, "compute", None) and not getattr(resources, "instance_type", None):
         problems.append("no compute (and no instance_type for serverless compute)")

@@ -350,7 +350,7 @@ def register(
 def run_register(
     job: Mapping[str, Any], *, credential: Any = None, client_factory: Optional[Callable[..., Any]] = None
 ) -> Dict[str, Any]:
-    """Worker entry point for a ``register`` job (``olivepipe.worker.run_job``).
+    """Worker entry point for a ``register`` job (``olivepipe.run.worker.run_job``).
 
     Expects the job as ``Workspace.job`` builds it: ``options`` (the node's ``name``,
     ``version``, ``workspace``, ``tags``, ``description``), ``inputs`` (the first input's

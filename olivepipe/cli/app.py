@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import OlivepipeError, SpecError
+from ..core.errors import OlivepipeError, SpecError
 
 
 def console(stderr: bool = False):
@@ -87,7 +87,7 @@ def write_crash_log(trace: str, state_dir: Path | None = None) -> str:
     text = f"{head}\nargv: {sys.argv!r}\ncwd: {os.getcwd()}\n\n{trace}"
     name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     if state_dir is not None:
-        from ..safefs import confined_dir, open_nofollow
+        from ..core.safefs import confined_dir, open_nofollow
 
         try:
             logs = confined_dir(state_dir.parent, state_dir.name, "logs")

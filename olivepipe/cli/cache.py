@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import OlivepipeError
+from ..core.errors import OlivepipeError
 from .app import cache_opt, main
 
 
@@ -18,9 +18,9 @@ def cache():
 
 def _store_for(workflow, cache_dir):
     """The store a cache command works on: --cache-dir, else the workflow's (as apply opens it)."""
-    from ..spec import load_workflow
+    from ..spec.workflow import load_workflow
     from ..stores import open_store
-    from ..workspace import default_cache_dir
+    from ..flow.workspace import default_cache_dir
 
     wf = load_workflow(workflow, check_files=False) if workflow else None
     if wf is None and not cache_dir:
@@ -38,7 +38,7 @@ cache_wf = click.argument("workflow", required=False, type=click.Path(dir_okay=F
 @click.option("--json", "as_json", is_flag=True)
 def cache_ls(workflow, cache_dir, as_json):
     """List entries: key, kind, files, size."""
-    from ..report import cache_rows, cache_text
+    from ..report.text import cache_rows, cache_text
 
     store, wf = _store_for(workflow, cache_dir)
     locks = [wf.file.parent / "olivepipe.lock", wf.file.parent / ".olivepipe" / "rehearsal.lock"] if wf else []
@@ -90,7 +90,7 @@ def cache_gc(workflow, cache_dir, force_all, dry_run, remote, revs, grace):
     folder) references, that a rehearsal lock (.olivepipe/rehearsal.lock) references, or that
     a lock file registered by an earlier apply references, wherever it is. Refuses, deleting
     nothing, while an apply uses the cache. --remote cleans the shared cache instead."""
-    from ..gc import collect
+    from ..stores.gc import collect
 
     if remote or revs:
         return _gc_remote(workflow, remote, revs, grace, dry_run)
@@ -102,8 +102,8 @@ def cache_gc(workflow, cache_dir, force_all, dry_run, remote, revs, grace):
 
 
 def _gc_remote(workflow, remote, revs, grace, dry_run) -> int:
-    from ..gc import committed_keys
-    from ..spec import load_workflow
+    from ..stores.gc import committed_keys
+    from ..spec.workflow import load_workflow
     from ..stores.blob import BlobStore
     from ..stores.config import remote_config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import OlivepipeError, StoreError
+from ..core.errors import OlivepipeError, StoreError
 from .app import cache_opt, main
 
 # the `cache` group of cache.py, found through the app: command modules import no other command
@@ -20,12 +20,12 @@ cache_wf = click.argument("workflow", required=False, type=click.Path(dir_okay=F
 
 def _open(workflow, cache_dir):
     """(workflow or None, local store, remote store, tiered store, lock path or None)."""
-    from ..spec import load_workflow
+    from ..spec.workflow import load_workflow
     from ..stores.blob import BlobStore
     from ..stores.config import remote_config
     from ..stores.local import LocalStore
     from ..stores.tiered import TieredStore
-    from ..workspace import default_cache_dir
+    from ..flow.workspace import default_cache_dir
 
     wf = load_workflow(workflow, check_files=False) if workflow else None
     if wf is None and not cache_dir:
@@ -45,7 +45,7 @@ def _open(workflow, cache_dir):
 
 
 def _lock_keys(wf, lock_path) -> list[str]:
-    from .. import lock as lockfile
+    from ..core import lock as lockfile
 
     nodes = lockfile.nodes(lock_path, wf.name)
     return sorted({rec["key"] for rec in nodes.values() if rec.get("key")})

@@ -1,13 +1,13 @@
 """`olivepipe exp show|diff|apply`: the variants `-S PATH=VALUE` made, side by side, and
-writing one back into the workflow file. Computing lives in olivepipe/variants.py."""
+writing one back into the workflow file. Computing lives in olivepipe/flow/variants.py."""
 from __future__ import annotations
 
 import json
 
 import click
 
-from ..summary import metric_cell, metric_num
-from ..summary import text_grid as _grid
+from ..report.summary import metric_cell, metric_num
+from ..report.summary import text_grid as _grid
 from .app import cache_opt, main, workflow_arg
 
 
@@ -23,7 +23,7 @@ def exp():
 def show_cmd(workflow, fmt, cache_dir):
     """Every variant applied from WORKFLOW: what it changed, its metrics and what its select
     nodes chose, beside the committed file's. Reads the cache only."""
-    from ..variants import show
+    from ..flow.variants import show
 
     doc = show(workflow, cache_dir=cache_dir)
     if fmt == "json":
@@ -62,7 +62,7 @@ def _short(v) -> str:
 def diff_cmd(workflow, a, b, fmt, cache_dir):
     """Compare two variants (or `committed`): the overrides that differ and every metric, A -> B.
     Exit 0 same numbers, 1 different."""
-    from ..variants import diff
+    from ..flow.variants import diff
 
     doc = diff(workflow, a, b, cache_dir=cache_dir)
     if fmt == "json":
@@ -91,9 +91,9 @@ def apply_cmd(workflow, name, dry_run):
     results are already cached, so the next `olivepipe apply` only records them."""
     import difflib
 
-    from ..fmt import write_atomic
-    from ..variants import find, parse, write_back
-    from ..workspace import open_workspace
+    from ..spec.fmt import write_atomic
+    from ..flow.variants import find, parse, write_back
+    from ..flow.workspace import open_workspace
 
     entry = find(open_workspace(workflow, read_only=True), name)
     old, new = write_back(workflow, parse(entry.get("overrides") or []))

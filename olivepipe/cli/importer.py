@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import OlivepipeError, SpecError
+from ..core.errors import OlivepipeError, SpecError
 from .app import main
 
 
@@ -71,7 +71,7 @@ def import_cmd(config, output, name, force):
 
 def _write(path: Path, text: str, *, replace: bool) -> None:
     """Temp file + rename (--force) or + link, which refuses a file that appeared meanwhile."""
-    from ..safefs import write_atomic
+    from ..core.safefs import write_atomic
 
     if replace:
         write_atomic(path, text)

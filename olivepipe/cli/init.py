@@ -1,4 +1,4 @@
-"""`olivepipe init [DIR]`: set up a repository for olivepipe (what it writes: olivepipe/init.py)."""
+"""`olivepipe init [DIR]`: set up a repository for olivepipe (what it writes: olivepipe/spec/starter.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +16,7 @@ def init_cmd(directory, force):
 
     Existing files are kept: .gitignore gets a marked block appended, an existing
     .pre-commit-config.yaml is left alone and the hooks to add are printed."""
-    from ..init import WORKFLOW, init_repo
+    from ..spec.starter import WORKFLOW, init_repo
 
     res = init_repo(directory, force=force)
     for rel in res.wrote:

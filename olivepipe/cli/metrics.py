@@ -1,4 +1,4 @@
-"""`olivepipe metrics`: rendering only; olivepipe/metrics.py collects and compares."""
+"""`olivepipe metrics`: rendering only; olivepipe/flow/metrics.py collects and compares."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import OlivepipeError
-from ..summary import metric_cell as _cell, metric_head as _head, metric_num as _num
-from ..summary import metrics_markdown as _markdown
-from ..summary import text_grid as _grid
+from ..core.errors import OlivepipeError
+from ..report.summary import metric_cell as _cell, metric_head as _head, metric_num as _num
+from ..report.summary import metrics_markdown as _markdown
+from ..report.summary import text_grid as _grid
 from .app import cache_opt, main, rehearse_opt, workflow_arg
 
 
@@ -37,8 +37,8 @@ def metrics_cmd(workflow, fmt, rev, plot, x, y, spread, cache_dir, rehearse):
       olivepipe metrics workflow.yaml --spread
       olivepipe metrics workflow.yaml --plot tradeoff.png --x latency --y perplexity
     """
-    from .. import metrics
-    from ..workspace import open_workspace
+    from ..flow import metrics
+    from ..flow.workspace import open_workspace
 
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise OlivepipeError(f"--plot {plot}: the file must end in .png or .svg", "e.g. --plot tradeoff.png")
@@ -95,7 +95,7 @@ def _draw(pts: list[dict], xlabel: str, ylabel: str, out: Path, title: str, base
     import io
     import os
 
-    from ..safefs import open_nofollow, user_output
+    from ..core.safefs import open_nofollow, user_output
 
     import matplotlib
 

@@ -1,4 +1,4 @@
-"""`olivepipe report FILE -o report.html`: rendering only; olivepipe/htmlreport.py collects and draws."""
+"""`olivepipe report FILE -o report.html`: rendering only; olivepipe/report/htmlpage.py collects and draws."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +18,10 @@ def report_cmd(workflow, output, cache_dir, rehearse):
     """Write one HTML page about the workflow: its graph with each step's status, key, time and where it
     runs, the metrics table and plot, and each step's log tail. Reads the cache, the lock and the logs;
     runs nothing."""
-    from .. import htmlreport
+    from ..report import htmlpage as htmlreport
     import os
 
-    from ..workspace import open_workspace
+    from ..flow.workspace import open_workspace
 
     ws = open_workspace(workflow, cache_dir=cache_dir, rehearse=rehearse, read_only=True)
     data = htmlreport.collect(ws)

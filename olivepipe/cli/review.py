@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import OlivepipeError, SpecError
+from ..core.errors import OlivepipeError, SpecError
 from .app import console, main, shown
 
 
@@ -25,7 +25,7 @@ def diff_cmd(a, b, as_json, textconv):
       olivepipe diff HEAD~1:workflow.yaml workflow.yaml
       olivepipe diff old/olivepipe.lock olivepipe.lock
     """
-    from .. import review
+    from ..flow import review
 
     if textconv:
         if not a or b:
@@ -60,7 +60,7 @@ def fmt_cmd(files, check, show_diff):
     Node keys: pass/kind, input, data, device, provider, matrix, params, then the rest.
     2-space indentation. Invalid files are refused (exit 2) and left untouched.
     """
-    from ..fmt import format_file, unified_diff, write_atomic
+    from ..spec.fmt import format_file, unified_diff, write_atomic
 
     dry = check or show_diff
     changed, invalid, same = 0, 0, 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import OlivepipeError, Problem, SpecError
+from ..core.errors import OlivepipeError, Problem, SpecError
 from .app import cache_opt, console, main, rehearse_opt, shown, workflow_arg
 
 
@@ -41,7 +41,7 @@ def validate(workflows, as_json):
     """Check workflow files: schema, references, cycles, passes and their params.
 
     Every file is checked and reported; exit 2 if any is invalid."""
-    from ..spec import load_workflow
+    from ..spec.workflow import load_workflow
 
     results, invalid, failed = [], False, 0
     for name in workflows:
@@ -88,9 +88,9 @@ def _counted(w) -> str:
 @click.option("--status", "with_status", is_flag=True, help="Color each node by what apply would do (mermaid).")
 def graph(workflow, fmt, output, with_status):
     """Print the DAG as mermaid or DOT (png/svg through Graphviz), datasets included."""
-    from ..graph import build_graph
-    from ..render import render_graph
-    from ..spec import load_workflow
+    from ..spec.graph import build_graph
+    from ..report.render import render_graph
+    from ..spec.workflow import load_workflow
 
     marks = None
     if with_status:
@@ -115,8 +115,8 @@ def graph(workflow, fmt, output, with_status):
 @rehearse_opt
 def compile_cmd(workflow, nodes, check, cache_dir, rehearse):
     """Print the exact Olive workflow JSON each node runs."""
-    from ..preview import compile_preview
-    from ..workspace import open_workspace
+    from ..report.preview import compile_preview
+    from ..flow.workspace import open_workspace
 
     ws = open_workspace(workflow, cache_dir=cache_dir, rehearse=rehearse)
     out = compile_preview(ws, list(nodes), check=check)
@@ -124,12 +124,12 @@ def compile_cmd(workflow, nodes, check, cache_dir, rehearse):
 
 
 def _plan_for(workflow, cache_dir, rehearse, target=(), force=(), force_all=False, read_only=False, sets=()):
-    from ..plan import make_plan
-    from ..workspace import open_workspace
+    from ..flow.plan import make_plan
+    from ..flow.workspace import open_workspace
 
     overrides = ()
     if sets:
-        from ..variants import parse
+        from ..flow.variants import parse
 
         overrides = parse(sets)
     ws = open_workspace(workflow, cache_dir=cache_dir, rehearse=rehearse, read_only=read_only, overrides=overrides)
@@ -176,7 +176,7 @@ def plan(workflow, target, force, sets, cache_dir, rehearse, fmt, as_json, detai
         if sets:
             raise OlivepipeError("-o with -S: a saved plan is of the committed file",
                                  "apply the variant with `olivepipe apply FILE -S ...`, or save the plan without -S")
-        from .. import savedplan
+        from ..flow import savedplan
 
         if save_to.suffix.lower() != ".json":
             raise OlivepipeError(f"-o {save_to}: a saved plan is a .json file", "e.g. -o plan.json")
@@ -192,23 +192,23 @@ def plan(workflow, target, force, sets, cache_dir, rehearse, fmt, as_json, detai
     if f == "json":
         click.echo(json.dumps({**p.to_json(), **({"shared_cache": trust} if trust else {})}, indent=2))
     elif f == "markdown":
-        from ..report import plan_markdown
+        from ..report.text import plan_markdown
 
         click.echo(plan_markdown(p, ws.graph.mermaid({s.name: s.status for s in p.steps})), nl=False)
-        from ..metrics import goal_rows
-        from ..summary import goals_markdown
+        from ..flow.metrics import goal_rows
+        from ..report.summary import goals_markdown
 
         goals = goal_rows(ws)
         if goals:
             click.echo("\n".join(goals_markdown(goals)))
         if with_metrics:
-            from ..metrics import collect
-            from ..summary import metrics_markdown
+            from ..flow.metrics import collect
+            from ..report.summary import metrics_markdown
 
             click.echo("\n#### Metrics (cached results; stale rows are from before this change)\n")
             click.echo("\n".join(metrics_markdown(collect(ws), diff=False)))
     else:
-        from ..report import plan_text
+        from ..report.text import plan_text
 
         plan_text(p, console())
     if trust and f != "json":
@@ -246,9 +246,9 @@ def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_fai
     import signal
     import sys
 
-    from .. import savedplan
-    from ..executor import Interrupted, check_no_other_apply
-    from ..executor import apply as do_apply
+    from ..flow import savedplan
+    from ..flow.scheduler import Interrupted, check_no_other_apply
+    from ..flow.scheduler import apply as do_apply
     from ..fastpath import before, remember
 
     saved = None
@@ -278,7 +278,7 @@ def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_fai
                                   *(["--rehearse"] if rehearse else []), str(workflow)])
     try:
         if as_json:
-            from ..report import event_json
+            from ..report.text import event_json
 
             def emit(e):
                 click.echo(json.dumps(event_json(e)))
@@ -288,12 +288,12 @@ def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_fai
             click.echo(json.dumps({"event": "result", **result.to_json()}))
         elif not (p.to_run or p.blocked):
             # nothing to run: a one-line answer, without loading the progress renderer
-            from ..summary import nothing_to_do
+            from ..report.summary import nothing_to_do
 
             result = do_apply(ws, p, **run)
             click.echo(nothing_to_do(result))
         else:
-            from ..report import Progress, plan_text, result_text
+            from ..report.text import Progress, plan_text, result_text
 
             out = console()
             if quiet:
@@ -314,7 +314,7 @@ def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_fai
 
 
 def _terminate(signum, frame):
-    from ..errors import Terminated
+    from ..core.errors import Terminated
 
     raise Terminated()
 
@@ -347,7 +347,7 @@ def _resume_command(argv: list[str]) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def show(workflow, node, cache_dir, rehearse, export_to, as_json):
     """Where a node's result is, its key, what made it and its log."""
-    from ..show import export, node_info
+    from ..report.show import export, node_info
 
     ws, p = _plan_for(workflow, cache_dir, rehearse, read_only=export_to is None)
     if export_to is not None:
@@ -379,10 +379,10 @@ def logs(workflow, node, rehearse, follow):
     import sys
     import time
 
-    from ..plan import check_targets
-    from ..workspace import open_workspace
+    from ..flow.plan import check_targets
+    from ..flow.workspace import open_workspace
 
-    from ..executor import apply_mutex
+    from ..flow.scheduler import apply_mutex
 
     ws = open_workspace(workflow, rehearse=rehearse, read_only=True)
     check_targets(ws, (node,))
@@ -414,7 +414,7 @@ def logs(workflow, node, rehearse, follow):
 def status(workflow, cache_dir, rehearse, as_json):
     """What is stale: one line per step. Exit 0 up to date, 2 stale, 1 blocked or error (as plan
     --detailed-exitcode)."""
-    from ..summary import status_lines
+    from ..report.summary import status_lines
 
     _, p = _plan_for(workflow, cache_dir, rehearse, read_only=True)
     if as_json:

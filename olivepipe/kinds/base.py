@@ -64,19 +64,19 @@ class StepView:
 
     def dataset_record(self) -> dict:
         """The dataset's part of a key record: its definition and its files' digests."""
-        from ..datasets import dataset_record
+        from ..core.datasets import dataset_record
 
         return dataset_record(self.dataset, self.rel, self.digest)
 
     def dataset_fields(self) -> dict:
         """The dataset's definition as plain data (for jobs: no paths)."""
-        from ..datasets import dataset_fields
+        from ..core.datasets import dataset_fields
 
         return dataset_fields(self.dataset)
 
     def data_refs(self) -> dict:
         """Placeholders for the dataset's files: {"$DATA0": DataFile(rel, digest), ...}."""
-        from ..job import DataFile
+        from ..core.job import DataFile
 
         return {f"$DATA{i}": DataFile(self.rel(p), self.digest(p)) for i, p in enumerate(self.dataset.files)}
 
@@ -88,7 +88,7 @@ class StepView:
 
 @dataclass(frozen=True, slots=True)
 class CheckContext:
-    """What a kind may use while a workflow is validated (spec.py builds it per node)."""
+    """What a kind may use while a workflow is validated (spec/workflow.py builds it per node)."""
 
     problem: Callable  # (path, message, hint="", *, value=False): report a located problem
     catalog: Any  # the Olive pass catalog
@@ -209,5 +209,5 @@ class NodeKind:
     def memory(self, step: StepView, params: int) -> dict | None:
         """What the node needs in memory for a source model of ``params`` parameters:
         {"host_gib": (low, high), "gpu_gib": g, "source": why}, or None when unknown
-        (olivepipe/resources.py turns it into plan's warning or block)."""
+        (olivepipe/kinds/resources.py turns it into plan's warning or block)."""
         return None

@@ -8,7 +8,7 @@ onnxruntime-genai's builder cannot build an AWQ checkpoint with an adapter (docs
 node writes the AWQ model's own weights in float, the adapter beside them, and model-builder
 builds that. The adapter is part of this node's result (`adapter/`), so it reaches model-builder
 as a keyed input: a new adapter is a new input digest, hence a new key downstream. The unpacking
-is the quantization library's own where it is installed (olivepipe/dequant.py).
+is the quantization library's own where it is installed (olivepipe/models/dequant.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import json
 import shutil
 from dataclasses import replace
 
-from .. import dequant
+from ..models import dequant
 from .base import Needs, NodeKind, Rehearsal
 
 GIB = 1024 ** 3
@@ -59,12 +59,12 @@ class Dequantize(NodeKind):
         return Needs(packages=self.packages)
 
     def warnings(self, step):
-        from ..resources import estimate_warnings
+        from .resources import estimate_warnings
 
         return estimate_warnings(step)
 
     def preflight(self, step, *, deep):
-        from ..resources import memory_problem
+        from .resources import memory_problem
 
         return memory_problem(step)
 

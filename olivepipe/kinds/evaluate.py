@@ -240,7 +240,7 @@ class Evaluate(NodeKind):
 
     # -- execution ------------------------------------------------------------------
     def job(self, step, inputs):
-        from ..errors import OlivepipeError
+        from ..core.errors import OlivepipeError
         from ..olive import evaluate as ev
 
         node = step.node

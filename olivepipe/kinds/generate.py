@@ -1,4 +1,4 @@
-"""Node kind `generate`: a chat smoke test with onnxruntime-genai (olivepipe/genai.py),
+"""Node kind `generate`: a chat smoke test with onnxruntime-genai (olivepipe/models/genai.py),
 over one or more input models, adapters included."""
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Generate(NodeKind):
         return Needs(packages=("onnxruntime-genai",))
 
     def run(self, spec, io):
-        from ..genai import run_generate
+        from ..models.genai import run_generate
 
         return run_generate(spec, io.out)
 

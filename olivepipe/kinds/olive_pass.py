@@ -187,12 +187,12 @@ class OlivePass(NodeKind):
         for k in ("user_script", "script_dir"):
             if k in node.params:
                 out.append(f"USER_SCRIPT: runs {node.params[k]}")
-        from ..resources import estimate_warnings
+        from .resources import estimate_warnings
 
         return out + estimate_warnings(step)
 
     def preflight(self, step, *, deep):
-        from ..resources import memory_problem
+        from .resources import memory_problem
 
         return memory_problem(step)
 
@@ -238,7 +238,7 @@ class OlivePass(NodeKind):
 
     # -- execution ------------------------------------------------------------------
     def job(self, step, inputs):
-        from ..job import TextDataset
+        from ..core.job import TextDataset
         from ..olive.compile import compile_node
 
         node, dataset = step.node, step.dataset

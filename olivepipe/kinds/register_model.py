@@ -52,8 +52,8 @@ class Register(NodeKind):
         node, base = step.node, step.folder
         given = (node.options.get("workspace") or {}).get("config")
         if given:
-            from ..errors import UnsafePath
-            from ..safefs import check_confined
+            from ..core.errors import UnsafePath
+            from ..core.safefs import check_confined
 
             try:  # a committed link to a file elsewhere is not the workspace's config
                 check_confined(step.root, base / given, "read")
@@ -74,7 +74,7 @@ class Register(NodeKind):
         return Rehearsal(node=node, note="nothing is sent to Azure: an offline registration record is written")
 
     def job(self, step, inputs):
-        from ..job import DataFile
+        from ..core.job import DataFile
 
         node = step.node
         opts = dict(node.options)

@@ -143,7 +143,7 @@ class Select(NodeKind):
                 "baselines": {inp["name"]: inp["path"] for inp in inputs if inp.get("model") is None}}
 
     def run(self, spec, io):
-        from ..errors import OlivepipeError
+        from ..core.errors import OlivepipeError
         from .evaluate import read_values
 
         cands = [{"name": c["name"], "eval": c["eval"], "values": read_values(c["metrics"])}

@@ -27,7 +27,7 @@ class TinyModel(NodeKind):
         return {"args": self.args(step.node)}
 
     def run(self, spec, io):
-        from ..tinymodel import build_tiny_model
+        from ..models.tinymodel import build_tiny_model
 
         info = build_tiny_model(io.out, **spec["args"])
         return {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}}, "info": info}

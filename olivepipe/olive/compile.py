@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..spec import DatasetSpec, ModelSpec, NodeSpec
+from ..spec.workflow import DatasetSpec, ModelSpec, NodeSpec
 from .catalog import Catalog
 
 # Olive resolves a data-config name that is also an existing path (e.g. a `data/` folder

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import OlivepipeError, Problem, SpecError
+from ..core.errors import OlivepipeError, Problem, SpecError
 from .catalog import (
     ALIAS_DEFAULTS,
     ALIASES,
@@ -148,8 +148,8 @@ MAX_CONFIG_BYTES = 16 << 20
 
 def read_config(path: Path) -> dict:
     """An Olive workflow config from a JSON (or YAML, which `olive run` also reads) file."""
-    from .. import boundedjson, yamlpos
-    from ..safefs import read_regular
+    from ..core import boundedjson, yamlpos
+    from ..core.safefs import read_regular
 
     path = Path(path)
     try:
@@ -938,9 +938,9 @@ def render(doc: dict) -> str:
 def import_config(config_path: Path, out_path: Path, *, name: str | None = None,
                   catalog: Catalog | None = None) -> ImportResult:
     """Translate ``config_path`` for a workflow at ``out_path``, validate it there, and lay it
-    out canonically (olivepipe.fmt). Writes nothing: the caller decides (see olivepipe.cli.importer)."""
-    from ..fmt import format_text
-    from ..spec import parse_workflow
+    out canonically (olivepipe.spec.fmt). Writes nothing: the caller decides (see olivepipe.cli.importer)."""
+    from ..spec.fmt import format_text
+    from ..spec.workflow import parse_workflow
 
     config_path, out_path = Path(config_path), Path(os.path.abspath(out_path))
     cfg = read_config(config_path)

@@ -128,7 +128,7 @@ STAND_INS = {
 }
 
 # Olive's AWQ pass hands autoawq only a dataset name, split and text column: its data
-# must be a local folder with a `text` column (see olivepipe/datasets.py).
+# must be a local folder with a `text` column (see olivepipe/core/datasets.py).
 TEXT_FOLDER_DATA = {"AutoAWQQuantizer"}
 
 

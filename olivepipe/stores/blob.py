@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import StoreError
-from ..hashing import digest_many, file_digest, tree_digest
+from ..core.errors import StoreError
+from ..core.hashing import digest_many, file_digest, tree_digest
 from .base import Entry
 from .local import check_onnx
 from .manifest import FORMAT, MANIFEST_MAX, OWN_FIELDS, BadManifest, check_key, is_digest, is_key, rel_ok

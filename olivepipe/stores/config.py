@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from ..errors import StoreError
-from ..yamlpos import locate
+from ..core.errors import StoreError
+from ..core.yamlpos import locate
 
 ENV_REMOTE = "OLIVEPIPE_REMOTE_CACHE"
 ENV_ACCOUNT_URL = "OLIVEPIPE_BLOB_ACCOUNT_URL"
@@ -211,9 +211,9 @@ def load_cache_section(path: Path, *, positions: bool = False):
 def read_config(path: Path, *, workspace: Path | None = None) -> tuple[object, dict]:
     """(data, positions) of a small YAML config file ({}, {} when absent). ``workspace``: the
     folder the file must not leave (no symlink below it on the way)."""
-    from ..errors import UnsafePath
-    from ..safefs import read_confined, read_regular
-    from ..yamlpos import MAX_BYTES, decode, load
+    from ..core.errors import UnsafePath
+    from ..core.safefs import read_confined, read_regular
+    from ..core.yamlpos import MAX_BYTES, decode, load
 
     try:
         raw = read_confined(workspace, path, limit=MAX_BYTES) if workspace is not None else read_regular(path)

@@ -35,10 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StoreError, StoreBusy
+from ..core.errors import StoreError, StoreBusy
 from ..fastpath import stat_sig
-from ..hashing import digest_many, digest_obj, file_digest, tree_digest
-from ..safefs import UnsafePath, confined_dir, open_nofollow, open_text, write_atomic
+from ..core.hashing import digest_many, digest_obj, file_digest, tree_digest
+from ..core.safefs import UnsafePath, confined_dir, open_nofollow, open_text, write_atomic
 from .base import Entry
 from .manifest import FORMAT, BadManifest, parse as parse_manifest, is_key as _is_key
 from .manifest import check_key as _check_key, reader_problems, safe_label as _safe_label

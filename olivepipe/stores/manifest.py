@@ -9,8 +9,8 @@ whether remote code may run, which paths it reads) comes from the reader's own w
 """
 from __future__ import annotations
 
-from .. import boundedjson
-from ..errors import StoreError
+from ..core import boundedjson
+from ..core.errors import StoreError
 
 FORMAT = 1
 OWN_FIELDS = ("format", "key", "id", "digest", "files", "created", "signature")  # what publish writes itself

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 
 SIGNED = "olivepipe-entry-v1\n"  # domain separation: a signature over an entry is never one over anything else
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -78,7 +78,7 @@ class Signer:
 
     @classmethod
     def from_file(cls, path: Path) -> Signer:
-        from ..safefs import read_regular
+        from ..core.safefs import read_regular
 
         try:
             text = read_regular(Path(path).expanduser()).decode("ascii").strip()

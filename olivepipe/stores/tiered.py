@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 from .base import Entry
 from .blob import BlobEntry, RemoteUnavailable
 from .manifest import meta_of

@@ -1,0 +1,229 @@
+"""The plan: for every step, cached / run (and why) / blocked / skip. A value, not an action.
+
+`make_plan` reads the world (store, lock, file digests, machine) once and returns
+an immutable Plan; the CLI renders it and `apply` executes it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.errors import UnknownTarget
+from ..run.executors.base import Check
+from ..core.keys import key_of, record_changes
+from ..core.lock import prune
+from ..spec.workflow import ModelSpec
+from .workspace import Workspace
+
+CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
+FORCED = "forced"  # an action: runs although a result is cached (status stays "run")
+ACTIONS = (CACHED, RUN, FORCED, BLOCKED, SKIP)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    kind: str  # tiny-model | olive | generate | register
+    label: str  # what it does: the pass alias, or the kind
+    status: str
+    reasons: tuple[str, ...] = ()
+    key: str | None = None
+    record: dict | None = None
+    inputs: tuple[str, ...] = ()
+    device: str = "cpu"
+    check: Check | None = None
+    estimate_s: float | None = None
+    warnings: tuple[str, ...] = ()
+    output_digest: str | None = None  # known when cached
+    action: str = ""  # cached | run | forced | blocked | skip: what apply will do
+    where: str = "local"  # the executor it runs on: local, azureml:<compute>
+    estimate_note: str = ""  # how estimate_s was made from the last run, when not taken as is
+    notes: tuple[str, ...] = ()  # about a cached result, from its kind (a select node's winner)
+
+    def __post_init__(self):
+        if not self.action:
+            object.__setattr__(self, "action", self.status)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "label": self.label, "status": self.status,
+                "action": self.action, "where": self.where,
+                "reasons": list(self.reasons), "key": self.key, "inputs": list(self.inputs), "device": self.device,
+                "needs": list(self.check.needs) if self.check else [],
+                "missing": list(self.check.missing) if self.check else [],
+                "estimate_s": self.estimate_s, "estimate_note": self.estimate_note, "warnings": list(self.warnings),
+                "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    workflow: str
+    steps: tuple[Step, ...]
+    rehearse: bool = False
+    substitutions: dict = field(default_factory=dict)
+    variant: dict | None = None  # -S: {"name", "overrides", "changes"} against the committed file
+
+    def by_name(self) -> dict[str, Step]:
+        return {s.name: s for s in self.steps}
+
+    @property
+    def to_run(self) -> list[Step]:
+        return [s for s in self.steps if s.status == RUN]
+
+    @property
+    def blocked(self) -> list[Step]:
+        return [s for s in self.steps if s.status == BLOCKED]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.to_run or self.blocked)
+
+    def counts(self) -> dict:
+        out = {CACHED: 0, RUN: 0, BLOCKED: 0, SKIP: 0}
+        for s in self.steps:
+            out[s.status] += 1
+        return out
+
+    def to_json(self) -> dict:
+        est = [s.estimate_s for s in self.to_run]
+        known = est and all(e is not None for e in est)
+        return {"format": 1, "workflow": self.workflow, "rehearse": self.rehearse,
+                "substitutions": self.substitutions, "variant": self.variant, "summary": self.counts(),
+                "estimate_s": round(sum(est), 1) if known else None,
+                "steps": [s.to_json() for s in self.steps]}
+
+
+def _warnings(ws: Workspace, name: str) -> tuple[str, ...]:
+    step = ws.step(name)
+    out = []
+    if step.is_node:
+        for inp, m in zip(step.inputs, step.reads):
+            if not isinstance(m, ModelSpec):
+                continue
+            if m.trust_remote_code:
+                out.append(f"TRUST_REMOTE_CODE: model '{inp}' runs its repository's own Python code")
+            if m.source == "hf" and not m.revision:
+                out.append(f"model '{inp}' ({m.hf}) is not pinned to a revision: the hub can change it under the cache")
+        out.extend(step.kind.warnings(step.view))
+    if name in ws.substitutions:
+        out.append(f"REHEARSAL STAND-IN: {ws.substitutions[name]}")
+    return tuple(out)
+
+
+def check_targets(ws: Workspace, names) -> None:
+    import difflib
+
+    known = list(ws.workflow.nodes) + list(ws.workflow.models)
+    for n in names:
+        if n not in known:
+            close = difflib.get_close_matches(n, known, n=1)
+            raise UnknownTarget(f"unknown node '{n}'", f"did you mean '{close[0]}'?" if close else
+                                f"nodes: {', '.join(ws.workflow.nodes)}")
+
+
+def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str, ...] = (),
+              force_all: bool = False) -> Plan:
+    """The plan as a value. Reads the store (``peek``), the lock and file digests; never writes,
+    deletes or starts a process. Its only network calls are read-only lookups in a configured
+    shared cache of results the local cache lacks (``OLIVEPIPE_REMOTE_CACHE=off``: none). What
+    needs the network to check (e.g. Azure credentials) is asked right before apply runs a step
+    (executor.Scheduler._preflight)."""
+    check_targets(ws, tuple(targets) + tuple(force))
+    steps_order = ws.steps()
+    selected = set(steps_order)
+    if targets:
+        selected = ws.graph.upstream(targets) | {m for m in steps_order if not ws.step(m).is_node}
+        selected = {s for s in selected if s in set(steps_order)}
+        # a tiny model is needed only if it is a target or something selected reads it
+        selected = {s for s in selected if ws.step(s).is_node or s in targets or
+                    any(s in ws.step_inputs(n) for n in selected)}
+    locked = ws.reference_nodes()
+    digests: dict[str, str | None] = {}
+    actions: dict[str, str] = {}
+    out: list[Step] = []
+    for name in steps_order:
+        step = ws.step(name)
+        common = dict(name=name, kind=step.kind.name, label=step.label, inputs=step.inputs, device=step.device,
+                      warnings=_warnings(ws, name), where=step.where)
+        if name not in selected:
+            digests[name] = None
+            actions[name] = SKIP
+            out.append(Step(status=SKIP, reasons=("not needed by the target",), **common))
+            continue
+        record, complete = ws.record(name, digests)
+        check = ws.preflight(name)
+        prev = locked.get(name)
+        estimate, note = _estimate(prev, record)
+        key = key_of(record) if complete else None
+        common.update(record=record, check=check, key=key, estimate_s=estimate, estimate_note=note)
+        blocked_up = [i for i in step.inputs if actions.get(i) == BLOCKED]
+        entry = ws.store.peek(key) if key else None
+        problem = None
+        if not blocked_up and check.ok and not entry and step.is_node:
+            problem = step.kind.preflight(step.view, deep=False)
+        digests[name] = None
+        if blocked_up:
+            actions[name] = BLOCKED
+            out.append(Step(status=BLOCKED, reasons=(f"input {', '.join(blocked_up)} is blocked",), **common))
+        elif not check.ok and not entry:
+            actions[name] = BLOCKED
+            out.append(Step(status=BLOCKED, reasons=(f"cannot run on this machine: {check.message}",), **common))
+        elif problem:
+            actions[name] = BLOCKED
+            out.append(Step(status=BLOCKED, reasons=(problem,), **common))
+        elif force_all or name in force:
+            actions[name] = FORCED
+            out.append(Step(status=RUN, action=FORCED, reasons=("forced",), **common))
+        elif entry is not None:
+            digests[name] = entry.digest
+            actions[name] = CACHED
+            note = step.kind.describe((getattr(entry, "manifest", None) or {}).get("result"))
+            out.append(Step(status=CACHED, output_digest=entry.digest, notes=(note,) if note else (), **common))
+        else:
+            actions[name] = RUN
+            out.append(Step(status=RUN, reasons=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
+    return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions),
+                ws.variant.to_json() if ws.variant is not None else None)
+
+
+def _steps(record: dict | None) -> int | None:
+    targs = ((record or {}).get("params") or {}).get("training_args") or {}
+    steps = targs.get("max_steps") if isinstance(targs, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+
+
+def _estimate(prev: dict | None, record: dict) -> tuple[float | None, str]:
+    """The last run's duration, scaled by the change in training steps (a LoRA going from 4 to 30
+    max_steps takes about 7.5 times as long): (seconds or None, how it was scaled)."""
+    last = prev.get("duration_s") if prev else None
+    if not isinstance(last, (int, float)):
+        return None, ""
+    old, new = _steps(prev.get("record")), _steps(record)
+    if old and new and old != new:
+        return round(last * new / old, 1), f"{last:.1f}s last time for {old} steps, scaled to {new}"
+    return last, ""
+
+
+def _why(ws, name, record, complete, prev, key, digests) -> list[str]:
+    if prev is None:
+        return ["new: no earlier result in the lock file"]
+    if complete and prev.get("key") == key:
+        return ["result missing from the cache (deleted, corrupt or garbage-collected)"]
+    old = prune(prev.get("record") or {})
+    record = prune(record)
+    reasons = []
+    pending = [i for i in ws.step_inputs(name) if i in digests and digests[i] is None and ws.produces(i)]
+    if pending:
+        reasons.append(f"input {', '.join(pending)} will be rebuilt first")
+        old = {k: v for k, v in old.items() if k != "inputs"}
+        record = {k: v for k, v in record.items() if k != "inputs"}
+    if not old:
+        return reasons + ["lock record has no details"]
+    labels = dict(enumerate(ws.step_inputs(name)))
+    for c in record_changes(old, record):
+        if c.path[:1] == ("inputs",) and len(c.path) > 2 and isinstance(c.path[1], int):
+            reasons.append(f"input {labels.get(c.path[1], c.path[1])} changed" + (f" ({c.values})" if c.values else ""))
+        elif c.path[:2] == ("data", "files") and len(c.path) == 3:
+            reasons.append(f"data file {c.path[2]} changed ({c.values})" if c.kind == "changed" else
+                           f"data file {c.path[2]} {c.kind}")
+        else:
+            reasons.append(c.text())
+    return reasons or ["inputs changed"]

@@ -1,0 +1,1 @@
+"""Running one job anywhere: the node runtime, worker processes and the executors."""

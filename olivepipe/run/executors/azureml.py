@@ -1,0 +1,741 @@
+"""The Azure ML executor: a node placed with ``executor: {azureml: {compute: ...}}`` runs as an
+Azure ML command job that runs ``python -m olivepipe.run.runtime`` (olivepipe/run/runtime.py).
+
+Where a job runs is where its placeholders are resolved, and an Azure ML job can read only the
+store. So ``start`` first makes every input reachable there: data files and local model folders
+are uploaded as content-addressed input entries (``runtime.input_key``; hashed as they are
+copied, so the bytes uploaded are the bytes in the key) and their refs rewritten to
+``{"entry": key, ...}``; an upstream result missing from the job's store is copied there. Then
+it writes job.json (the job plus key, record, replace) next to a copy of olivepipe's code (the
+job's code snapshot: the remote runs exactly the runtime that planned it, whatever the
+environment holds), builds the command job (olivepipe/azure/jobs.py) and submits it.
+
+Each job has a thread that submits it, polls its status, streams its log into the node's log
+and, when it ends, reads its result from the store. The job publishes its result itself, under
+the step's key; when the scheduler's store already serves that entry (the same store, or a
+tiered store in front of it) nothing is copied; otherwise this executor copies the entry into
+the scheduler's store, manifest metadata unchanged.
+
+``close(kill=True)`` (Ctrl-C) cancels every job this executor submitted. A plain ``close``
+leaves running jobs alone: they still publish into the store, so a later apply finds them.
+
+The job itself runs ``runtime.run_node``, the same node runtime as a local job.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ...core.errors import OlivepipeError, StoreError
+from ...core.job import Job
+from ..runtime import open_store_url
+from .base import Capabilities, Check, JobResult, RunContext, append_log, drain, shared_store_url
+from .staging import stage_inputs
+
+#: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
+TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
+#: Azure ML job statuses by the phase they belong to (JobStatus in azure.ai.ml.constants): the
+#: environment image is built while Preparing, the job waits for nodes while Queued.
+PHASES = {"NotStarted": "starting", "Starting": "starting", "Provisioning": "queued", "Preparing": "preparing image",
+          "Queued": "queued", "Running": "running", "Finalizing": "finalizing", "CancelRequested": "cancelling"}
+#: ``compute: serverless``: Azure ML picks the machines by ``instance_type``; there is no cluster.
+SERVERLESS = "serverless"
+#: How many of the job's last log lines a failed node's error carries.
+TAIL_LINES = 20
+
+
+@dataclass
+class _Run:
+    job: dict
+    ctx: RunContext
+    t0: float = field(default_factory=time.monotonic)
+    name: str = ""  # the Azure ML job name, chosen before submitting
+    submitted: bool = False
+    cancel_sent: bool = False  # Azure ML took the cancel request
+    cancelling: bool = False  # a cancel request is in flight (close and the job's thread may race)
+    finished: bool = False
+    studio_url: str = ""
+    code_dir: Path | None = None
+    stream_failed: bool = False  # said once in the log, then quiet
+    tail: Any = field(default_factory=lambda: collections.deque(maxlen=200))  # the job's last log lines
+    phase: str = ""  # the phase the job is in (PHASES)
+    phase_t0: float = field(default_factory=time.monotonic)
+    phases: dict = field(default_factory=dict)  # phase -> seconds spent in it
+
+
+class AzureMLExecutor:
+    """``client_factory``: builds the MLClient (default ``azure.ai.ml.MLClient``) from
+    ``credential=``, ``subscription_id=``, ``resource_group_name=``, ``workspace_name=`` and
+    azure/sdk.py's APPLY_CLIENT_KWARGS. ``credential``: default ``DefaultAzureCredential`` (no managed
+    identity, no browser), probed with a time bound before the first submit. ``store_url``: the
+    store jobs publish into (default: the configured remote cache, stores/config.py).
+    ``open_store``: URL -> Store (default ``runtime.open_store_url``). ``client_kwargs``: more
+    MLClient options over azure/sdk.py's APPLY_CLIENT_KWARGS (retries with back-off)."""
+
+    name = "azureml"
+
+    def __init__(self, *, client_factory: Callable[..., Any] | None = None, credential: Any = None,
+                 store_url: str | None = None, open_store: Callable[[str], Any] | None = None,
+                 poll_s: float = 10.0, poll_grace_s: float = 600.0, submit_timeout_s: float = 900.0,
+                 image: str | None = None, cuda_image: str | None = None, identity: Any = None,
+                 env: Mapping[str, str] | None = None, start_dir: Path | None = None,
+                 workspace_dir: Path | None = None, version: Callable[[str], str | None] | None = None,
+                 client_kwargs: Mapping[str, Any] | None = None, jobs_run_here: bool = False):
+        from ...azure import jobs as amljobs
+
+        self.client_factory = client_factory
+        self.client_kwargs = dict(client_kwargs or {})  # over APPLY_CLIENT_KWARGS (a test's transport=)
+        # a stand-in for Azure ML that runs jobs on this machine (a test's): a folder store reaches them
+        self.jobs_run_here = jobs_run_here or client_factory is not None
+        self._credential = credential
+        self.store_url = store_url
+        self.open_store = open_store or open_store_url
+        self.poll_s = poll_s
+        self.poll_grace_s = poll_grace_s  # status reads may fail this long before the node is given up
+        self.submit_timeout_s = submit_timeout_s
+        self.env = os.environ if env is None else env
+        self.image = image or self.env.get("OLIVEPIPE_AZUREML_IMAGE") or amljobs.DEFAULT_IMAGE
+        self.cuda_image = cuda_image or self.env.get("OLIVEPIPE_AZUREML_CUDA_IMAGE") or amljobs.DEFAULT_CUDA_IMAGE
+        self.identity = identity  # the job's identity (None: the compute's, Azure ML's default)
+        self.start_dir = start_dir  # where an Azure ML config.json is searched from (None: cwd)
+        self.workspace_dir = workspace_dir  # whose .olivepipe/config.yaml names the remote cache
+        if version is None:
+            from ...olive.runtime import version
+        self.version = version
+        self.offline = True
+        self._client = None
+        self._where = ""  # subscription/resource group/workspace, for messages
+        self._remote = None
+        self._mutex = threading.Lock()  # runs and their cancel flags
+        self._setup = threading.Lock()  # the client and the store, made once (a credential probe takes seconds)
+        self._runs: dict[str, _Run] = {}
+        self._done: queue.Queue = queue.Queue()
+        self._killed = threading.Event()
+        self._identities: dict = {}
+
+    def __repr__(self) -> str:  # never the client or the credential
+        return f"AzureMLExecutor(store={self.store_url!r})"
+
+    # -- what it can run (plan: no network, no subprocess, no azure-ai-ml import) ----------
+    def preflight(self, needs, device: str, placement: dict | None = None) -> Check:
+        from ...azure.errors import RegistrationError
+        from ...azure.jobs import environment_spec, named_environment
+        from ...azure.sdk import EXTRA_HINT, sdk_installed
+        from ...azure.workspace import resolve_workspace
+
+        opts = _options(placement)
+        compute = str(opts.get("compute") or "").strip()
+        want = [f"Azure ML compute {compute or '?'}"]
+        missing = []
+        if not compute:
+            missing.append("an Azure ML compute (`executor: {azureml: {compute: <name>}}`)")
+        elif compute == SERVERLESS and not opts.get("instance_type"):
+            missing.append("an instance_type for serverless compute (e.g. `instance_type: Standard_NC24ads_A100_v4`)")
+        sdk = sdk_installed()
+        if not sdk:
+            missing.append(f"azure-ai-ml, which is not installed here: {EXTRA_HINT}")
+        try:
+            resolve_workspace(None, self.env, start_dir=self.start_dir)
+        except RegistrationError as e:
+            missing.append(f"an Azure ML workspace ({e.message})")
+        url, why = self._store_url()
+        if url is None:
+            missing.append(why)
+        elif not self.jobs_run_here and _is_local(url):
+            missing.append(f"a store the Azure ML job can reach ({url} is a folder on this machine; "
+                           "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
+        elif opts.get("datastore") and not url.startswith("azblob://"):
+            missing.append(f"the shared cache on Azure Blob storage for `datastore: {opts['datastore']}` (not {url})")
+        if device == "gpu" or needs.cuda:
+            want.append("CUDA GPU (on the compute: not checked from here)")
+        if opts.get("environment"):
+            try:
+                want.append(f"environment {named_environment(opts['environment'])}")
+            except RegistrationError as e:
+                missing.append(e.message)
+        else:
+            spec = environment_spec("gpu" if device == "gpu" or needs.cuda else "cpu", needs.packages,
+                                    **self._spec_kw())
+            missing += [f"package {p} (not installed here, so its version cannot be pinned into the generated "
+                        "Azure ML environment; install it here or name one with `environment: name:version`)"
+                        for p in spec.missing if sdk or not p.startswith("azure-")]  # else: the extra, said once
+        want += list(needs.packages)
+        return Check(not missing, tuple(want), tuple(missing), needs.note if missing else "")
+
+    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
+        return self.preflight(needs, device, placement).ok
+
+    def environment(self, packages, placement: dict | None = None) -> dict:
+        """``{"azureml-environment": name:version}`` for a named environment, else the generated
+        environment's digest plus the pinned versions of the node's packages (so plan can say
+        which one changed). A local result never has that field: local and remote never share a key."""
+        from ...azure.errors import RegistrationError
+        from ...azure.jobs import IDENTITY_FIELD, named_environment, recipe_identity
+
+        named = _options(placement).get("environment")
+        if named:
+            try:
+                return {IDENTITY_FIELD: named_environment(named)}
+            except RegistrationError:
+                return {IDENTITY_FIELD: f"invalid {named}"}  # preflight blocks the node and says why
+        extras = tuple(sorted(set(packages)))
+        if extras not in self._identities:
+            self._identities[extras] = recipe_identity(extras, **self._spec_kw())
+        return {IDENTITY_FIELD: self._identities[extras], **{p: self.version(p) for p in extras}}
+
+    def capabilities(self, placement: dict | None = None) -> Capabilities:
+        return Capabilities(local_gpus=False, uploads_inputs=True, remote=True)
+
+    def gpus(self) -> list:
+        return []  # a remote node's GPU is its compute's: none of this machine's is taken
+
+    def _spec_kw(self) -> dict:
+        return {"version": self.version, "image": self.image, "cuda_image": self.cuda_image}
+
+    def _store_url(self) -> tuple[str | None, str]:
+        url, why, configured = shared_store_url(self.store_url, self.workspace_dir, self.env,
+                                                "a remote cache for Azure ML jobs")
+        if not configured:
+            return None, ("a remote cache the Azure ML job can read and write "
+                          "(set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
+        return url, why
+
+    # -- running ------------------------------------------------------------------------------
+    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
+        self.offline = offline
+
+    def start(self, job: Job, ctx: RunContext) -> None:
+        run = _Run(job, ctx)
+        with self._mutex:
+            self._runs[job.step] = run
+        threading.Thread(target=self._drive, args=(run,), name=f"olivepipe-azureml-{job.step}", daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> list[JobResult]:
+        return drain(self._done, timeout)
+
+    def close(self, *, kill: bool = False) -> None:
+        if not kill:
+            return  # running jobs go on and publish into the store themselves
+        self._killed.set()
+        with self._mutex:
+            runs = [r for r in self._runs.values() if r.name and not r.finished and not r.cancel_sent]
+        threads = [threading.Thread(target=self._cancel, args=(r,), daemon=True) for r in runs]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30  # Ctrl-C must return even when Azure does not answer
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- one job, in its own thread -------------------------------------------------------
+    def _drive(self, run: _Run) -> None:
+        from ...azure.errors import RegistrationError, short
+
+        step = run.job.step
+        try:
+            self._submit(run)
+            res = self._follow(run)
+        except RegistrationError as e:
+            res = JobResult(step, False, str(e))
+        except OlivepipeError as e:
+            self._note(run, e.format())
+            res = JobResult(step, False, e.message)
+        except BaseException as e:  # anything here must fail the node, never leave wait() hanging
+            res = JobResult(step, False, f"{type(e).__name__}: {short(e)}")
+        finally:
+            run.finished = True
+            if run.code_dir:
+                shutil.rmtree(run.code_dir, ignore_errors=True)
+        res.seconds = time.monotonic() - run.t0
+        res.extra.update({"azureml_job": run.name, "studio_url": run.studio_url,
+                          "azureml_phases": {k: round(v, 3) for k, v in run.phases.items()}} if run.submitted else {})
+        self._done.put(res)
+
+    def _submit(self, run: _Run) -> None:
+        from ...azure import jobs as amljobs
+        from ...azure.sdk import BoundExceeded, quiet_azure, run_bounded
+
+        job, ctx = run.job, run.ctx
+        key, record = job.key, job.record
+        if not key or not record:
+            raise OlivepipeError("the scheduler handed the Azure ML executor no key and record for this step",
+                                 "a job for a remote executor carries its step's key and record")
+        opts = _options(job.placement)
+        environment = self._environment_for(job, record, opts)
+        client = self._client_for()
+        self._check_compute(run, client, opts)
+        remote = self._store()
+        refs = self._stage_inputs(run, remote)
+        doc = dataclasses.replace(job, refs=refs).to_json()
+        run.code_dir = _code_dir(doc)
+        workflow = getattr(ctx, "workflow", "") or Path(ctx.log).parent.name
+        run.name = f"olivepipe-{key[:12]}-{uuid.uuid4().hex[:8]}"
+        cmd = amljobs.build_command_job(
+            code_dir=run.code_dir, store_url=self._store_url()[0], compute=opts.get("compute"),
+            environment=environment, step=job.step, key=key, name=run.name, workflow=workflow,
+            kind=job.kind, instance_type=opts.get("instance_type"), timeout_s=job.timeout_s,
+            environment_variables=_job_env(self.offline), identity=self.identity or opts.get("identity"),
+            **self._datastore_binding(run, client, opts))
+        if self._killed.is_set():  # Ctrl-C while the inputs were uploading: submit nothing
+            raise OlivepipeError(f"interrupted before {job.step} was submitted to Azure ML")
+        try:
+            with quiet_azure():
+                created = run_bounded(lambda: client.jobs.create_or_update(cmd), self.submit_timeout_s,
+                                      "olivepipe-azureml-submit")
+        except BoundExceeded:
+            self._cancel(run)  # it may have been created after all: do not leave it running unwatched
+            raise OlivepipeError(f"submitting Azure ML job {run.name} took over {self.submit_timeout_s:g} s",
+                                 "check network access to the workspace") from None
+        except Exception as e:  # noqa: BLE001 - every SDK failure is one RegistrationError
+            # the job's name was chosen here: if the service created it and only its answer was
+            # lost (after azure-core's retries), the job exists under that name: follow it
+            created = self._existing(client, run.name)
+            if created is None:
+                raise _submit_error(e, self._credential, self._where) from None
+            self._note(run, f"the submit's answer was lost but job {run.name} exists: following it")
+        run.submitted = True
+        run.name = getattr(created, "name", None) or run.name
+        run.studio_url = getattr(created, "studio_url", None) or ""
+        self._note(run, f"submitted Azure ML job {run.name} to compute {opts.get('compute')}"
+                        + (f": {run.studio_url}" if run.studio_url else ""))
+        if self._killed.is_set():  # Ctrl-C came while the submit was in flight: close's cancel may have missed it
+            deadline = time.monotonic() + 30
+            while run.cancelling and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._cancel(run)
+
+    def _datastore_binding(self, run: _Run, client, opts: dict) -> dict:
+        """With ``datastore:``, the job reaches the store as a datastore input and output (no token
+        in the job). The datastore must be the store's container: checked read-only here."""
+        from ...azure.errors import RegistrationError, translate
+        from ...azure.sdk import quiet_azure, run_bounded
+        from ...stores.config import parse_remote
+
+        name = str(opts.get("datastore") or "")
+        if not name:
+            return {}
+        url = self._store_url()[0] or ""
+        if not url.startswith("azblob://"):
+            raise RegistrationError(f"`datastore: {name}` needs the shared cache on Azure Blob storage, not {url}",
+                                    "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>", kind="config")
+        account, container, prefix = parse_remote(url, "the job's store")
+        try:
+            with quiet_azure():
+                ds = run_bounded(lambda: client.datastores.get(name), 120, "olivepipe-azureml-datastore")
+        except Exception as e:  # noqa: BLE001
+            raise translate(e, credential=self._credential, where=self._where) from None
+        got = (getattr(ds, "account_name", None), getattr(ds, "container_name", None))
+        if got != (account, container):
+            raise RegistrationError(f"Azure ML datastore {name!r} is {got[0]}/{got[1]}, not the shared cache's "
+                                    f"{account}/{container}",
+                                    f"register one over the cache: az ml datastore create --type azure_blob "
+                                    f"--name {name} --account-name {account} --container-name {container}",
+                                    kind="config")
+        self._note(run, f"the job reaches the store through datastore {name} (no token in the job)")
+        return {"datastore": name, "datastore_prefix": prefix}
+
+    def _existing(self, client, name: str):
+        from ...azure.sdk import quiet_azure, run_bounded
+
+        try:
+            with quiet_azure():
+                return run_bounded(lambda: client.jobs.get(name), 60, "olivepipe-azureml-get")
+        except Exception:  # noqa: BLE001 - not there (or unreachable): the submit's own error stands
+            return None
+
+    def _check_compute(self, run: _Run, client, opts: dict) -> None:
+        """Before anything is submitted: the compute exists and can ever start a node (a cluster
+        whose maximum node count is 0 queues a job forever). Read-only, at apply only; plan makes
+        no call to Azure ML. ``compute: serverless`` has no compute to read."""
+        from ...azure.errors import RegistrationError, short, translate
+        from ...azure.sdk import quiet_azure, run_bounded
+
+        name = str(opts.get("compute") or "")
+        if name == SERVERLESS:
+            self._check_quota(run, client, str(opts.get("instance_type") or ""))
+            return
+        try:
+            with quiet_azure():
+                compute = run_bounded(lambda: client.compute.get(name), 120, "olivepipe-azureml-compute")
+        except Exception as e:  # noqa: BLE001
+            err = translate(e, credential=self._credential, where=self._where)
+            if err.kind == "not_found":
+                raise RegistrationError(f"Azure ML compute {name!r} does not exist in workspace {self._where}",
+                                        "create it (e.g. `az ml compute create --type amlcompute ...`), or use "
+                                        "`compute: serverless` with an `instance_type`", kind="config") from None
+            self._note(run, f"could not read compute {name} (going on): {short(e)}")
+            return
+        size = getattr(compute, "size", None) or ""
+        top = getattr(compute, "max_instances", None)
+        self._note(run, f"compute {name}: {type(compute).__name__}" + (f" {size}" if size else "")
+                        + (f", up to {top} nodes" if top is not None else ""))
+        if top == 0:
+            raise RegistrationError(f"Azure ML compute {name!r} can start no node (its maximum node count is 0): "
+                                    "a job there would queue forever",
+                                    "raise its maximum nodes (and the VM family's quota), or place the node "
+                                    "elsewhere", kind="config")
+        if size:
+            self._check_quota(run, client, size)
+
+    def _check_quota(self, run: _Run, client, size: str) -> None:
+        """The subscription's core quota for ``size``'s VM family in the workspace's region (two
+        read-only calls; skipped, with a note, if they fail): a family whose quota cannot fit one
+        node queues a job forever, so the node fails now; a family used up right now is noted."""
+        from ...azure.errors import RegistrationError, short
+        from ...azure.sdk import quiet_azure, run_bounded
+
+        if not size:
+            return
+
+        def read():
+            sizes = {str(v.name).lower(): v for v in client.compute.list_sizes()}
+            vm = sizes.get(size.lower())
+            if vm is None or not getattr(vm, "family", None):
+                return None, None
+            fam = str(vm.family).lower()
+            for u in client.compute.list_usage():
+                label = u.name.get("value") if isinstance(u.name, dict) else getattr(u.name, "value", None)
+                if str(label or "").lower() == fam:
+                    return vm, u
+            return vm, None
+
+        try:
+            with quiet_azure():
+                vm, usage = run_bounded(read, 120, "olivepipe-azureml-quota")
+        except Exception as e:  # noqa: BLE001 - quota is advice; the job is the judge
+            self._note(run, f"could not read the quota for {size} (going on): {short(e)}")
+            return
+        if vm is None or usage is None or usage.limit is None:
+            return
+        # azure-ai-ml 1.35.2 fills these entities from the REST dict: camelCase keys (vCPUs,
+        # currentValue) beside the documented snake_case attributes, which stay None
+        need = int(_attr(vm, "v_cp_us", "vCPUs") or 0)
+        limit, used = int(usage.limit), int(_attr(usage, "current_value", "currentValue") or 0)
+        self._note(run, f"quota for {vm.family}: {used} of {limit} cores in use; one {size} node needs {need}")
+        if need and limit < need:
+            raise RegistrationError(f"the subscription's quota for {vm.family} is {limit} cores, less than one "
+                                    f"{size} node ({need} cores): a job would queue forever",
+                                    "request quota in the Azure ML studio (Quota), or use another VM size",
+                                    kind="config")
+        if need and limit - used < need:
+            self._note(run, f"warning: {vm.family} quota is in use right now ({used} of {limit} cores): the job "
+                            "will queue until cores are free")
+
+    def _environment_for(self, job: Job, record: dict, opts: dict):
+        """The environment the key promised: the named one, or the generated spec for the job's
+        device, checked against the identity in the record (a package upgraded mid-apply fails)."""
+        from ...azure import jobs as amljobs
+
+        if opts.get("environment"):
+            return amljobs.named_environment(opts["environment"])
+        packages = dict(record.get("packages") or {})
+        extras = [p for p in packages if p != amljobs.IDENTITY_FIELD]
+        if self.environment(extras, job.placement) != packages:
+            raise OlivepipeError(f"the Olive stack here changed since {job.step}'s key was computed",
+                                 "run apply again: the plan pins the versions installed now")
+        spec = amljobs.environment_spec(job.device, extras, **self._spec_kw())
+        if spec.missing:
+            raise OlivepipeError(f"cannot pin {', '.join(spec.missing)} into the Azure ML environment "
+                                 "(not installed here)",
+                                 "install them here, or name an environment with `environment: name:version`")
+        return amljobs.build_environment(spec)
+
+    def _follow(self, run: _Run) -> JobResult:
+        """Poll the job until it ends: each phase change in the node's log with the time spent in
+        the phase before it, the per-phase bounds (``prepare_timeout``, ``queue_timeout``)
+        enforced by cancelling, and the job's log streamed."""
+        from ...azure.errors import RegistrationError, short
+        from ...azure.sdk import quiet_azure
+
+        client, step = self._client, run.job.step
+        bounds = _phase_bounds(_options(run.job.placement))
+        status, last_ok, processed, seen_errors = None, time.monotonic(), {}, set()
+        while True:
+            if self._killed.is_set():
+                return JobResult(step, False, f"interrupted: Azure ML job {run.name} was asked to cancel")
+            try:
+                with quiet_azure():
+                    now_status = client.jobs.get(run.name).status
+                last_ok = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - a network blip must not fail a two-hour job
+                if time.monotonic() - last_ok > self.poll_grace_s:
+                    raise RegistrationError(f"lost track of Azure ML job {run.name}: {short(e)}",
+                                            "it may still run; see the Azure ML studio", kind="network") from None
+                if short(e) not in seen_errors:
+                    seen_errors.add(short(e))
+                    self._note(run, f"could not read the status of {run.name} (will retry): {short(e)}")
+                now_status = status
+            # the SDK's JobStatus is a str enum whose str() is "JobStatus.COMPLETED": use its value
+            now_status = str(getattr(now_status, "value", now_status) or "")
+            if now_status != status:
+                status = now_status
+                self._phase(run, status)
+            self._stream(run, processed, final=False)
+            if status in TERMINAL:
+                break
+            over = _over_bound(run, bounds)
+            if over:
+                self._cancel(run)
+                self._stream(run, processed, final=True)
+                self._phase(run, "")
+                return JobResult(step, False, over)
+            self._killed.wait(self.poll_s)
+        self._stream(run, processed, final=True)
+        self._phase(run, "")
+        if status == "Completed":
+            return self._collect(run)
+        error = _runtime_error(run) or f"Azure ML job {run.name} ended {status}"
+        if status == "Canceled" and not _runtime_error(run):
+            limit = run.job.timeout_s
+            error = f"Azure ML job {run.name} was canceled"
+            if limit:
+                error += f" (the workflow's timeout is {limit:g} s)"
+        elif _runtime_error(run):
+            error += f" (Azure ML job {run.name} ended {status})"
+        tail = list(run.tail)[-TAIL_LINES:]
+        if tail:
+            error += "\nlast lines of the job's log:\n" + "\n".join(f"  | {ln}" for ln in tail)
+        return JobResult(step, False, error)
+
+    def _phase(self, run: _Run, status: str) -> None:
+        """Record a status change in the node's log: the phase it starts and how long the one
+        before it took. A terminal status ends the last phase; "" (the end) sums them up."""
+        now = time.monotonic()
+        phase = "" if not status or status in TERMINAL else PHASES.get(status, status.lower())
+        if run.phase and phase != run.phase:
+            run.phases[run.phase] = run.phases.get(run.phase, 0.0) + (now - run.phase_t0)
+        if status:
+            before = f" after {_human(now - run.phase_t0)} {run.phase}" if run.phase and phase != run.phase else ""
+            self._note(run, f"Azure ML job {run.name}: " + (f"{phase} ({status})" if phase else status) + before)
+        if phase != run.phase:
+            run.phase, run.phase_t0 = phase, now
+        if not status and run.phases:
+            self._note(run, "time in each phase: " + ", ".join(f"{k} {_human(v)}" for k, v in run.phases.items()))
+
+    def _collect(self, run: _Run) -> JobResult:
+        step, ctx = run.job.step, run.ctx
+        key = run.job.key
+        entry = self._store().get(key)
+        if entry is None:
+            why = _runtime_error(run)
+            return JobResult(step, False, f"Azure ML job {run.name} completed but result {key[:12]} is not in "
+                                          f"the store {self._store_url()[0]}" + (f" ({why})" if why else ""))
+        have = ctx.store.get(key)
+        if have is not None and have.digest == entry.digest:  # the same store (or a tier of it): nothing to copy
+            return JobResult(step, True, model=have.model)
+        staging = Path(ctx.store.staging(step))  # another store: bring the job's entry into the scheduler's
+        try:
+            from ...stores.manifest import meta_of
+
+            out = Path(self._store().fetch(entry, staging / "out"))
+            for d, _, _ in os.walk(out):  # a store's copy may keep read-only folders: publish moves into them
+                os.chmod(d, 0o755)
+            ctx.store.publish(key, out, meta_of(entry.manifest), replace=run.job.replace)
+        finally:
+            ctx.store.discard(staging)
+        return JobResult(step, True, model=entry.model)
+
+    def _stream(self, run: _Run, processed: dict, *, final: bool) -> None:
+        """New lines of the job's user logs into the node's log, read the way ``jobs.stream``
+        reads them (run details' log files, fetched with the client's request pipeline). Only
+        complete lines until the end, so a line is never written twice or cut."""
+        from ...azure.errors import short
+        from ...azure.sdk import quiet_azure
+
+        try:
+            from azure.ai.ml._utils.utils import download_text_from_url
+            from azure.ai.ml.operations._job_ops_helper import _get_sorted_filtered_logs
+
+            with quiet_azure():
+                details = self._client.jobs._runs_operations.get_run_details(run.name)
+                files = dict(getattr(details, "log_files", None) or {})
+                for name in _get_sorted_filtered_logs(files, "command", processed):
+                    text = download_text_from_url(files[name], self._client.jobs._requests_pipeline, timeout=(5, 120))
+                    lines = text.splitlines()
+                    if not final and text and not text.endswith("\n"):
+                        lines = lines[:-1]
+                    done = processed.get(name, 0)
+                    if len(lines) > done:
+                        self._write(run, "".join(f"{ln}\n" for ln in lines[done:]))
+                        run.tail.extend(lines[done:])
+                        processed[name] = len(lines)
+        except Exception as e:  # noqa: BLE001 - logs are a convenience; the job goes on
+            if not run.stream_failed:
+                run.stream_failed = True
+                self._note(run, f"cannot stream the job's log: {short(e)} (see the Azure ML studio)")
+
+    def _cancel(self, run: _Run) -> None:
+        from ...azure.errors import short
+        from ...azure.sdk import quiet_azure, run_bounded
+
+        with self._mutex:
+            if run.cancel_sent or run.cancelling or self._client is None or not run.name:
+                return
+            run.cancelling = True
+        try:
+            with quiet_azure():
+                run_bounded(lambda: self._client.jobs.begin_cancel(run.name), 30, "olivepipe-azureml-cancel")
+            run.cancel_sent = True
+            self._note(run, f"asked Azure ML to cancel job {run.name}")
+        except Exception as e:  # noqa: BLE001 - not sent: the job's thread tries again once its submit returns
+            self._note(run, f"could not cancel Azure ML job {run.name}: {short(e)}"
+                            + ("" if run.submitted else " (not submitted yet)"))
+        finally:
+            run.cancelling = False
+
+    # -- clients and stores -------------------------------------------------------------------
+    def _client_for(self):
+        with self._setup:
+            if self._client is None:
+                from ...azure.credentials import DEFAULT_CREDENTIAL_TIMEOUT_S, default_credential, probe
+                from ...azure.sdk import APPLY_CLIENT_KWARGS, import_ml
+                from ...azure.workspace import resolve_workspace
+
+                sub, rg, ws, _ = resolve_workspace(None, self.env, start_dir=self.start_dir)
+                self._where = f"{sub}/{rg}/{ws}"
+                cred = self._credential
+                if cred is None:  # ours: checked (bounded) before anything is uploaded
+                    cred = default_credential()
+                    err, _name = probe(cred, DEFAULT_CREDENTIAL_TIMEOUT_S)
+                    if err is not None:
+                        raise err
+                    self._credential = cred
+                factory = self.client_factory or import_ml().MLClient
+                self._client = factory(credential=cred, subscription_id=sub, resource_group_name=rg,
+                                       workspace_name=ws, **{**APPLY_CLIENT_KWARGS, **self.client_kwargs})
+            return self._client
+
+    def _store(self):
+        with self._setup:
+            if self._remote is None:
+                url, why = self._store_url()
+                if url is None:
+                    raise StoreError(f"no store for Azure ML jobs: {why}")
+                self._remote = self.open_store(url)
+            return self._remote
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _stage_inputs(self, run: _Run, remote) -> dict:
+        return stage_inputs(run.job.refs, run.ctx, remote, lambda text: self._note(run, text))
+
+    # -- the node's log -----------------------------------------------------------------------
+    def _note(self, run: _Run, text: str) -> None:
+        self._write(run, f"olivepipe: {text}\n")
+
+    def _write(self, run: _Run, text: str) -> None:
+        from ...azure.redact import redact
+
+        append_log(run.ctx.log, redact(text))
+
+
+def _options(placement: dict | None) -> dict:
+    opts = (placement or {}).get("azureml") if isinstance(placement, dict) else None
+    return dict(opts) if isinstance(opts, dict) else {}
+
+
+def _attr(obj, *names):
+    """The first of ``names`` that ``obj`` has set (not None)."""
+    return next((v for v in (getattr(obj, n, None) for n in names) if v is not None), None)
+
+
+def _phase_bounds(opts: dict) -> dict:
+    """{phase: seconds} from the placement's ``prepare_timeout`` and ``queue_timeout``."""
+    from ...spec.workflow import parse_duration
+
+    out = {}
+    for opt, phase in (("prepare_timeout", "preparing image"), ("queue_timeout", "queued")):
+        if opts.get(opt) is not None:
+            out[phase] = (opt, parse_duration(opts[opt]))
+    return out
+
+
+def _over_bound(run: _Run, bounds: dict) -> str:
+    """Why the job must be stopped now ("" if it may go on): its phase outlived its bound."""
+    if run.phase not in bounds:
+        return ""
+    opt, limit = bounds[run.phase]
+    spent = time.monotonic() - run.phase_t0
+    if spent <= limit:
+        return ""
+    why = {"queued": "the compute may have no quota for its VM size, be at its maximum node count, or be busy; "
+                     "check its quota and nodes in the Azure ML studio",
+           "preparing image": "the environment image is still building; a first build of the generated "
+                              "environment takes 10-30 minutes, later jobs reuse it"}[run.phase]
+    return (f"Azure ML job {run.name} was {run.phase} for {_human(spent)}, over {opt} ({_human(limit)}): "
+            f"canceled. {why}")
+
+
+def _human(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+def _runtime_error(run: _Run) -> str:
+    """The error the node runtime printed last in the job's log ("" if none)."""
+    rx = re.compile(rf"^olivepipe\.runtime: {re.escape(run.job.step)}: failed: (.*?)(?: in [0-9.e+-]+ s)?$")
+    for line in reversed(run.tail):
+        m = rx.match(line.strip())
+        if m:
+            return m[1]
+    return ""
+
+
+def _submit_error(exc: BaseException, credential, where: str):
+    """The submit's failure, with a hint where the SDK's message needs one: a 403 on the code
+    upload means the identity has no data-plane role on the workspace's storage account."""
+    from ...azure.errors import RegistrationError, translate
+
+    err = translate(exc, credential=credential, where=where)
+    text = str(exc)
+    if ("AuthorizationPermissionMismatch" in text or "AuthorizationFailure" in text
+            or (err.kind == "permission" and "blob" in text.lower())):
+        return RegistrationError(f"uploading the job's code to the workspace's storage was refused: {err.message}",
+                                 "your identity needs 'Storage Blob Data Contributor' on the workspace's storage "
+                                 "account (or the workspace's 'AzureML Data Scientist' role with credential-based "
+                                 "datastore access): docs/azureml.md, Roles", kind="permission")
+    return err
+
+
+def _is_local(url: str) -> bool:
+    return url.startswith("file://") or "://" not in url
+
+
+def _job_env(offline: bool) -> dict:
+    """Environment variables for the job: what local workers get (no telemetry, no hub when
+    offline), never anything from this machine's environment (it may hold secrets)."""
+    from ...olive.runtime import worker_env
+
+    return {**worker_env({}, offline=offline), "OLIVEPIPE_AZUREML_JOB": "1"}
+
+
+def _code_dir(doc: dict) -> Path:
+    """job.json next to a copy of the olivepipe package: Azure ML uploads this folder as the job's
+    code and runs the command in it, so ``python -m olivepipe.run.runtime`` is this very olivepipe."""
+    import olivepipe
+
+    d = Path(tempfile.mkdtemp(prefix="olivepipe-aml-"))
+    try:
+        (d / "job.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        shutil.copytree(Path(olivepipe.__file__).parent, d / "olivepipe",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    return d
+
+
+__all__ = ["AzureMLExecutor", "TERMINAL"]

@@ -1,0 +1,1 @@
+"""Workflow file -> validated Workflow -> typed steps and their graph."""

@@ -1,0 +1,114 @@
+"""The resolved, typed steps of an opened workflow: built once, handed to plan, scheduler and kinds.
+
+A ``Step`` is everything that produces a stored result (every node, and each tiny model a node
+reads), resolved when the workflow opens: its kind, its inputs (other steps, or the `models:`
+entries it reads directly), device, placement and the ``StepView`` its kind may read. Nothing
+downstream asks a name whether it is a model or a node again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import kinds
+from ..kinds.base import NodeKind, StepView
+
+TINY_KIND = "tiny-model"
+LINEAGE = 2  # how many first inputs up a StepView's lineage reaches (an Olive pass looks two up)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    kind: NodeKind
+    spec: Any  # the NodeSpec, or a tiny model's ModelSpec
+    inputs: tuple[str, ...]  # input names, in order
+    reads: tuple[Any, ...]  # per input: its Step, or the ModelSpec of a `models:` entry read directly
+    device: str
+    placement: dict | None  # the node's `executor:` mapping (None: this machine)
+    view: StepView
+    is_node: bool  # a workflow node (a tiny model is a step, not a node)
+
+    @property
+    def produced(self) -> tuple[str, ...]:
+        """The inputs that are steps (have stored results), in order."""
+        return tuple(r.name for r in self.reads if isinstance(r, Step))
+
+    @property
+    def where(self) -> str:
+        """Where it runs, for people: 'local' or e.g. 'azureml:gpu-cluster'."""
+        from ..run.executors.router import placement_key
+
+        return placement_key(self.placement)
+
+    @property
+    def label(self) -> str:
+        return self.kind.label(self.spec)
+
+    @property
+    def timeout_s(self) -> float | None:
+        return getattr(self.spec, "timeout_s", None)
+
+    @property
+    def gpu_memory_gb(self):
+        return getattr(self.spec, "gpu_memory_gb", None)
+
+
+def build_steps(workflow, order, *, rehearse: bool, digest: Callable[[Path], str],
+                catalog_of: Callable[[], Any]) -> dict[str, Step]:
+    """{name: Step} in run order: the tiny models some node reads, then the nodes (``order``)."""
+    wf = workflow
+    folder, root = wf.file.parent, wf.root
+    read = {i for n in wf.nodes.values() for i in n.inputs}
+    tiny = [m for m, spec in wf.models.items() if spec.source == "tiny" and m in read]
+    steps: dict[str, Step] = {}
+
+    def view(node, upstream=(), lineage=(), dataset=None, source=None) -> StepView:
+        return StepView(node, upstream, lineage, dataset, source, rehearse, folder, root, digest, catalog_of,
+                        getattr(node, "executor", None))
+
+    for m in tiny:
+        spec = wf.models[m]
+        steps[m] = Step(m, kinds.get(TINY_KIND), spec, (), (), "cpu", None, view(spec, source=spec), False)
+    for name in order:
+        node = wf.nodes[name]
+        reads = tuple(steps[i] if i in steps else wf.models[i] for i in node.inputs)
+        # the first input's step is built already (run order): its source and lineage carry over,
+        # so a chain of n nodes costs n, not n²
+        first = node.inputs[0] if node.inputs else None
+        if first is None:
+            lineage, source = (), None
+        elif first in wf.models:
+            lineage, source = (), wf.models[first]
+        else:
+            up = steps[first]
+            lineage, source = (up.spec,) + up.view.lineage[:LINEAGE - 1], up.view.source
+        upstream = tuple(wf.nodes.get(i) for i in node.inputs)
+        dataset = wf.datasets.get(node.data) if node.data else None
+        steps[name] = Step(name, kinds.get(node.kind), node, node.inputs, reads, node.device, node.executor,
+                           view(node, upstream, lineage, dataset, source), True)
+    return steps
+
+
+def record_of(step: Step, input_digests: dict, environment: dict, source_input: Callable[[Any], dict]) -> tuple[dict, bool]:
+    """(record, complete): a step's canonical key record from its inputs' result digests, the
+    environment identity where it runs and ``source_input(model)`` for the `models:` entries it
+    reads directly. Incomplete when an upstream result is not known yet."""
+    from ..core.keys import RECORD_FORMAT
+
+    kind = step.kind
+    if not step.is_node:
+        return {"format": RECORD_FORMAT, "kind": kind.name, **kind.record(step.view), "packages": environment}, True
+    inputs, complete = [], True
+    for name, read in zip(step.inputs, step.reads):
+        if isinstance(read, Step):
+            d = input_digests.get(name)
+            complete &= d is not None
+            inputs.append({"digest": d})
+        else:
+            inputs.append(source_input(read))
+    spec = step.spec
+    rec = {"format": RECORD_FORMAT, "kind": kind.name, "inputs": inputs, "device": spec.device,
+           "provider": spec.provider, "packages": environment, **kind.record(step.view)}
+    return rec, complete
