@@ -59,6 +59,9 @@ def load(text: str, file: str) -> tuple[Any, Positions, list[Problem]]:
             node = loader.get_single_node()
             if node is None:
                 return None, {}, [Problem(file, 1, 1, "file is empty", "start with `olivepipe: 1`")]
+            built = _plain_document(node, loader)
+            if built is not None:
+                return built[0], built[1], []
             shape = _check_shape(node, file)
             if shape:
                 return None, {}, [shape]
@@ -101,6 +104,71 @@ def _line(text: str, line: int) -> str:
 
 def _mark(node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _NotPlain(Exception):
+    """The document needs the careful path (yamlpos.load's checks, then PyYAML's constructor)."""
+
+
+_STR, _SEQ, _MAP = ("tag:yaml.org,2002:" + t for t in ("str", "seq", "map"))
+
+
+def _plain_document(root, loader) -> tuple[Any, Positions] | None:
+    """(data, positions) of a plain document in one walk, or None for anything else.
+
+    Plain: a tree (no node reached twice: no alias), plain tags only, string keys, no duplicate
+    or merge key, within MAX_NODES and MAX_DEPTH, every scalar readable. That is what a workflow
+    is, and then this walk gives what the shape check, the key check, the position walk and
+    PyYAML's constructor give together, in a fraction of their time. Anything else returns None,
+    and those steps run as before and locate the problem."""
+    seen: set[int] = set()
+    positions: Positions = {(): _mark(root)}
+    scalars = {t: loader.yaml_constructors[t] for t in _PLAIN_TAGS if t not in (_SEQ, _MAP)}
+    scalar_node, seq_node, map_node = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+
+    def value(node, path, level):
+        if id(node) in seen or level > MAX_DEPTH or len(seen) >= MAX_NODES:
+            raise _NotPlain
+        seen.add(id(node))
+        cls, tag = type(node), node.tag
+        if cls is scalar_node:
+            if tag == _STR:
+                return node.value
+            construct = scalars.get(tag)
+            if construct is None:
+                raise _NotPlain
+            try:
+                return construct(loader, node)
+            except Exception:  # noqa: BLE001 - unreadable: the careful path says where and why
+                raise _NotPlain from None
+        if cls is map_node and tag == _MAP:
+            out = {}
+            for k, v in node.value:
+                if type(k) is not scalar_node or k.tag != _STR or k.value in out or id(k) in seen:
+                    raise _NotPlain  # a merge, a non-string or duplicate key: located by _check_keys
+                seen.add(id(k))
+                key = k.value
+                sub = path + (key,)
+                m = k.start_mark
+                positions[sub] = (m.line + 1, m.column + 1)
+                m = v.start_mark
+                positions[sub + ("$value",)] = (m.line + 1, m.column + 1)
+                out[key] = value(v, sub, level + 1)
+            return out
+        if cls is seq_node and tag == _SEQ:
+            out = []
+            for i, item in enumerate(node.value):
+                sub = path + (i,)
+                m = item.start_mark
+                positions[sub] = (m.line + 1, m.column + 1)
+                out.append(value(item, sub, level + 1))
+            return out
+        raise _NotPlain
+
+    try:
+        return value(root, (), 1), positions
+    except (_NotPlain, RecursionError):
+        return None
 
 
 def _check_shape(root, file) -> Problem | None:
