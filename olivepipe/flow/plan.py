@@ -11,7 +11,7 @@ from ..core.errors import UnknownTarget
 from ..run.executors.base import Check
 from ..core.keys import key_of, record_changes
 from ..core.lock import prune
-from ..spec.workflow import ModelSpec
+from ..spec.workflow import ModelSpec, gc_paused
 from .workspace import Workspace
 
 CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
@@ -119,6 +119,7 @@ def check_targets(ws: Workspace, names) -> None:
                                 f"nodes: {', '.join(ws.workflow.nodes)}")
 
 
+@gc_paused
 def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str, ...] = (),
               force_all: bool = False) -> Plan:
     """The plan as a value. Reads the store (``peek``), the lock and file digests; never writes,

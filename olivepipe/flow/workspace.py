@@ -14,7 +14,7 @@ from ..spec.graph import Graph, build_graph
 from ..core.hashing import StatCache, tree_digest
 from ..core.job import Job, ModelFolder, StoredResult
 from ..core.datasets import dataset_record
-from ..spec.workflow import ModelSpec, Workflow, load_workflow
+from ..spec.workflow import ModelSpec, Workflow, gc_paused, load_workflow
 from ..spec.steps import Step, build_steps, record_of
 
 
@@ -237,6 +237,7 @@ def default_cache_dir(workflow: Workflow) -> Path:
     return Path(env) if env else workflow.file.parent / ".olivepipe" / "cache"
 
 
+@gc_paused
 def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse: bool = False,
                    workflow: Workflow | None = None, executor=None, store=None,
                    read_only: bool = False, overrides=()) -> Workspace:
