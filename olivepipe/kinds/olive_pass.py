@@ -9,6 +9,7 @@ import difflib
 from dataclasses import replace
 
 from ..olive import passes
+from .resources import estimate_warnings, memory_problem
 from .base import Needs, NodeKind, Rehearsal
 
 _str = {"type": "string", "minLength": 1}
@@ -20,6 +21,7 @@ REHEARSAL_STEPS = 4  # training steps under --rehearse
 # staging folder), so a workflow may not point them anywhere else.
 OUTPUT_LOCATION_PARAMS = {("output_dir",), ("training_args", "output_dir"), ("training_args", "logging_dir"),
                           ("extra_options", "filename")}
+_OUTPUT_LOCATIONS = tuple(sorted(OUTPUT_LOCATION_PARAMS))  # the order problems are reported in
 
 
 class OlivePass(NodeKind):
@@ -95,7 +97,7 @@ class OlivePass(NodeKind):
             elif issue.path and issue.path[0] == "training_args" and issue.path[1:] and issue.path[1] in own:
                 at = where + ("params", issue.path[1])
             ctx.problem(at, issue.message, issue.hint)
-        for path in sorted(OUTPUT_LOCATION_PARAMS):
+        for path in _OUTPUT_LOCATIONS:
             if _dig(params, path) is not None:
                 at = where + ("params",) + ((path[-1],) if path[-1] in own else path)
                 ctx.problem(at, f"'{'.'.join(path)}' names where {spec.pass_type} writes; olivepipe decides that",
@@ -129,7 +131,9 @@ class OlivePass(NodeKind):
             ctx.problem(where + ("pass",), f"{broken[1]}; this node reads a {arch} model", broken[2])
         if spec.rehearse and spec.rehearse.get("pass") and catalog.resolve(spec.rehearse["pass"]) is None:
             ctx.problem(where + ("rehearse", "pass"), f"unknown pass '{spec.rehearse['pass']}'", "", value=True)
-        return replace(spec, params=params)
+        # most nodes' params are already canonical: a copy of the NodeSpec (dataclasses.replace is slow)
+        # only when normalizing changed them
+        return spec if params == spec.params else replace(spec, params=params)
 
     # -- records and plan -----------------------------------------------------------
     def record(self, step):
@@ -187,13 +191,9 @@ class OlivePass(NodeKind):
         for k in ("user_script", "script_dir"):
             if k in node.params:
                 out.append(f"USER_SCRIPT: runs {node.params[k]}")
-        from .resources import estimate_warnings
-
         return out + estimate_warnings(step)
 
     def preflight(self, step, *, deep):
-        from .resources import memory_problem
-
         return memory_problem(step)
 
     def rehearse(self, node, catalog, can_run):

@@ -38,6 +38,8 @@ class Step:
     @property
     def where(self) -> str:
         """Where it runs, for people: 'local' or e.g. 'azureml:gpu-cluster'."""
+        if self.placement is None:  # asked of every step a plan lists: no import on the common path
+            return "local"
         from ..run.executors.router import placement_key
 
         return placement_key(self.placement)
