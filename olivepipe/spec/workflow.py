@@ -361,9 +361,11 @@ def _schema():
 def _schema_problems(data, pos, shown) -> list[Problem]:
     import jsonschema  # only when validating for real (see load_workflow's memo)
 
-    document, node = _validators(jsonschema, _schema())
-    errors = list(document.iter_errors(data))
+    document, named, node = _validators(jsonschema, _schema())
     nodes = data.get("nodes")
+    if isinstance(nodes, dict) and all(isinstance(n, str) and NAME_RE.fullmatch(n) for n in nodes):
+        document = named  # every node name is valid: no descent per name into `propertyNames`
+    errors = list(document.iter_errors(data))
     if isinstance(nodes, dict):
         # Each node on its own, and a node shaped like one already found valid is not walked again
         # (10,000 generated nodes are mostly one shape): the same errors, a fraction of the time.
@@ -419,6 +421,11 @@ def _number_problems(data, pos, shown) -> list[Problem]:
         line, col = yamlpos.locate(pos, ("olivepipe",), value=True)
         out.append(Problem(shown, line, col, f"olivepipe: {version!r} is not a format version",
                            "write `olivepipe: 1` (an integer)", "olivepipe"))
+    try:  # the common case, at C speed: json refuses the first NaN or infinity it meets
+        json.dumps(data, allow_nan=False)
+        return out
+    except (ValueError, TypeError, RecursionError):
+        pass  # one is there (or data json cannot say): the walk below finds and locates each
     stack = [((), data)]
     while stack:  # iterative: yamlpos bounded the depth, but no recursion is needed either
         path, v = stack.pop()
@@ -433,13 +440,14 @@ def _number_problems(data, pos, shown) -> list[Problem]:
     return out
 
 
-_LAST_VALIDATOR: list = [None, None, None]  # (schema, document, node): the schema changes only when kinds do
+_LAST_VALIDATOR: list = [None, None, None, None]  # (schema, document, named, node): changes only when kinds do
 
 
 def _validators(jsonschema, schema):
-    """(the document's validator with node bodies left out, one node's validator): Draft
-    2020-12, with `pattern` applied as ECMA-262 (the schema's dialect, what editors use):
-    jsonschema's re.search lets `$` match before a trailing newline, so names like "x\\n" passed."""
+    """(the document's validator with node bodies left out, the same for node names already
+    found valid (NAME_RE is the schema's name pattern), one node's validator): Draft 2020-12,
+    with `pattern` applied as ECMA-262 (the schema's dialect, what editors use): jsonschema's
+    re.search lets `$` match before a trailing newline, so names like "x\\n" passed."""
     if _LAST_VALIDATOR[0] is not schema:
         def pattern(validator, patrn, instance, _schema):
             if validator.is_type(instance, "string") and not _ecma_regex(patrn).search(instance):
@@ -447,9 +455,12 @@ def _validators(jsonschema, schema):
 
         cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": pattern})
         nodes = schema["properties"]["nodes"]
-        document = {**schema, "properties": {**schema["properties"], "nodes": {**nodes, "additionalProperties": True}}}
-        _LAST_VALIDATOR[:] = [schema, cls(document), cls(nodes["additionalProperties"])]
-    return _LAST_VALIDATOR[1], _LAST_VALIDATOR[2]
+        bodies_left_out = {**nodes, "additionalProperties": True}
+        names_left_out = {k: v for k, v in bodies_left_out.items() if k != "propertyNames"}
+        document = {**schema, "properties": {**schema["properties"], "nodes": bodies_left_out}}
+        named = {**schema, "properties": {**schema["properties"], "nodes": names_left_out}}
+        _LAST_VALIDATOR[:] = [schema, cls(document), cls(named), cls(nodes["additionalProperties"])]
+    return _LAST_VALIDATOR[1], _LAST_VALIDATOR[2], _LAST_VALIDATOR[3]
 
 
 @functools.lru_cache(maxsize=64)
@@ -759,12 +770,10 @@ class _Builder:
     def raw_order(self, models) -> list[str]:
         """The one graph of the workflow (node names as written, edge input -> reader):
         references, cycles and the order nodes expand and run in. Linear in its size."""
-        import networkx as nx
-
         nodes = self.data["nodes"]
         index = {n: i for i, n in enumerate(nodes)}
-        g = nx.DiGraph()
-        g.add_nodes_from(nodes)
+        succ: dict[str, dict[str, None]] = {n: {} for n in nodes}  # readers of each node, each once
+        edges = []  # (input, reader) in the order found: networkx's graph, if there is a cycle to name
         bad = set()
         suggestions = 0
         for name, n in nodes.items():
@@ -790,9 +799,32 @@ class _Builder:
                     self.problem(at, f"node '{name}' reads itself", "a node's input must be a model or another node", value=True)
                     bad.add(name)
                 elif target in nodes:
-                    g.add_edge(target, name)
-        # One cycle per strongly connected component, never all of them: n mutually reading
-        # nodes have more simple cycles than n!; every member of such a component is broken.
+                    succ[target][name] = None
+                    edges.append((target, name))
+        generations = _generations(succ)
+        if generations is None:  # a cycle: networkx names one per strongly connected component
+            self.cycles(nodes, edges, index, models, bad)
+        # nodes downstream of a problem are left out: their checks would only echo it
+        todo = list(bad)
+        while todo:
+            for c in succ[todo.pop()]:
+                if c not in bad:
+                    bad.add(c)
+                    todo.append(c)
+        self.broken.update(bad)
+        if bad:
+            generations = _generations(succ, bad)
+        # generation by generation (each node after all it reads), each by file position
+        return [n for gen in generations for n in sorted(gen, key=index.__getitem__)]
+
+    def cycles(self, nodes, edges, index, models, bad: set) -> None:
+        """One cycle per strongly connected component, never all of them: n mutually reading
+        nodes have more simple cycles than n!; every member of such a component is broken."""
+        import networkx as nx  # only here: an acyclic workflow never needs it
+
+        g = nx.DiGraph()
+        g.add_nodes_from(nodes)
+        g.add_edges_from(edges)
         for comp in nx.strongly_connected_components(g):
             if len(comp) < 2:
                 continue  # self-reads never become edges
@@ -803,17 +835,6 @@ class _Builder:
             self.problem(self._input_at(cyc[1], cyc[0], models), f"cycle: {' -> '.join(cyc + [cyc[0]])}",
                          "break the cycle: a node cannot depend on its own output", value=True)
             bad.update(comp)
-        # nodes downstream of a problem are left out: their checks would only echo it
-        todo = list(bad)
-        while todo:
-            for c in g.succ[todo.pop()]:
-                if c not in bad:
-                    bad.add(c)
-                    todo.append(c)
-        self.broken.update(bad)
-        g.remove_nodes_from(bad)
-        # generation by generation (each node after all it reads), each by file position
-        return [n for gen in nx.topological_generations(g) for n in sorted(gen, key=index.__getitem__)]
 
     def kind_refs(self, name: str, n: dict) -> list[tuple]:
         """Other nodes a node's kind names besides `input` (an evaluate goal's baseline), as
@@ -996,6 +1017,32 @@ class _Builder:
                 out.append(k_impl.finish(ctx, spec, where))
         expanded[base] = [(s.variant, s.name) for s in out]
         return out
+
+
+def _generations(succ: dict, leave_out=frozenset()) -> list[list[str]] | None:
+    """Kahn's topological generations of the graph ``succ`` (node -> its readers) without the
+    nodes in ``leave_out``: each generation is what reads only earlier ones. None when a
+    cycle is left (some node never becomes ready)."""
+    waiting = {n: 0 for n in succ if n not in leave_out}
+    for a, readers in succ.items():
+        if a not in leave_out:
+            for b in readers:
+                if b in waiting:
+                    waiting[b] += 1
+    generation = [n for n, k in waiting.items() if k == 0]
+    out, placed = [], 0
+    while generation:
+        out.append(generation)
+        placed += len(generation)
+        ready = []
+        for a in generation:
+            for b in succ[a]:
+                if b in waiting:
+                    waiting[b] -= 1
+                    if not waiting[b]:
+                        ready.append(b)
+        generation = ready
+    return out if placed == len(waiting) else None
 
 
 def data_column_problems(ds: DatasetSpec, base: Path, formats=None) -> list[tuple[str, str, str]]:
