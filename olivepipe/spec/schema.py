@@ -99,45 +99,48 @@ _inputs = {"oneOf": [_ref, {"type": "array", "items": _ref, "minItems": 1, "uniq
 _DURATION = {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[smh]$"}]}
 
+
+def _remote(name: str, options: dict, required: tuple[str, ...] = ()) -> dict:
+    """A remote placement, `{<name>: {...}}`: a mapping with that one key, holding only ``options``."""
+    body = {"type": "object", "additionalProperties": False, "properties": options}
+    if required:
+        body["required"] = list(required)
+    return {"type": "object", "additionalProperties": False, "required": [name], "properties": {name: body}}
+
+
 _executor = {
     "description": "Where the node runs: `local` (default), an Azure ML compute target or a Ray cluster.",
     "oneOf": [
         {"enum": ["local"]},
-        {"type": "object", "additionalProperties": False, "required": ["azureml"],
-         "properties": {"azureml": {
-             "type": "object", "additionalProperties": False, "required": ["compute"],
-             "properties": {
-                 "compute": {**_aml_name, "description": "Azure ML compute target, e.g. gpu-cluster."},
-                 "environment": {"type": "string", "maxLength": 300,
-                                 "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+|@latest)?$",
-                                 "description": "Named Azure ML environment `name:version` (default: "
-                                                "one olivepipe generates with the pinned Olive stack)."},
-                 "instance_type": {**_aml_name, "description": "VM size, e.g. Standard_NC24ads_A100_v4 (required "
-                                                              "with `compute: serverless`)."},
-                 "datastore": {**_aml_name, "description": "Azure ML datastore over the shared cache's container: "
-                                                           "results are bound as job outputs, the job needs no token."},
-                 "identity": {"enum": ["user", "managed"],
-                              "description": "The job's identity: `user` (yours, on-behalf-of) or `managed` (the "
-                                             "compute's); default Azure ML's job token. Unneeded with `datastore:`."},
-                 "queue_timeout": {**_DURATION, "description": "Cancel and fail the node when its job waits "
-                                                                 "this long in the queue (e.g. 30m)."},
-                 "prepare_timeout": {**_DURATION, "description": "Cancel and fail the node when its environment "
-                                                                   "image takes this long to build (e.g. 45m)."},
-             }}}},
-        {"type": "object", "additionalProperties": False, "required": ["ray"],
-         "properties": {"ray": {
-             "type": "object", "additionalProperties": False,
-             "properties": {
-                 "address": {**_str, "description": "The Ray cluster's GCS address <host>:<port> "
-                                                    "(default: RAY_ADDRESS)."},
-                 "num_cpus": {"type": "number", "exclusiveMinimum": 0, "description": "CPUs the task asks "
-                                                                                      "Ray for (default 1)."},
-                 "num_gpus": {"type": "number", "minimum": 0, "description": "GPUs the task asks Ray for "
-                                                                            "(default: 1 for a GPU node, else 0; "
-                                                                            "a fraction packs nodes on one GPU)."},
-                 "memory_gb": {"type": "number", "exclusiveMinimum": 0,
-                               "description": "Host memory the task asks Ray for."},
-             }}}},
+        _remote("azureml", {
+            "compute": {**_aml_name, "description": "Azure ML compute target, e.g. gpu-cluster."},
+            "environment": {"type": "string", "maxLength": 300,
+                            "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9._-]+|@latest)?$",
+                            "description": "Named Azure ML environment `name:version` (default: "
+                                           "one olivepipe generates with the pinned Olive stack)."},
+            "instance_type": {**_aml_name, "description": "VM size, e.g. Standard_NC24ads_A100_v4 (required "
+                                                         "with `compute: serverless`)."},
+            "datastore": {**_aml_name, "description": "Azure ML datastore over the shared cache's container: "
+                                                      "results are bound as job outputs, the job needs no token."},
+            "identity": {"enum": ["user", "managed"],
+                         "description": "The job's identity: `user` (yours, on-behalf-of) or `managed` (the "
+                                        "compute's); default Azure ML's job token. Unneeded with `datastore:`."},
+            "queue_timeout": {**_DURATION, "description": "Cancel and fail the node when its job waits "
+                                                            "this long in the queue (e.g. 30m)."},
+            "prepare_timeout": {**_DURATION, "description": "Cancel and fail the node when its environment "
+                                                              "image takes this long to build (e.g. 45m)."},
+        }, required=("compute",)),
+        _remote("ray", {
+            "address": {**_str, "description": "The Ray cluster's GCS address <host>:<port> "
+                                               "(default: RAY_ADDRESS)."},
+            "num_cpus": {"type": "number", "exclusiveMinimum": 0, "description": "CPUs the task asks "
+                                                                                 "Ray for (default 1)."},
+            "num_gpus": {"type": "number", "minimum": 0, "description": "GPUs the task asks Ray for "
+                                                                       "(default: 1 for a GPU node, else 0; "
+                                                                       "a fraction packs nodes on one GPU)."},
+            "memory_gb": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "Host memory the task asks Ray for."},
+        }),
     ],
 }
 
