@@ -6,6 +6,7 @@ olivepipe/olive/; this module adapts it to the node-kind protocol.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import replace
 
 from ..olive import passes
@@ -154,20 +155,10 @@ class OlivePass(NodeKind):
         return train_load_kwargs(step.source)
 
     def needs(self, step):
-        node = step.node
-        i = passes.info(node.pass_type)
-        up = self._upstream_pass(step)
-        extra = passes.input_needs(up, node.pass_type)
-        note = i.note if i.cuda else ""
-        if extra:  # a pair that works once these are installed: say why they are needed
-            note = "; ".join(x for x in (note, f"{up} -> {node.pass_type} needs {', '.join(extra)} (docs/gpu.md)") if x)
-        return Needs(cuda=i.cuda, packages=i.needs + extra, note=note)
+        return _needs(step.node.pass_type, self._upstream_pass(step))
 
     def package_names(self, step):
-        # what the input makes a pass need shapes its result too (gptqmodel picks LoRA-on-AWQ's kernel)
-        node = step.node
-        return tuple(sorted(set(passes.shaping_packages(node.pass_type)
-                                + passes.input_needs(self._upstream_pass(step), node.pass_type))))
+        return _package_names(step.node.pass_type, self._upstream_pass(step))
 
     @staticmethod
     def _upstream_pass(step, hops: int = 1) -> str | None:
@@ -272,6 +263,24 @@ class OlivePass(NodeKind):
 
     def output_format(self, node):
         return passes.output_format(node.pass_type)
+
+
+# A pass's needs and the packages that shape its result follow from its type and its input's alone
+# (tables in olive/passes.py): worked out once per pair, not once per node of a 10,000-node plan.
+@functools.lru_cache(maxsize=None)
+def _needs(pass_type: str | None, up: str | None) -> Needs:
+    i = passes.info(pass_type)
+    extra = passes.input_needs(up, pass_type)
+    note = i.note if i.cuda else ""
+    if extra:  # a pair that works once these are installed: say why they are needed
+        note = "; ".join(x for x in (note, f"{up} -> {pass_type} needs {', '.join(extra)} (docs/gpu.md)") if x)
+    return Needs(cuda=i.cuda, packages=i.needs + extra, note=note)
+
+
+@functools.lru_cache(maxsize=None)
+def _package_names(pass_type: str | None, up: str | None) -> tuple[str, ...]:
+    # what the input makes a pass need shapes its result too (gptqmodel picks LoRA-on-AWQ's kernel)
+    return tuple(sorted(set(passes.shaping_packages(pass_type) + passes.input_needs(up, pass_type))))
 
 
 def _dig(d, path):
