@@ -20,7 +20,8 @@ hides work: it can only cost the few milliseconds of its check.
 
 OLIVEPIPE_FASTPATH=off disables it; =trace says on stderr why it stepped aside. ``main`` is the
 console script (pyproject: olivepipe.fastpath:main).
-This module imports only os, sys, json and time at the top: it runs before anything else.
+This module imports only os, sys, json, time and core/filestat.py (os alone) at the top: it runs
+before anything else.
 """
 from __future__ import annotations
 
@@ -29,41 +30,15 @@ import os
 import sys
 import time
 
+from .core.filestat import PACKAGE_DIR, code_stamp, folder_id, stat_sig
+
 FORMAT = 1
 SWITCH = "OLIVEPIPE_FASTPATH"
 RACY_NS = 1_000_000_000  # a file this close to the stamp's writing is not trusted to it
 MAX_STAMP_BYTES = 64 << 20
-_HERE = os.path.dirname(os.path.abspath(__file__))
 # what each command accepts on the fast path; anything else falls through
 _FLAGS = {"apply": {"-q", "--quiet", "--json"}, "status": {"--json"}, "plan": {"--detailed-exitcode"}}
 _COLOR_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
-
-
-def stat_sig(st: os.stat_result) -> tuple:
-    """What a file's stat data says about its content (also the stat cache's key, hashing.py)."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def code_stamp() -> list:
-    """mtimes of every module and catalog in the package: an edit of any of them (a node
-    kind, a renderer) invalidates every memo and stamp."""
-    out = []
-    todo = [_HERE]
-    while todo:
-        d = todo.pop()
-        try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name)
-        except OSError:
-            continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False) and e.name != "__pycache__":
-                todo.append(e.path)
-            elif e.name.endswith((".py", ".json")):
-                try:
-                    out.append([os.path.relpath(e.path, _HERE), e.stat().st_mtime_ns])
-                except OSError:
-                    pass
-    return out
 
 
 def _env_stamp() -> list:
@@ -75,7 +50,7 @@ def _env_stamp() -> list:
         except OSError:
             folders.append([p, None])
     env = sorted([k, v] for k, v in os.environ.items() if k.startswith("OLIVEPIPE_") and k != SWITCH)
-    return [FORMAT, sys.version, sys.executable, _HERE, folders, code_stamp(), env]
+    return [FORMAT, sys.version, sys.executable, PACKAGE_DIR, folders, code_stamp(), env]
 
 
 def _sig(path: str, link: bool):
@@ -90,12 +65,6 @@ def _sig(path: str, link: bool):
 def _stamp_file(workflow_real: str) -> str:
     keep = "".join(c if c.isalnum() or c in "._-" else "_" for c in os.path.basename(workflow_real))
     return os.path.join(os.path.dirname(workflow_real), ".olivepipe", "fast", keep + ".json")
-
-
-def folder_id(folder) -> list:
-    """A folder's (device, inode): a committed copy of it cannot predict them."""
-    st = os.lstat(folder)
-    return [st.st_dev, st.st_ino]
 
 
 # -- the check (runs before anything is imported) -------------------------------------------

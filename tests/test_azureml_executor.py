@@ -37,7 +37,7 @@ from olivepipe.run.executors.router import Router
 from olivepipe.core.hashing import file_digest, tree_digest
 from olivepipe.core.keys import key_of
 from olivepipe.kinds.base import Needs
-from olivepipe.olive.runtime import version
+from olivepipe.core.versions import version
 from olivepipe.run.runtime import input_key
 from olivepipe.stores.local import LocalStore
 

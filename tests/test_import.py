@@ -22,7 +22,8 @@ from olivepipe.spec.fmt import format_text
 from olivepipe.olive import importer
 from olivepipe.olive.catalog import load_catalog
 from olivepipe.olive.compile import DATA_NAME
-from olivepipe.olive.importer import ImportConfigError, import_config, translate
+from olivepipe.olive.importer import ImportConfigError, translate
+from olivepipe.spec.importing import import_config
 from olivepipe.spec.workflow import load_workflow
 
 CONFIGS = TESTS / "olive_configs"

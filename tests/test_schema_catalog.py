@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO
 from olivepipe.spec import schema
 from olivepipe.olive.catalog import ALIASES, load_catalog
-from olivepipe.olive.runtime import version
+from olivepipe.core.versions import version
 
 
 def test_published_schema_matches_code():

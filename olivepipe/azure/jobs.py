@@ -82,7 +82,7 @@ class EnvironmentSpec:
 
 
 def _default_version(name: str) -> Optional[str]:
-    from ..olive.runtime import version
+    from ..core.versions import version
 
     return version(name)
 

@@ -158,7 +158,7 @@ def _print_version(ctx, _param, value):
     if not value or ctx.resilient_parsing:
         return
     from .. import __version__
-    from ..olive.runtime import version
+    from ..core.versions import version
 
     stack = ("olive-ai", "onnxruntime-genai", "onnxruntime", "transformers", "peft", "torch", "azure-ai-ml")
     click.echo(f"olivepipe {__version__} (" + ", ".join(f"{p} {version(p) or 'not installed'}" for p in stack) + ")")

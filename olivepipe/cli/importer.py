@@ -31,7 +31,7 @@ def import_cmd(config, output, name, force):
     The result is validated where it is written, and laid out as `olivepipe fmt` would.
     Paths in the config are read relative to its folder.
     """
-    from ..olive.importer import import_config
+    from ..spec.importing import import_config
 
     if config.suffix.lower() in (".yaml", ".yml") and not output:
         raise OlivepipeError(f"{config} is YAML: the default output would be the config itself", "pass -o FILE")

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
-from ..fastpath import stat_sig
+from .filestat import stat_sig
 from .safefs import UnsafePath, confined_dir, open_nofollow
 
 CHUNK = 4 << 20

@@ -11,6 +11,31 @@ from dataclasses import dataclass, field
 from typing import Union
 
 FORMAT = 1
+OUT = "$OUT"  # the job's own result folder, in a job spec and in a stored model config
+
+
+def map_strings(v, fn):
+    """Apply ``fn`` to every string inside nested dicts and lists."""
+    if isinstance(v, str):
+        return fn(v)
+    if isinstance(v, dict):
+        return {k: map_strings(x, fn) for k, x in v.items()}
+    if isinstance(v, list):
+        return [map_strings(x, fn) for x in v]
+    return v
+
+
+def substitute(obj, paths: dict[str, str]):
+    """Replace placeholder prefixes ($OUT, $IN0, ...) in every string of a job."""
+
+    def sub(v: str) -> str:
+        if v.startswith("$"):
+            head, sep, rest = v.partition("/")
+            if head in paths:
+                return str(paths[head]) + (sep + rest if sep else "")
+        return v
+
+    return map_strings(obj, sub)
 
 
 @dataclass(frozen=True)

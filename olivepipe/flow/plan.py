@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import UnknownTarget
 from ..run.executors.base import Check
+from ..run.executors.router import placement_key
 from ..core.keys import key_of, record_changes
 from ..core.lock import prune
 from ..spec.workflow import ModelSpec, gc_paused
@@ -143,7 +144,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
     for name in steps_order:
         step = ws.step(name)
         common = dict(name=name, kind=step.kind.name, label=step.label, inputs=step.inputs, device=step.device,
-                      warnings=_warnings(ws, name), where=step.where)
+                      warnings=_warnings(ws, name), where=placement_key(step.placement))
         if name not in selected:
             digests[name] = None
             actions[name] = SKIP

@@ -10,6 +10,7 @@ import functools
 from dataclasses import replace
 
 from ..olive import passes
+from ..olive.passes import OUTPUT_LOCATION_PARAMS
 from .resources import estimate_warnings, memory_problem
 from .base import Needs, NodeKind, Rehearsal
 
@@ -18,10 +19,6 @@ _ref = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"}  # as sch
 
 REHEARSAL_STEPS = 4  # training steps under --rehearse
 
-# Params that name where a pass writes: olivepipe decides where results go (the node's
-# staging folder), so a workflow may not point them anywhere else.
-OUTPUT_LOCATION_PARAMS = {("output_dir",), ("training_args", "output_dir"), ("training_args", "logging_dir"),
-                          ("extra_options", "filename")}
 _OUTPUT_LOCATIONS = tuple(sorted(OUTPUT_LOCATION_PARAMS))  # the order problems are reported in
 
 

@@ -203,7 +203,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def _rebase(cfg, tree: str):
     """The winner's model config with its folder as $OUT (the copy is the whole folder)."""
-    from ..olive.runtime import OUT
+    from ..core.job import OUT
 
     prefix = str(tree)
     if isinstance(cfg, dict):

@@ -170,7 +170,7 @@ def _type_error(spec: dict, v) -> str | None:
 
 
 def installed_version(dist: str) -> str | None:
-    from .runtime import version
+    from ..core.versions import version
 
     return version(dist)
 

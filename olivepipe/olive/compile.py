@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..spec.workflow import DatasetSpec, ModelSpec, NodeSpec
 from .catalog import Catalog
+
+if TYPE_CHECKING:  # the validated workflow's nodes come in as arguments; olive/ imports nothing of spec/
+    from ..spec.workflow import DatasetSpec, ModelSpec, NodeSpec
 
 # Olive resolves a data-config name that is also an existing path (e.g. a `data/` folder
 # in the cwd) as a file: use a name no user folder will have.

@@ -9,7 +9,8 @@ prints and writes as comments at the top of the file.
 Reads the shapes Olive 0.13 itself accepts (flat, or nested under `config` / `params` /
 `engine`). Knows Olive's defaults where they differ from olivepipe's (a dataset's split,
 add_special_tokens, max_samples), so the imported workflow runs what the config ran.
-Imports no Olive: the pass catalog and the tables below are enough.
+Imports no Olive: the pass catalog and the tables below are enough. Validating and laying out
+the result is spec's part (spec/importing.py), so nothing here reaches up into spec.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from ..core.errors import OlivepipeError, Problem, SpecError
+from ..core.errors import OlivepipeError, Problem
 from .catalog import (
     ALIAS_DEFAULTS,
     ALIASES,
@@ -31,6 +32,7 @@ from .catalog import (
     Catalog,
     load_catalog,
 )
+from .passes import OUTPUT_LOCATION_PARAMS  # the same table validation refuses
 
 # RunConfig's own fields (olive/workflows/run/config.py); every other top-level key is an
 # engine option (RunConfig gathers them into `engine`, as NestedConfig does)
@@ -124,21 +126,6 @@ class Untranslated:
 class Translation:
     doc: dict  # the workflow document (plain data, keys in fmt's canonical order)
     report: list[Untranslated] = field(default_factory=list)
-
-
-@dataclass
-class ImportResult:
-    text: str  # the workflow file: header comments + YAML (canonical layout when it validates)
-    translation: Translation
-    problems: list[Problem]  # validation problems of the written file; [] when it validates
-
-    @property
-    def report(self) -> list[Untranslated]:
-        return self.translation.report
-
-    @property
-    def valid(self) -> bool:
-        return not self.problems
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -474,10 +461,6 @@ class _Importer:
         return nodes
 
     def node(self, where: str, p: dict, prev: str) -> dict:
-        from ..kinds.olive_pass import (
-            OUTPUT_LOCATION_PARAMS,  # the same table validation refuses
-        )
-
         written = str(p["type"])
         pass_type = self.catalog.resolve(written)
         spec = self.catalog.params(pass_type) if pass_type else {}
@@ -935,32 +918,4 @@ def render(doc: dict) -> str:
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1 << 16)
 
 
-def import_config(config_path: Path, out_path: Path, *, name: str | None = None,
-                  catalog: Catalog | None = None) -> ImportResult:
-    """Translate ``config_path`` for a workflow at ``out_path``, validate it there, and lay it
-    out canonically (olivepipe.spec.fmt). Writes nothing: the caller decides (see olivepipe.cli.importer)."""
-    from ..spec.fmt import format_text
-    from ..spec.workflow import parse_workflow
-
-    config_path, out_path = Path(config_path), Path(os.path.abspath(out_path))
-    cfg = read_config(config_path)
-    stem = config_path.stem
-    t = translate(cfg, source_dir=config_path.resolve().parent, out_dir=out_path.parent, name=name,
-                  default_name=stem, catalog=catalog)
-    body = render(t.doc)
-    shown = str(out_path)
-    text = header(str(config_path), t.report) + body
-    try:
-        parse_workflow(text, shown, base=out_path.parent, catalog=catalog, file=out_path)
-    except SpecError as e:
-        text = header(str(config_path), t.report, e.problems) + body
-        try:  # again on the file as written: the listed problems move its lines down
-            parse_workflow(text, shown, base=out_path.parent, catalog=catalog, file=out_path)
-        except SpecError as located:
-            e = located
-        return ImportResult(text, t, e.problems)
-    return ImportResult(format_text(text, shown, out_path.parent), t, [])
-
-
-__all__ = ["ImportConfigError", "ImportResult", "Translation", "Untranslated", "import_config", "read_config",
-           "translate"]
+__all__ = ["ImportConfigError", "Translation", "Untranslated", "header", "read_config", "render", "translate"]

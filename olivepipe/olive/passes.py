@@ -18,6 +18,11 @@ KNOWN_PROVIDERS = {
 
 # Passes whose training hyper-parameters may be written flat in params (max_steps: 100)
 TRAINING_PASSES = {"LoRA", "QLoRA", "DoRA", "LoftQ", "LoHa", "LoKr"}
+# Params that name where a pass writes: olivepipe decides where results go (the node's
+# staging folder), so a workflow may not point them anywhere else (validation refuses them,
+# the importer reports them).
+OUTPUT_LOCATION_PARAMS = {("output_dir",), ("training_args", "output_dir"), ("training_args", "logging_dir"),
+                          ("extra_options", "filename")}
 
 # Packages whose version can change any Olive pass's result.
 BASE_PACKAGES = ("olive-ai", "torch", "transformers", "onnxruntime", "onnx")
@@ -95,12 +100,12 @@ INCOMPATIBLE_CHAIN = {
 def incompatibility(upstream: str | None, pass_type: str | None, installed=None) -> str | None:
     """Why ``upstream -> pass_type`` is known to break here, or None. A pair that
     RESOLVED_BY packages fix is no breakage where ``installed(pkg)`` holds for all of them
-    (``installed``: a predicate; default: olivepipe.olive.runtime.version(pkg) is not None)."""
+    (``installed``: a predicate; default: olivepipe.core.versions.version(pkg) is not None)."""
     why = INCOMPATIBLE.get((upstream, pass_type))
     fix = RESOLVED_BY.get((upstream, pass_type))
     if why and fix:
         if installed is None:
-            from .runtime import version
+            from ..core.versions import version
 
             def installed(pkg):
                 return version(pkg) is not None

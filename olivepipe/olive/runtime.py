@@ -1,52 +1,10 @@
-"""How Olive runs under olivepipe: environment, versions that shape results, output reading."""
+"""How Olive runs under olivepipe: its workers' environment and the model configs it writes and reads."""
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
-@functools.lru_cache(maxsize=1)
-def _dist_infos() -> dict[str, str]:
-    """{normalized name: version} from the *.dist-info folders on sys.path, first wins.
-
-    A directory listing per path entry instead of importlib.metadata's machinery:
-    keys need ~10 versions on every plan, and this is the hot path of a no-op apply.
-    """
-    import sys
-
-    found: dict[str, str] = {}
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for n in names:
-            if n.endswith(".dist-info"):
-                name, _, ver = n[: -len(".dist-info")].partition("-")
-                found.setdefault(_norm(name), ver)
-    return found
-
-
-def _norm(name: str) -> str:
-    return name.lower().replace("-", "_").replace(".", "_")
-
-
-@functools.lru_cache(maxsize=None)
-def version(dist: str) -> str | None:
-    v = _dist_infos().get(_norm(dist))
-    if v is not None:
-        return v
-    from importlib import metadata  # egg-info and other layouts: the slow, general way
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def versions(names) -> dict[str, str | None]:
-    """{package: installed version} for the packages that shape a result (None: not installed)."""
-    return {n: version(n) for n in sorted(set(names))}
+from ..core.job import OUT, map_strings, substitute
 
 
 def worker_env(base: dict | None = None, *, offline: bool = True) -> dict:
@@ -72,18 +30,6 @@ def worker_env(base: dict | None = None, *, offline: bool = True) -> dict:
     return env
 
 
-OUT = "$OUT"
-
-
-def _map_strings(v, fn):
-    """Apply ``fn`` to every string inside nested dicts and lists."""
-    if isinstance(v, str):
-        return fn(v)
-    if isinstance(v, dict):
-        return {k: _map_strings(x, fn) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_map_strings(x, fn) for x in v]
-    return v
 
 
 def normalize_model_config(cfg: dict, output_dir: Path) -> dict:
@@ -96,7 +42,7 @@ def normalize_model_config(cfg: dict, output_dir: Path) -> dict:
             return OUT if r == "." else f"{OUT}/{Path(r).as_posix()}"
         return v
 
-    return _map_strings(cfg, rel)
+    return map_strings(cfg, rel)
 
 
 
@@ -300,19 +246,6 @@ def _reader_config(cfg, placeholder, source, depth: int) -> dict:
             own["revision"] = source.revision
         out["load_kwargs"] = {**out.get("load_kwargs", {}), **own}
     return {"type": kind, "config": out}
-
-
-def substitute(obj, paths: dict[str, str]):
-    """Replace placeholder prefixes ($OUT, $IN0, ...) in every string of a job."""
-
-    def sub(v: str) -> str:
-        if v.startswith("$"):
-            head, sep, rest = v.partition("/")
-            if head in paths:
-                return str(paths[head]) + (sep + rest if sep else "")
-        return v
-
-    return _map_strings(obj, sub)
 
 
 def resolve_model_config(cfg: dict, tree: Path) -> dict:

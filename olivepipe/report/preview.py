@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..core.errors import OlivepipeError
 from ..core.job import DataFile, Job, ModelFolder, StoredResult, TextDataset
-from ..olive.runtime import substitute
+from ..core.job import substitute
 from ..flow.plan import CACHED, make_plan
 from ..core.safefs import confined_dir, write_atomic
 from ..flow.workspace import Workspace

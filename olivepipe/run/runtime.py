@@ -43,7 +43,7 @@ from ..core.hashing import file_digest, tree_digest
 from ..core.job import FORMAT, DataFile, Job, ModelFolder, NodeResult, StoredResult, TextDataset, UploadedInput
 from ..core.keys import key_of
 from ..kinds.base import JobIO
-from ..olive.runtime import substitute
+from ..core.job import substitute
 from ..core.safefs import write_atomic
 
 #: execute(job, resolved spec, io) -> the kind's result ({"model", ...}; {"ok": False, "error"} on failure)

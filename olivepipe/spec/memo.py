@@ -23,7 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .. import __version__
-from ..fastpath import code_stamp, folder_id
+from ..core.filestat import code_stamp, folder_id
 from ..core.safefs import UnsafePath, check_confined, confined_dir, open_nofollow, write_atomic
 
 FORMAT = 2
@@ -33,7 +33,7 @@ _LEGACY = re.compile(r"[0-9a-f]{64}\.json")  # FORMAT 1 wrote one file per valid
 
 def _key(file: Path, root: Path, raw: bytes, check_files: bool, folder: list) -> str:
     # the dist-info listing, not importlib.metadata (14 ms of a no-op apply's import time)
-    from ..olive.runtime import version
+    from ..core.versions import version
 
     olive = version("olive-ai")
     parts = [FORMAT, __version__, olive, code_stamp(), str(root), str(file), check_files, folder,

@@ -36,15 +36,6 @@ class Step:
         return tuple(r.name for r in self.reads if isinstance(r, Step))
 
     @property
-    def where(self) -> str:
-        """Where it runs, for people: 'local' or e.g. 'azureml:gpu-cluster'."""
-        if self.placement is None:  # asked of every step a plan lists: no import on the common path
-            return "local"
-        from ..run.executors.router import placement_key
-
-        return placement_key(self.placement)
-
-    @property
     def label(self) -> str:
         return self.kind.label(self.spec)
 

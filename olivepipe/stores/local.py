@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import StoreError, StoreBusy
-from ..fastpath import stat_sig
+from ..core.filestat import stat_sig
 from ..core.hashing import digest_many, digest_obj, file_digest, tree_digest
 from ..core.safefs import UnsafePath, confined_dir, open_nofollow, open_text, write_atomic
 from .base import Entry

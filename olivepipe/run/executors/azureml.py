@@ -112,7 +112,7 @@ class AzureMLExecutor:
         self.start_dir = start_dir  # where an Azure ML config.json is searched from (None: cwd)
         self.workspace_dir = workspace_dir  # whose .olivepipe/config.yaml names the remote cache
         if version is None:
-            from ...olive.runtime import version
+            from ...core.versions import version
         self.version = version
         self.offline = True
         self._client = None

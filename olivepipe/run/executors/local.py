@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 
 from ...core.job import Job
-from ...olive.runtime import version, worker_env
+from ...core.versions import version
+from ...olive.runtime import worker_env
 from ..pool import Pool, WorkerCrashed
 from ..runtime import run_node
 from .base import Capabilities, Check, JobResult, RunContext

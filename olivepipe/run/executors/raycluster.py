@@ -95,7 +95,7 @@ class _Run:
 class RayExecutor:
     """``store_url``: the store tasks publish into (default: the configured shared cache, else the
     workspace's cache folder). ``env``: where RAY_ADDRESS and the remote cache settings are read
-    (default os.environ). ``version``: package -> version here (default olive.runtime.version)."""
+    (default os.environ). ``version``: package -> version here (default core.versions.version)."""
 
     name = "ray"
 
@@ -106,7 +106,7 @@ class RayExecutor:
         self.workspace_dir = workspace_dir
         self.env = os.environ if env is None else env
         if version is None:
-            from ...olive.runtime import version
+            from ...core.versions import version
         self.version = version
         self.poll_s = poll_s
         self.offline = True
@@ -367,7 +367,7 @@ def run_task(doc: dict, store_url: str) -> dict:
 
     import ray
 
-    from ...olive.runtime import version
+    from ...core.versions import version
     from ..runtime import _tee, run_node
 
     ctx = ray.get_runtime_context()
