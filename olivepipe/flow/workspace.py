@@ -213,25 +213,6 @@ class Workspace:
         return {**lockfile.nodes(self.workflow.file.parent / "olivepipe.lock", self.workflow.name), **own}
 
 
-def _azureml_executor(folder: Path | None = None):
-    """The Azure ML executor, when its module and azure-ai-ml are installed (the `azure` extra).
-    ``folder``: the workflow's folder: its `.olivepipe/config.yaml` names the remote cache jobs
-    publish into, and an Azure ML config.json is searched from there (as the register node does)."""
-    try:
-        from ..run.executors.azureml import AzureMLExecutor
-    except ImportError:
-        return None
-    return AzureMLExecutor(workspace_dir=folder, start_dir=folder)
-
-
-def _ray_executor(folder: Path | None = None):
-    """The Ray executor (its module needs no Ray; preflight says when ray is not installed).
-    ``folder``: the workflow's folder, whose `.olivepipe/config.yaml` may name the shared cache."""
-    from ..run.executors.raycluster import RayExecutor
-
-    return RayExecutor(workspace_dir=folder)
-
-
 def default_cache_dir(workflow: Workflow) -> Path:
     env = os.environ.get("OLIVEPIPE_CACHE_DIR")
     return Path(env) if env else workflow.file.parent / ".olivepipe" / "cache"
@@ -244,8 +225,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     """Open a workflow for plan/apply. ``read_only`` (plan, status, graph): nothing is written,
     not even the stat cache. ``executor``/``store`` default to the local ones. ``overrides``
     (`-S PATH=VALUE`, parsed by variants.parse): a variant of the file, its own lock section."""
-    from ..run.executors.local import LocalExecutor
-    from ..run.executors.router import Router
+    from ..run.executors.router import default_router
     from ..stores import open_store
 
     variant = None
@@ -254,8 +234,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
 
         workflow, variant = variants.load(Path(path), overrides)
     wf = workflow or load_workflow(path, remember=not read_only)
-    executor = executor or Router(LocalExecutor(), {"azureml": lambda: _azureml_executor(wf.file.parent),
-                                                     "ray": lambda: _ray_executor(wf.file.parent)})
+    executor = executor or default_router(wf.file.parent)
     substitutions = {}
     if rehearse:
         from ..spec.rehearse import rehearsal

@@ -148,7 +148,8 @@ def load_workflow(path: str | Path, *, catalog: Catalog | None = None, check_fil
     shown = str(path)
     file, raw_bytes = _read_workflow_file(path, shown)
     if catalog is None:
-        hit = specmemo.recall(file, raw_bytes, check_files, find_root(file.parent), _MEMO_TYPES)
+        root = find_root(file.parent)
+        hit = specmemo.recall(file, raw_bytes, check_files, root, _MEMO_TYPES)
         if hit is not None and _memo_still_valid(hit, check_files):
             return hit
     wf = parse_workflow(raw_bytes, shown, base=file.parent, catalog=catalog, check_files=check_files, file=file)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from .base import Capabilities, Check
 
@@ -104,3 +105,31 @@ class Router:
         for ex in self.remotes.values():
             if ex is not None:
                 ex.close(kill=kill)
+
+
+def default_router(folder: Path | None = None) -> Router:
+    """The local executor, and the remote ones a workflow in ``folder`` may place steps on, each
+    built when a step first asks for it."""
+    from .local import LocalExecutor
+
+    return Router(LocalExecutor(), {"azureml": lambda: _azureml_executor(folder),
+                                    "ray": lambda: _ray_executor(folder)})
+
+
+def _azureml_executor(folder: Path | None = None):
+    """The Azure ML executor, when its module and azure-ai-ml are installed (the `azure` extra).
+    ``folder``: the workflow's folder: its `.olivepipe/config.yaml` names the remote cache jobs
+    publish into, and an Azure ML config.json is searched from there (as the register node does)."""
+    try:
+        from .azureml import AzureMLExecutor
+    except ImportError:
+        return None
+    return AzureMLExecutor(workspace_dir=folder, start_dir=folder)
+
+
+def _ray_executor(folder: Path | None = None):
+    """The Ray executor (its module needs no Ray; preflight says when ray is not installed).
+    ``folder``: the workflow's folder, whose `.olivepipe/config.yaml` may name the shared cache."""
+    from .raycluster import RayExecutor
+
+    return RayExecutor(workspace_dir=folder)
