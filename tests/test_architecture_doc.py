@@ -31,3 +31,37 @@ def test_the_documented_kind_and_executor_run_a_workflow(tmp_path):
                                                            read_only=True)).steps] == ["cached", "cached"]
     finally:
         kinds.unregister("echo")
+
+
+def test_the_documented_store_is_a_shared_cache_tier(tmp_path):
+    """docs/architecture.md's FolderStore behind TieredStore: one workspace applies and publishes
+    into the folder; a second one with an empty cache of its own plans both steps cached and
+    pulls them instead of running them."""
+    from olivepipe.stores.local import LocalStore
+    from olivepipe.stores.tiered import TieredStore
+
+    kind_src = next(b for b in _blocks() if "class Echo(NodeKind)" in b)
+    executor_src = next(b for b in _blocks() if "class InProcess" in b)
+    store_src = next(b for b in _blocks() if "class FolderStore" in b)
+    space: dict = {}
+    for what, src in (("kind", kind_src), ("executor", executor_src), ("store", store_src)):
+        exec(compile(src, f"architecture.md ({what})", "exec"), space)  # noqa: S102 - the doc's own code
+    kinds.register(space["KIND"], __name__)
+    share = tmp_path / "share"
+    share.mkdir()
+    try:
+        def tiered(name):
+            return TieredStore(LocalStore(tmp_path / name), space["FolderStore"](share))
+
+        ws = open_workspace(setup(tmp_path / "a"), executor=space["InProcess"](), store=tiered("cache-a"))
+        assert apply(ws, make_plan(ws)).ran == ["e", "f"]
+        assert len(space["FolderStore"](share).keys()) == 2
+
+        store_b = tiered("cache-b")
+        ws_b = open_workspace(setup(tmp_path / "b"), executor=space["InProcess"](), store=store_b)
+        plan_b = make_plan(ws_b)
+        assert [s.action for s in plan_b.steps] == ["cached", "cached"]
+        res = apply(ws_b, plan_b)
+        assert res.ok and res.ran == [] and sorted(store_b.pulled) == sorted(s.key for s in plan_b.steps)
+    finally:
+        kinds.unregister("echo")

@@ -39,7 +39,7 @@ def test_no_kind_module_imports_or_receives_the_workspace():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             # olivepipe's Workspace; azure.workspace (an Azure ML workspace's name) is another thing
-            if isinstance(node, ast.ImportFrom) and node.module in ("workspace", "olivepipe.flow.workspace"):
+            if isinstance(node, ast.ImportFrom) and node.module in ("flow.workspace", "olivepipe.flow.workspace"):
                 offenders.append(f"{path.name}:{node.lineno}: imports {node.module}")
             if isinstance(node, ast.Import) and any(a.name == "olivepipe.flow.workspace" for a in node.names):
                 offenders.append(f"{path.name}:{node.lineno}: imports olivepipe.flow.workspace")
