@@ -151,7 +151,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             out.append(Step(status=SKIP, reasons=("not needed by the target",), **common))
             continue
         record, complete = ws.record(name, digests)
-        check = ws.preflight(name)
+        check = ws.executor.preflight(step.kind.needs(step.view), step.device, step.placement)  # can it run there?
         prev = locked.get(name)
         estimate, note = _estimate(prev, record)
         key = key_of(record) if complete else None

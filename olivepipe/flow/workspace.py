@@ -131,11 +131,6 @@ class Workspace:
         step = self.by_name[name]
         return self.executor.environment(step.kind.package_names(step.view), step.placement)
 
-    def preflight(self, name: str):
-        """Can this step run where it is placed? (executor's check of the kind's needs)"""
-        step = self.by_name[name]
-        return self.executor.preflight(step.kind.needs(step.view), step.device, step.placement)
-
     def record(self, name: str, input_digests: dict[str, str | None]) -> tuple[dict, bool]:
         """(record, complete). Incomplete when an upstream result is not known yet."""
         return record_of(self.by_name[name], input_digests, self.environment(name), self.source_input)
