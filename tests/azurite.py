@@ -10,7 +10,8 @@ instead, so a missing install step cannot pass as green.
 
 One Azurite per test session: blob service only, on 127.0.0.1 with a port the OS picks (read
 back from Azurite's own "listens on" line, so no two sessions race for a port), data in a
-pytest temp folder, stopped when the session ends. Each test gets its own container.
+pytest temp folder, stopped when the session ends. Each test gets its own container. The fixtures
+are conftest.py's (one definition, so one Azurite per session, or per pytest-xdist worker).
 """
 from __future__ import annotations
 
@@ -119,6 +120,14 @@ class Azurite:
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(self.connection_string)
+
+    def blob_store(self, container: str, prefix: str = ""):
+        """A BlobStore on ``container`` configured the way a user would: from the environment."""
+        from olivepipe.stores.blob import BlobStore
+        from olivepipe.stores.config import remote_config
+
+        env = self.env(container, prefix)
+        return BlobStore.from_config(remote_config(None, env), env)
 
     def new_container(self) -> str:
         name = f"t{uuid.uuid4().hex[:20]}"

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Azurite's fixtures, defined here once: a session fixture imported into several test modules is
+# one per module (each started its own emulator)
+from azurite import azurite, container  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "travel-tiny"
 

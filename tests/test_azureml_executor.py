@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from azurite import ACCOUNT, azurite  # noqa: F401  (fixture: Azurite for the blob-store test)
+from azurite import ACCOUNT
 from conftest import write
 from olivepipe.azure import jobs as amljobs
 from olivepipe.azure.errors import RegistrationError

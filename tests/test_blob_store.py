@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from azurite import ACCOUNT, ACCOUNT_KEY, azurite, container  # noqa: F401  (fixtures)
+from azurite import ACCOUNT, ACCOUNT_KEY
 from conftest import write
 from fakes import FakeExecutor
 from olivepipe.core.errors import StoreError
@@ -24,14 +24,6 @@ from olivepipe.stores.local import LocalStore
 
 KEY_A, KEY_B, KEY_C = "a" * 64, "b" * 64, "c" * 64
 MODEL = {"type": "hfmodel", "config": {"model_path": "$OUT"}}
-
-
-def blob(azurite, container, prefix=""):
-    """A BlobStore configured the way a user would: from the environment."""
-    from olivepipe.stores.blob import BlobStore
-
-    env = azurite.env(container, prefix)
-    return BlobStore.from_config(remote_config(None, env), env)
 
 
 def make_tree(d: Path, files: dict) -> Path:
@@ -57,7 +49,7 @@ FILES = {"model.onnx.data": os.urandom(5 << 20) + b"end",  # > one 4 MiB downloa
 # -- BlobStore ------------------------------------------------------------------------------------
 
 def test_publish_peek_get_fetch_round_trip_is_byte_for_byte(azurite, container, tmp_path):
-    store = blob(azurite, container)
+    store = azurite.blob_store(container)
     src = make_tree(tmp_path / "src", FILES)
     before = tree_bytes(src)
     assert store.peek(KEY_A) is None and store.get(KEY_A) is None
@@ -81,14 +73,14 @@ def test_publish_peek_get_fetch_round_trip_is_byte_for_byte(azurite, container, 
 
 
 def test_a_prefix_keeps_the_store_inside_it(azurite, container, tmp_path):
-    store = blob(azurite, container, "team/olivepipe")
+    store = azurite.blob_store(container, "team/olivepipe")
     store.publish(KEY_A, make_tree(tmp_path / "s", {"x": b"1"}), {})
     assert all(n.startswith("team/olivepipe/") for n in blob_names(azurite, container))
-    assert blob(azurite, container).keys() == [] and store.keys() == [KEY_A]
+    assert azurite.blob_store(container).keys() == [] and store.keys() == [KEY_A]
 
 
 def test_identical_files_are_stored_once(azurite, container, tmp_path):
-    store = blob(azurite, container)
+    store = azurite.blob_store(container)
     shared = os.urandom(300_000)
     store.publish(KEY_A, make_tree(tmp_path / "a", {"w.bin": shared, "copy/w.bin": shared, "a.txt": b"a"}), {})
     first = dict(store.stats)
@@ -132,13 +124,13 @@ def test_a_publish_race_has_one_winner_and_the_loser_serves_its_entry(azurite, c
     assert results[0].manifest["id"] == results[1].manifest["id"]  # both hold the one winner's entry
     assert results[0].digest == results[1].digest
     assert [n for n in blob_names(azurite, container) if n.startswith("entries/")] == [f"entries/{KEY_A}.json"]
-    served = blob(azurite, container).get(KEY_A)
+    served = azurite.blob_store(container).get(KEY_A)
     assert served.manifest["id"] == results[0].manifest["id"]
-    assert tree_bytes(blob(azurite, container).fetch(served, tmp_path / "got"))["out.txt"] in (b"run 0", b"run 1")
+    assert tree_bytes(azurite.blob_store(container).fetch(served, tmp_path / "got"))["out.txt"] in (b"run 0", b"run 1")
 
 
 def test_health_catches_a_deleted_object_and_a_publish_repairs_it(azurite, container, tmp_path):
-    store = blob(azurite, container)
+    store = azurite.blob_store(container)
     entry = store.publish(KEY_A, make_tree(tmp_path / "a", {"x.bin": b"x" * 1000, "y.txt": b"y"}), {})
     azurite.service().get_container_client(container).delete_blob(f"objects/{entry.files['x.bin']['digest']}")
     assert store.peek(KEY_A) is not None  # the manifest is still there...
@@ -160,7 +152,7 @@ def test_same_size_corruption_is_caught_on_download_and_repaired(azurite, contai
     local = LocalStore(tmp_path / "local")
     from olivepipe.stores.tiered import TieredStore
 
-    store = blob(azurite, container)
+    store = azurite.blob_store(container)
     entry = store.publish(KEY_A, make_tree(tmp_path / "a", {"w.bin": b"good" * 500}), {})
     obj = f"objects/{entry.files['w.bin']['digest']}"
     azurite.service().get_container_client(container).upload_blob(obj, b"evil" * 500, overwrite=True)
@@ -171,12 +163,12 @@ def test_same_size_corruption_is_caught_on_download_and_repaired(azurite, contai
     tiered = TieredStore(local, store)
     assert tiered.get(KEY_A) is None and local.keys() == []  # never served, never pulled
     tiered.publish(KEY_A, make_tree(tmp_path / "b", {"w.bin": b"good" * 500}), {})  # the node ran here
-    fresh = blob(azurite, container)
+    fresh = azurite.blob_store(container)
     assert tree_bytes(fresh.fetch(fresh.get(KEY_A), tmp_path / "again")) == {"w.bin": b"good" * 500}
 
 
 def test_remove_drops_the_manifest_only(azurite, container, tmp_path):
-    store = blob(azurite, container)
+    store = azurite.blob_store(container)
     store.publish(KEY_A, make_tree(tmp_path / "a", {"x": b"1"}), {})
     store.remove(KEY_A)
     store.remove(KEY_A)  # idempotent
@@ -185,7 +177,7 @@ def test_remove_drops_the_manifest_only(azurite, container, tmp_path):
 
 
 def test_a_missing_container_says_how_to_create_it(azurite, tmp_path):
-    store = blob(azurite, "no-such-container")
+    store = azurite.blob_store("no-such-container")
     with pytest.raises(StoreError, match="container does not exist") as e:
         store.get(KEY_A)
     assert "az storage container create" in e.value.hint and ACCOUNT_KEY not in str(e.value.format())
@@ -198,10 +190,10 @@ def test_tiered_pulls_a_remote_only_entry_into_local_and_serves_it(azurite, cont
     from olivepipe.stores.local import LocalEntry
     from olivepipe.stores.tiered import TieredStore
 
-    remote = blob(azurite, container)
+    remote = azurite.blob_store(container)
     remote.publish(KEY_A, make_tree(tmp_path / "built", FILES), {"kind": "sleep", "model": MODEL})
     local = LocalStore(tmp_path / "cache")
-    tiered = TieredStore(local, blob(azurite, container))
+    tiered = TieredStore(local, azurite.blob_store(container))
     peeked = tiered.peek(KEY_A)
     assert isinstance(peeked, BlobEntry) and not local.root.exists()  # plan's lookup writes nothing
     got = tiered.get(KEY_A)
@@ -222,7 +214,7 @@ def test_tiered_publish_writes_both_and_a_remote_failure_keeps_the_local_entry(a
     from olivepipe.stores.blob import BlobStore
     from olivepipe.stores.tiered import TieredStore
 
-    tiered = TieredStore(LocalStore(tmp_path / "one"), blob(azurite, container))
+    tiered = TieredStore(LocalStore(tmp_path / "one"), azurite.blob_store(container))
     e = tiered.publish(KEY_A, make_tree(tmp_path / "a", {"x": b"1"}), {"kind": "k"})
     assert tiered.local.get(KEY_A).digest == e.digest == tiered.remote.get(KEY_A).digest
     assert tiered.remote.get(KEY_A).manifest["kind"] == "k"
@@ -242,7 +234,7 @@ def test_tiered_publish_writes_both_and_a_remote_failure_keeps_the_local_entry(a
     assert broken.local.get(KEY_B) is not None  # the local entry stands
     assert ACCOUNT_KEY not in err.value.format()
 
-    readonly = TieredStore(LocalStore(tmp_path / "three"), blob(azurite, container), push=False)
+    readonly = TieredStore(LocalStore(tmp_path / "three"), azurite.blob_store(container), push=False)
     readonly.publish(KEY_C, make_tree(tmp_path / "c", {"z": b"3"}), {})
     assert readonly.local.get(KEY_C) is not None and readonly.remote.get(KEY_C) is None
 
@@ -291,13 +283,13 @@ def test_apply_through_a_tiered_store_shares_results_with_a_fresh_workspace(azur
     from olivepipe.flow.workspace import open_workspace
 
     wf1 = workspace(tmp_path / "one")
-    store1 = TieredStore(LocalStore(tmp_path / "one" / ".olivepipe" / "cache"), blob(azurite, container))
+    store1 = TieredStore(LocalStore(tmp_path / "one" / ".olivepipe" / "cache"), azurite.blob_store(container))
     ex1 = FakeExecutor()
     ws1 = open_workspace(wf1, executor=ex1, store=store1)
     res1 = apply(ws1, make_plan(ws1))
     assert res1.ok and ex1.started == ["a", "b"]
     keys = sorted(o.key for o in res1.outcomes.values())
-    assert store1.local.keys() == keys == blob(azurite, container).keys()  # published to both
+    assert store1.local.keys() == keys == azurite.blob_store(container).keys()  # published to both
 
     # a second machine: empty local cache, the remote configured the way a user does it
     wf2 = workspace(tmp_path / "two")
@@ -368,7 +360,7 @@ def test_cache_push_and_pull_through_the_cli(azurite, container, tmp_path, sleep
     assert first.returncode == 0, first.stderr
     pushed = json.loads(first.stdout)
     assert (pushed["transferred"], pushed["up_to_date"], pushed["ok"]) == (2, 0, True) and pushed["bytes"] > 0
-    assert blob(azurite, container).keys() == keys
+    assert azurite.blob_store(container).keys() == keys
     again = olivepipe("cache", "push", wf1, env=env)
     outputs.append(again.stdout + again.stderr)
     assert again.returncode == 0 and "pushed 0 results (0 files, 0 bytes)" in again.stdout
@@ -392,7 +384,7 @@ def test_cache_push_and_pull_through_the_cli(azurite, container, tmp_path, sleep
     assert apply(ws2, make_plan(ws2)).ok and ex.started == []  # everything was pulled
 
     # a result the remote lacks: pull says which, and fails
-    blob(azurite, container).remove(keys[0])
+    azurite.blob_store(container).remove(keys[0])
     wf3 = workspace(tmp_path / "three")
     shutil.copy(tmp_path / "one" / "olivepipe.lock", tmp_path / "three" / "olivepipe.lock")
     short = olivepipe("cache", "pull", wf3, env=env)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from azurite import azurite, container  # noqa: F401  (fixtures)
 from conftest import EXAMPLE, cli, write
 
 try:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import subprocess
 
-from azurite import azurite, container  # noqa: F401  (fixtures)
 from conftest import write
 from fakes import FakeExecutor
-from test_blob_store import blob, blob_names, make_tree, olivepipe as cli, workspace
+from test_blob_store import blob_names, make_tree, olivepipe as cli, workspace
 
 K3, K4 = "3" * 64, "4" * 64
 
 
 def test_grace_period_and_running_pushes_are_respected(azurite, container, tmp_path):
-    remote = blob(azurite, container)
+    remote = azurite.blob_store(container)
     remote.publish(K3, make_tree(tmp_path / "c", {"own": b"three", "shared": b"s"}), {})
     remote.publish(K4, make_tree(tmp_path / "d", {"shared": b"s"}), {})
     assert remote.gc(set(), grace_s=3600)["entries_removed"] == []  # all just written: a push may be writing them
@@ -40,7 +39,7 @@ def test_gc_remote_keeps_what_the_named_revisions_lock_files_reference(azurite, 
 
     def build():
         w = open_workspace(wf, executor=FakeExecutor(),
-                           store=TieredStore(LocalStore(ws / ".olivepipe" / "cache"), blob(azurite, container)))
+                           store=TieredStore(LocalStore(ws / ".olivepipe" / "cache"), azurite.blob_store(container)))
         assert apply(w, make_plan(w)).ok
         return {r["key"] for r in lockfile.nodes(ws / "olivepipe.lock", "shared").values()}
 
@@ -54,16 +53,16 @@ def test_gc_remote_keeps_what_the_named_revisions_lock_files_reference(azurite, 
     wf.write_text(wf.read_text().replace("note: b", "note: b2"))
     v2 = build()  # the working tree's lock: a changed b
     assert v1 != v2 and len(v1 & v2) == 1
-    blob(azurite, container).publish(K3, make_tree(tmp_path / "c", {"x": b"orphan"}), {})
+    azurite.blob_store(container).publish(K3, make_tree(tmp_path / "c", {"x": b"orphan"}), {})
 
     env = azurite.env(container)
     dry = cli("cache", "gc", wf, "--remote", "--rev", "HEAD", "--grace", "0", "--dry-run", env=env)
     assert dry.returncode == 0 and "would remove 1 entries" in dry.stdout, dry.stdout + dry.stderr
     r = cli("cache", "gc", wf, "--remote", "--rev", "HEAD", "--grace", "0", env=env)
     assert r.returncode == 0, r.stderr
-    remote = blob(azurite, container)
+    remote = azurite.blob_store(container)
     assert set(remote.keys()) == v1 | v2  # both revisions' results stay; the orphan went
     r = cli("cache", "gc", wf, "--remote", "--grace", "0", env=env)  # only the working tree now
-    assert r.returncode == 0 and set(blob(azurite, container).keys()) == v2
+    assert r.returncode == 0 and set(azurite.blob_store(container).keys()) == v2
     bad = cli("cache", "gc", wf, "--remote", "--rev", "no-such-rev", "--grace", "0", env=env)
-    assert bad.returncode == 1 and "no such revision" in bad.stderr and set(blob(azurite, container).keys()) == v2
+    assert bad.returncode == 1 and "no such revision" in bad.stderr and set(azurite.blob_store(container).keys()) == v2

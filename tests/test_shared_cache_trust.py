@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from azurite import azurite, container  # noqa: F401  (fixtures)
 from conftest import write
-from olivepipe.stores.config import remote_config
 
 WF = """\
 olivepipe: 1
@@ -45,13 +43,6 @@ def hf_kind(sleep_kind):
     kinds.unregister("hf-config")
 
 
-def blob(azurite, container):
-    from olivepipe.stores.blob import BlobStore
-
-    env = azurite.env(container)
-    return BlobStore.from_config(remote_config(None, env), env)
-
-
 def push_evil_entry(store, key: str, folder: Path, model: dict) -> None:
     """What a writer with write access to the container can do: any files, any manifest fields."""
     write(folder / "config.json", json.dumps({"model_type": "evil-cfg", "auto_map": {"AutoConfig": "evil.EvilConfig"}}))
@@ -72,7 +63,7 @@ def test_a_pushed_entry_asking_for_remote_code_runs_none(azurite, container, tmp
     wf = write(tmp_path / "ws" / "workflow.yaml", WF)
     ws = open_workspace(wf)
     key_a = next(s.key for s in make_plan(ws).steps if s.name == "a")
-    push_evil_entry(blob(azurite, container), key_a, tmp_path / "evil",
+    push_evil_entry(azurite.blob_store(container), key_a, tmp_path / "evil",
                     {"type": "hfmodel", "config": {"model_path": "$OUT", "trust_remote_code": True,
                                                    "load_kwargs": {"trust_remote_code": True}}})
 
@@ -102,7 +93,7 @@ def test_a_pushed_entry_asking_for_remote_code_runs_none(azurite, container, tmp
     ({"type": "hfmodel", "config": {"model_path": "$OUT", "io_config": "get_io"}}, "io_config"),
 ])
 def test_a_manifest_whose_model_config_reaches_outside_is_a_miss(azurite, container, tmp_path, model, why):
-    store = blob(azurite, container)
+    store = azurite.blob_store(container)
     key = "d" * 64
     write(tmp_path / "t" / "config.json", "{}")
     store.publish(key, tmp_path / "t", {"model": model})
@@ -158,7 +149,7 @@ def test_a_malformed_remote_manifest_is_a_clean_miss(azurite, container, tmp_pat
 
     key = "e" * 64
     _put_manifest(azurite, container, key, body.replace(b"KEY", key.encode()))
-    remote = blob(azurite, container)
+    remote = azurite.blob_store(container)
     tiered = TieredStore(LocalStore(tmp_path / "cache"), remote)
     assert tiered.peek(key) is None and tiered.get(key) is None  # plan and apply: a miss, never a crash
     assert why in " ".join(remote.problems[key])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-from azurite import azurite, container  # noqa: F401  (fixtures)
 from conftest import write
 from olivepipe.stores.config import remote_config
 from test_blob_store import olivepipe as cli
