@@ -121,30 +121,42 @@ def _plain_document(root, loader) -> tuple[Any, Positions] | None:
     is, and then this walk gives what the shape check, the key check, the position walk and
     PyYAML's constructor give together, in a fraction of their time. Anything else returns None,
     and those steps run as before and locate the problem."""
-    seen: set[int] = set()
-    positions: Positions = {(): _mark(root)}
-    scalars = {t: loader.yaml_constructors[t] for t in _PLAIN_TAGS if t not in (_SEQ, _MAP)}
-    scalar_node, seq_node, map_node = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+    walk = _PlainWalk(loader, _mark(root))
+    try:
+        return walk.value(root, (), 1), walk.positions
+    except (_NotPlain, RecursionError):
+        return None
 
-    def value(node, path, level):
+
+class _PlainWalk:
+    # a class, not a recursive closure: a closure that calls itself is a reference cycle, and it
+    # would keep every position and node id alive until the cyclic GC ran
+    def __init__(self, loader, root_mark):
+        self.loader = loader
+        self.seen: set[int] = set()
+        self.positions: Positions = {(): root_mark}
+        self.scalars = {t: loader.yaml_constructors[t] for t in _PLAIN_TAGS if t not in (_SEQ, _MAP)}
+
+    def value(self, node, path, level):
+        seen, positions = self.seen, self.positions
         if id(node) in seen or level > MAX_DEPTH or len(seen) >= MAX_NODES:
             raise _NotPlain
         seen.add(id(node))
         cls, tag = type(node), node.tag
-        if cls is scalar_node:
+        if cls is yaml.ScalarNode:
             if tag == _STR:
                 return node.value
-            construct = scalars.get(tag)
+            construct = self.scalars.get(tag)
             if construct is None:
                 raise _NotPlain
             try:
-                return construct(loader, node)
+                return construct(self.loader, node)
             except Exception:  # noqa: BLE001 - unreadable: the careful path says where and why
                 raise _NotPlain from None
-        if cls is map_node and tag == _MAP:
+        if cls is yaml.MappingNode and tag == _MAP:
             out = {}
             for k, v in node.value:
-                if type(k) is not scalar_node or k.tag != _STR or k.value in out or id(k) in seen:
+                if type(k) is not yaml.ScalarNode or k.tag != _STR or k.value in out or id(k) in seen:
                     raise _NotPlain  # a merge, a non-string or duplicate key: located by _check_keys
                 seen.add(id(k))
                 key = k.value
@@ -153,22 +165,17 @@ def _plain_document(root, loader) -> tuple[Any, Positions] | None:
                 positions[sub] = (m.line + 1, m.column + 1)
                 m = v.start_mark
                 positions[sub + ("$value",)] = (m.line + 1, m.column + 1)
-                out[key] = value(v, sub, level + 1)
+                out[key] = self.value(v, sub, level + 1)
             return out
-        if cls is seq_node and tag == _SEQ:
+        if cls is yaml.SequenceNode and tag == _SEQ:
             out = []
             for i, item in enumerate(node.value):
                 sub = path + (i,)
                 m = item.start_mark
                 positions[sub] = (m.line + 1, m.column + 1)
-                out.append(value(item, sub, level + 1))
+                out.append(self.value(item, sub, level + 1))
             return out
         raise _NotPlain
-
-    try:
-        return value(root, (), 1), positions
-    except (_NotPlain, RecursionError):
-        return None
 
 
 def _check_shape(root, file) -> Problem | None:

@@ -33,9 +33,7 @@ class Workspace:
 
     @property
     def catalog(self):
-        from ..olive.catalog import load_catalog  # lazily: a cached no-op never compiles, so never needs it
-
-        return load_catalog()
+        return _catalog()
 
     @property
     def lock_path(self) -> Path:
@@ -66,7 +64,7 @@ class Workspace:
     def __post_init__(self):
         # every step resolved once, here: plan, scheduler and kinds read these, never names
         self.by_name: dict[str, Step] = build_steps(self.workflow, self.graph.order, rehearse=self.rehearse,
-                                                    digest=self.stats.digest, catalog_of=lambda: self.catalog)
+                                                    digest=self.stats.digest, catalog_of=_catalog)
 
     def step(self, name: str) -> Step:
         return self.by_name[name]
@@ -206,6 +204,15 @@ class Workspace:
         if self.variant is None or self.rehearse:
             return own
         return {**lockfile.nodes(self.workflow.file.parent / "olivepipe.lock", self.workflow.name), **own}
+
+
+def _catalog():
+    """The Olive pass catalog, loaded on first use: a cached no-op never compiles, so never needs it.
+    A function of no workspace: the steps' views hold it, and a lambda over the workspace would make
+    every step part of a reference cycle only the cyclic GC frees."""
+    from ..olive.catalog import load_catalog
+
+    return load_catalog()
 
 
 def default_cache_dir(workflow: Workflow) -> Path:

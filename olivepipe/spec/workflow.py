@@ -347,6 +347,10 @@ def parse_workflow(raw: bytes | str, shown: str, *, base: Path, catalog: Catalog
         if problems:  # semantic checks tripped over data the schema already rejected
             raise SpecError(problems) from None
         raise
+    finally:
+        # the kinds' context holds the builder's bound methods: a reference cycle that would keep
+        # every NodeSpec and position the builder holds alive until the cyclic GC walked them all
+        builder._kind_ctx = None
 
 
 def _schema():
