@@ -2,33 +2,27 @@
 Azure ML command job that runs ``python -m olivepipe.run.runtime`` (olivepipe/run/runtime.py).
 
 Where a job runs is where its placeholders are resolved, and an Azure ML job can read only the
-store. So ``start`` first makes every input reachable there: data files and local model folders
-are uploaded as content-addressed input entries (``runtime.input_key``; hashed as they are
-copied, so the bytes uploaded are the bytes in the key) and their refs rewritten to
-``{"entry": key, ...}``; an upstream result missing from the job's store is copied there. Then
-it writes job.json (the job plus key, record, replace) next to a copy of olivepipe's code (the
-job's code snapshot: the remote runs exactly the runtime that planned it, whatever the
-environment holds), builds the command job (olivepipe/azure/jobs.py) and submits it.
+store. So before submitting, every input is made reachable there (executors/staging.py: data
+files and local model folders uploaded as content-addressed input entries, upstream results the
+job's store lacks copied over). Then job.json (the job plus key, record, replace) is written next
+to a copy of olivepipe's code (the job's code snapshot: the remote runs exactly the runtime that
+planned it, whatever the environment holds), the command job built (olivepipe/azure/jobs.py) and
+submitted. The job itself runs ``runtime.run_node``, the same node runtime as a local job, and
+publishes its result under the step's key.
 
-Each job has a thread that submits it, polls its status, streams its log into the node's log
-and, when it ends, reads its result from the store. The job publishes its result itself, under
-the step's key; when the scheduler's store already serves that entry (the same store, or a
-tiered store in front of it) nothing is copied; otherwise this executor copies the entry into
-the scheduler's store, manifest metadata unchanged.
-
-``close(kill=True)`` (Ctrl-C) cancels every job this executor submitted. A plain ``close``
-leaves running jobs alone: they still publish into the store, so a later apply finds them.
-
-The job itself runs ``runtime.run_node``, the same node runtime as a local job.
+The thread per job, the polling loop, Ctrl-C (``close(kill=True)`` cancels every job this
+executor submitted; a plain ``close`` leaves them to publish, so a later apply finds them) and
+bringing a result into the scheduler's store are executors/remote.py's. What is Azure ML's own
+is here: the environment, credential, compute and quota checks, submitting one command job (a
+lost answer followed by its name), reading its status (phases, their bounds) and log, and
+cancelling it.
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
-import re
 import json
 import os
-import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -41,8 +35,8 @@ from typing import Any, Callable, Mapping
 from ...core.errors import OlivepipeError, StoreError
 from ...core.job import Job
 from ..runtime import open_store_url
-from .base import Capabilities, Check, JobResult, RunContext, append_log, drain, shared_store_url
-from .staging import stage_inputs
+from .base import Check, RunContext, shared_store_url
+from .remote import Ended, RemoteExecutor, RemoteRun
 
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
 TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
@@ -57,15 +51,9 @@ TAIL_LINES = 20
 
 
 @dataclass
-class _Run:
-    job: dict
-    ctx: RunContext
-    t0: float = field(default_factory=time.monotonic)
-    name: str = ""  # the Azure ML job name, chosen before submitting
-    submitted: bool = False
-    cancel_sent: bool = False  # Azure ML took the cancel request
-    cancelling: bool = False  # a cancel request is in flight (close and the job's thread may race)
-    finished: bool = False
+class _AzureRun(RemoteRun):
+    """One Azure ML job; ``handle`` is its name, chosen before submitting."""
+
     studio_url: str = ""
     code_dir: Path | None = None
     stream_failed: bool = False  # said once in the log, then quiet
@@ -73,16 +61,27 @@ class _Run:
     phase: str = ""  # the phase the job is in (PHASES)
     phase_t0: float = field(default_factory=time.monotonic)
     phases: dict = field(default_factory=dict)  # phase -> seconds spent in it
+    status: str | None = None  # the last status read
+    last_ok: float = field(default_factory=time.monotonic)  # when a status read last worked
+    processed: dict = field(default_factory=dict)  # log file -> lines already written
+    seen_errors: set = field(default_factory=set)  # status-read errors already noted
+    bounds: dict | None = None  # phase -> (option, seconds), read on the first poll
+    environment: Any = None  # the Azure ML environment the key promised (prepare)
+
+    @property
+    def name(self) -> str:
+        return self.handle or ""
 
 
-class AzureMLExecutor:
+class AzureMLExecutor(RemoteExecutor):
     """``client_factory``: builds the MLClient (default ``azure.ai.ml.MLClient``) from
     ``credential=``, ``subscription_id=``, ``resource_group_name=``, ``workspace_name=`` and
     azure/sdk.py's APPLY_CLIENT_KWARGS. ``credential``: default ``DefaultAzureCredential`` (no managed
     identity, no browser), probed with a time bound before the first submit. ``store_url``: the
     store jobs publish into (default: the configured remote cache, stores/config.py).
     ``open_store``: URL -> Store (default ``runtime.open_store_url``). ``client_kwargs``: more
-    MLClient options over azure/sdk.py's APPLY_CLIENT_KWARGS (retries with back-off)."""
+    MLClient options over azure/sdk.py's APPLY_CLIENT_KWARGS (retries with back-off).
+    Submitting, polling, Ctrl-C and bringing results in: executors/remote.py."""
 
     name = "azureml"
 
@@ -95,6 +94,7 @@ class AzureMLExecutor:
                  client_kwargs: Mapping[str, Any] | None = None, jobs_run_here: bool = False):
         from ...azure import jobs as amljobs
 
+        super().__init__(poll_s=poll_s)
         self.client_factory = client_factory
         self.client_kwargs = dict(client_kwargs or {})  # over APPLY_CLIENT_KWARGS (a test's transport=)
         # a stand-in for Azure ML that runs jobs on this machine (a test's): a folder store reaches them
@@ -102,7 +102,6 @@ class AzureMLExecutor:
         self._credential = credential
         self.store_url = store_url
         self.open_store = open_store or open_store_url
-        self.poll_s = poll_s
         self.poll_grace_s = poll_grace_s  # status reads may fail this long before the node is given up
         self.submit_timeout_s = submit_timeout_s
         self.env = os.environ if env is None else env
@@ -114,15 +113,10 @@ class AzureMLExecutor:
         if version is None:
             from ...core.versions import version
         self.version = version
-        self.offline = True
         self._client = None
         self._where = ""  # subscription/resource group/workspace, for messages
         self._remote = None
-        self._mutex = threading.Lock()  # runs and their cancel flags
         self._setup = threading.Lock()  # the client and the store, made once (a credential probe takes seconds)
-        self._runs: dict[str, _Run] = {}
-        self._done: queue.Queue = queue.Queue()
-        self._killed = threading.Event()
         self._identities: dict = {}
 
     def __repr__(self) -> str:  # never the client or the credential
@@ -195,12 +189,6 @@ class AzureMLExecutor:
             self._identities[extras] = recipe_identity(extras, **self._spec_kw())
         return {IDENTITY_FIELD: self._identities[extras], **{p: self.version(p) for p in extras}}
 
-    def capabilities(self, placement: dict | None = None) -> Capabilities:
-        return Capabilities(local_gpus=False, uploads_inputs=True, remote=True)
-
-    def gpus(self) -> list:
-        return []  # a remote node's GPU is its compute's: none of this machine's is taken
-
     def _spec_kw(self) -> dict:
         return {"version": self.version, "image": self.image, "cuda_image": self.cuda_image}
 
@@ -213,109 +201,143 @@ class AzureMLExecutor:
         return url, why
 
     # -- running ------------------------------------------------------------------------------
-    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
-        self.offline = offline
 
-    def start(self, job: Job, ctx: RunContext) -> None:
-        run = _Run(job, ctx)
-        with self._mutex:
-            self._runs[job.step] = run
-        threading.Thread(target=self._drive, args=(run,), name=f"olivepipe-azureml-{job.step}", daemon=True).start()
+    # -- what is Azure ML's own: checks, submitting one job, reading it, cancelling it -----------
+    def new_run(self, job: Job, ctx: RunContext) -> _AzureRun:
+        return _AzureRun(job, ctx)
 
-    def wait(self, timeout: float | None = None) -> list[JobResult]:
-        return drain(self._done, timeout)
+    def describe(self, run: _AzureRun) -> str:
+        return f"Azure ML job {run.name}"
 
-    def close(self, *, kill: bool = False) -> None:
-        if not kill:
-            return  # running jobs go on and publish into the store themselves
-        self._killed.set()
-        with self._mutex:
-            runs = [r for r in self._runs.values() if r.name and not r.finished and not r.cancel_sent]
-        threads = [threading.Thread(target=self._cancel, args=(r,), daemon=True) for r in runs]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 30  # Ctrl-C must return even when Azure does not answer
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+    def error_text(self, e: OlivepipeError) -> str:
+        from ...azure.errors import RegistrationError
 
-    # -- one job, in its own thread -------------------------------------------------------
-    def _drive(self, run: _Run) -> None:
-        from ...azure.errors import RegistrationError, short
+        return str(e) if isinstance(e, RegistrationError) else e.message
 
-        step = run.job.step
-        try:
-            self._submit(run)
-            res = self._follow(run)
-        except RegistrationError as e:
-            res = JobResult(step, False, str(e))
-        except OlivepipeError as e:
-            self._note(run, e.format())
-            res = JobResult(step, False, e.message)
-        except BaseException as e:  # anything here must fail the node, never leave wait() hanging
-            res = JobResult(step, False, f"{type(e).__name__}: {short(e)}")
-        finally:
-            run.finished = True
-            if run.code_dir:
-                shutil.rmtree(run.code_dir, ignore_errors=True)
-        res.seconds = time.monotonic() - run.t0
-        res.extra.update({"azureml_job": run.name, "studio_url": run.studio_url,
-                          "azureml_phases": {k: round(v, 3) for k, v in run.phases.items()}} if run.submitted else {})
-        self._done.put(res)
+    def error_line(self, e: BaseException) -> str:
+        from ...azure.errors import short
 
-    def _submit(self, run: _Run) -> None:
+        return short(e)
+
+    def extra(self, run: _AzureRun) -> dict:
+        return {"azureml_job": run.name, "studio_url": run.studio_url,
+                "azureml_phases": {k: round(v, 3) for k, v in run.phases.items()}} if run.submitted else {}
+
+    def cleanup(self, run: _AzureRun) -> None:
+        if run.code_dir:
+            shutil.rmtree(run.code_dir, ignore_errors=True)
+
+    def prepare(self, run: _AzureRun) -> None:
+        """Before anything is uploaded: the environment the key promised, the credential (probed,
+        bounded) and the compute."""
+        opts = _options(run.job.placement)
+        run.environment = self._environment_for(run.job, run.job.record, opts)
+        self._check_compute(run, self._client_for(), opts)
+
+    def job_store(self, run: _AzureRun):
+        return self._store_url()[0], self._store()
+
+    def submit(self, run: _AzureRun, job: Job) -> None:
         from ...azure import jobs as amljobs
         from ...azure.sdk import BoundExceeded, quiet_azure, run_bounded
 
-        job, ctx = run.job, run.ctx
-        key, record = job.key, job.record
-        if not key or not record:
-            raise OlivepipeError("the scheduler handed the Azure ML executor no key and record for this step",
-                                 "a job for a remote executor carries its step's key and record")
-        opts = _options(job.placement)
-        environment = self._environment_for(job, record, opts)
-        client = self._client_for()
-        self._check_compute(run, client, opts)
-        remote = self._store()
-        refs = self._stage_inputs(run, remote)
-        doc = dataclasses.replace(job, refs=refs).to_json()
-        run.code_dir = _code_dir(doc)
+        ctx, client, opts = run.ctx, self._client, _options(job.placement)
+        run.code_dir = _code_dir(job.to_json())
         workflow = getattr(ctx, "workflow", "") or Path(ctx.log).parent.name
-        run.name = f"olivepipe-{key[:12]}-{uuid.uuid4().hex[:8]}"
+        name = f"olivepipe-{job.key[:12]}-{uuid.uuid4().hex[:8]}"
         cmd = amljobs.build_command_job(
             code_dir=run.code_dir, store_url=self._store_url()[0], compute=opts.get("compute"),
-            environment=environment, step=job.step, key=key, name=run.name, workflow=workflow,
+            environment=run.environment, step=job.step, key=job.key, name=name, workflow=workflow,
             kind=job.kind, instance_type=opts.get("instance_type"), timeout_s=job.timeout_s,
             environment_variables=_job_env(self.offline), identity=self.identity or opts.get("identity"),
             **self._datastore_binding(run, client, opts))
-        if self._killed.is_set():  # Ctrl-C while the inputs were uploading: submit nothing
+        if self._killed.is_set():  # Ctrl-C while the command was built: submit nothing
             raise OlivepipeError(f"interrupted before {job.step} was submitted to Azure ML")
+        run.handle = name  # from here on Ctrl-C cancels it: the service may create it whatever we hear
         try:
             with quiet_azure():
                 created = run_bounded(lambda: client.jobs.create_or_update(cmd), self.submit_timeout_s,
                                       "olivepipe-azureml-submit")
         except BoundExceeded:
             self._cancel(run)  # it may have been created after all: do not leave it running unwatched
-            raise OlivepipeError(f"submitting Azure ML job {run.name} took over {self.submit_timeout_s:g} s",
+            raise OlivepipeError(f"submitting Azure ML job {name} took over {self.submit_timeout_s:g} s",
                                  "check network access to the workspace") from None
         except Exception as e:  # noqa: BLE001 - every SDK failure is one RegistrationError
             # the job's name was chosen here: if the service created it and only its answer was
             # lost (after azure-core's retries), the job exists under that name: follow it
-            created = self._existing(client, run.name)
+            created = self._existing(client, name)
             if created is None:
                 raise _submit_error(e, self._credential, self._where) from None
-            self._note(run, f"the submit's answer was lost but job {run.name} exists: following it")
-        run.submitted = True
-        run.name = getattr(created, "name", None) or run.name
+            self.note(run, f"the submit's answer was lost but job {name} exists: following it")
+        run.handle = getattr(created, "name", None) or name
         run.studio_url = getattr(created, "studio_url", None) or ""
-        self._note(run, f"submitted Azure ML job {run.name} to compute {opts.get('compute')}"
-                        + (f": {run.studio_url}" if run.studio_url else ""))
-        if self._killed.is_set():  # Ctrl-C came while the submit was in flight: close's cancel may have missed it
-            deadline = time.monotonic() + 30
-            while run.cancelling and time.monotonic() < deadline:
-                time.sleep(0.05)
-            self._cancel(run)
+        self.note(run, f"submitted Azure ML job {run.name} to compute {opts.get('compute')}"
+                       + (f": {run.studio_url}" if run.studio_url else ""))
 
-    def _datastore_binding(self, run: _Run, client, opts: dict) -> dict:
+    def poll(self, run: _AzureRun) -> Ended | None:
+        """One status read: each phase change in the node's log with the time spent in the phase
+        before it, the per-phase bounds (``prepare_timeout``, ``queue_timeout``) enforced by
+        cancelling, and the job's log streamed."""
+        from ...azure.errors import RegistrationError, short
+        from ...azure.sdk import quiet_azure
+
+        if run.bounds is None:
+            run.bounds, run.last_ok = _phase_bounds(_options(run.job.placement)), time.monotonic()
+        try:
+            with quiet_azure():
+                now_status = self._client.jobs.get(run.name).status
+            run.last_ok = time.monotonic()
+        except Exception as e:  # noqa: BLE001 - a network blip must not fail a two-hour job
+            if time.monotonic() - run.last_ok > self.poll_grace_s:
+                raise RegistrationError(f"lost track of Azure ML job {run.name}: {short(e)}",
+                                        "it may still run; see the Azure ML studio", kind="network") from None
+            if short(e) not in run.seen_errors:
+                run.seen_errors.add(short(e))
+                self.note(run, f"could not read the status of {run.name} (will retry): {short(e)}")
+            now_status = run.status
+        # the SDK's JobStatus is a str enum whose str() is "JobStatus.COMPLETED": use its value
+        now_status = str(getattr(now_status, "value", now_status) or "")
+        if now_status != run.status:
+            run.status = now_status
+            self._phase(run, now_status)
+        self._stream(run, final=False)
+        if run.status in TERMINAL:
+            self._stream(run, final=True)
+            self._phase(run, "")
+            return self._ended(run)
+        over = _over_bound(run, run.bounds)
+        if over:
+            self._cancel(run)
+            self._stream(run, final=True)
+            self._phase(run, "")
+            return Ended(False, over)
+        return None
+
+    def _ended(self, run: _AzureRun) -> Ended:
+        status, why = run.status, _runtime_error(run)
+        if status == "Completed":
+            return Ended(True, why)  # its result is looked up in the store; ``why`` says it if it is not there
+        error = why or f"Azure ML job {run.name} ended {status}"
+        if status == "Canceled" and not why:
+            limit = run.job.timeout_s
+            error = f"Azure ML job {run.name} was canceled"
+            if limit:
+                error += f" (the workflow's timeout is {limit:g} s)"
+        elif why:
+            error += f" (Azure ML job {run.name} ended {status})"
+        tail = list(run.tail)[-TAIL_LINES:]
+        if tail:
+            error += "\nlast lines of the job's log:\n" + "\n".join(f"  | {ln}" for ln in tail)
+        return Ended(False, error)
+
+    def cancel(self, run: _AzureRun) -> str:
+        from ...azure.sdk import quiet_azure, run_bounded
+
+        with quiet_azure():
+            run_bounded(lambda: self._client.jobs.begin_cancel(run.name), 30, "olivepipe-azureml-cancel")
+        return f"asked Azure ML to cancel job {run.name}"
+
+    def _datastore_binding(self, run: _AzureRun, client, opts: dict) -> dict:
         """With ``datastore:``, the job reaches the store as a datastore input and output (no token
         in the job). The datastore must be the store's container: checked read-only here."""
         from ...azure.errors import RegistrationError, translate
@@ -342,7 +364,7 @@ class AzureMLExecutor:
                                     f"register one over the cache: az ml datastore create --type azure_blob "
                                     f"--name {name} --account-name {account} --container-name {container}",
                                     kind="config")
-        self._note(run, f"the job reaches the store through datastore {name} (no token in the job)")
+        self.note(run, f"the job reaches the store through datastore {name} (no token in the job)")
         return {"datastore": name, "datastore_prefix": prefix}
 
     def _existing(self, client, name: str):
@@ -354,7 +376,7 @@ class AzureMLExecutor:
         except Exception:  # noqa: BLE001 - not there (or unreachable): the submit's own error stands
             return None
 
-    def _check_compute(self, run: _Run, client, opts: dict) -> None:
+    def _check_compute(self, run: _AzureRun, client, opts: dict) -> None:
         """Before anything is submitted: the compute exists and can ever start a node (a cluster
         whose maximum node count is 0 queues a job forever). Read-only, at apply only; plan makes
         no call to Azure ML. ``compute: serverless`` has no compute to read."""
@@ -374,11 +396,11 @@ class AzureMLExecutor:
                 raise RegistrationError(f"Azure ML compute {name!r} does not exist in workspace {self._where}",
                                         "create it (e.g. `az ml compute create --type amlcompute ...`), or use "
                                         "`compute: serverless` with an `instance_type`", kind="config") from None
-            self._note(run, f"could not read compute {name} (going on): {short(e)}")
+            self.note(run, f"could not read compute {name} (going on): {short(e)}")
             return
         size = getattr(compute, "size", None) or ""
         top = getattr(compute, "max_instances", None)
-        self._note(run, f"compute {name}: {type(compute).__name__}" + (f" {size}" if size else "")
+        self.note(run, f"compute {name}: {type(compute).__name__}" + (f" {size}" if size else "")
                         + (f", up to {top} nodes" if top is not None else ""))
         if top == 0:
             raise RegistrationError(f"Azure ML compute {name!r} can start no node (its maximum node count is 0): "
@@ -388,7 +410,7 @@ class AzureMLExecutor:
         if size:
             self._check_quota(run, client, size)
 
-    def _check_quota(self, run: _Run, client, size: str) -> None:
+    def _check_quota(self, run: _AzureRun, client, size: str) -> None:
         """The subscription's core quota for ``size``'s VM family in the workspace's region (two
         read-only calls; skipped, with a note, if they fail): a family whose quota cannot fit one
         node queues a job forever, so the node fails now; a family used up right now is noted."""
@@ -414,7 +436,7 @@ class AzureMLExecutor:
             with quiet_azure():
                 vm, usage = run_bounded(read, 120, "olivepipe-azureml-quota")
         except Exception as e:  # noqa: BLE001 - quota is advice; the job is the judge
-            self._note(run, f"could not read the quota for {size} (going on): {short(e)}")
+            self.note(run, f"could not read the quota for {size} (going on): {short(e)}")
             return
         if vm is None or usage is None or usage.limit is None:
             return
@@ -422,14 +444,14 @@ class AzureMLExecutor:
         # currentValue) beside the documented snake_case attributes, which stay None
         need = int(_attr(vm, "v_cp_us", "vCPUs") or 0)
         limit, used = int(usage.limit), int(_attr(usage, "current_value", "currentValue") or 0)
-        self._note(run, f"quota for {vm.family}: {used} of {limit} cores in use; one {size} node needs {need}")
+        self.note(run, f"quota for {vm.family}: {used} of {limit} cores in use; one {size} node needs {need}")
         if need and limit < need:
             raise RegistrationError(f"the subscription's quota for {vm.family} is {limit} cores, less than one "
                                     f"{size} node ({need} cores): a job would queue forever",
                                     "request quota in the Azure ML studio (Quota), or use another VM size",
                                     kind="config")
         if need and limit - used < need:
-            self._note(run, f"warning: {vm.family} quota is in use right now ({used} of {limit} cores): the job "
+            self.note(run, f"warning: {vm.family} quota is in use right now ({used} of {limit} cores): the job "
                             "will queue until cores are free")
 
     def _environment_for(self, job: Job, record: dict, opts: dict):
@@ -451,64 +473,7 @@ class AzureMLExecutor:
                                  "install them here, or name an environment with `environment: name:version`")
         return amljobs.build_environment(spec)
 
-    def _follow(self, run: _Run) -> JobResult:
-        """Poll the job until it ends: each phase change in the node's log with the time spent in
-        the phase before it, the per-phase bounds (``prepare_timeout``, ``queue_timeout``)
-        enforced by cancelling, and the job's log streamed."""
-        from ...azure.errors import RegistrationError, short
-        from ...azure.sdk import quiet_azure
-
-        client, step = self._client, run.job.step
-        bounds = _phase_bounds(_options(run.job.placement))
-        status, last_ok, processed, seen_errors = None, time.monotonic(), {}, set()
-        while True:
-            if self._killed.is_set():
-                return JobResult(step, False, f"interrupted: Azure ML job {run.name} was asked to cancel")
-            try:
-                with quiet_azure():
-                    now_status = client.jobs.get(run.name).status
-                last_ok = time.monotonic()
-            except Exception as e:  # noqa: BLE001 - a network blip must not fail a two-hour job
-                if time.monotonic() - last_ok > self.poll_grace_s:
-                    raise RegistrationError(f"lost track of Azure ML job {run.name}: {short(e)}",
-                                            "it may still run; see the Azure ML studio", kind="network") from None
-                if short(e) not in seen_errors:
-                    seen_errors.add(short(e))
-                    self._note(run, f"could not read the status of {run.name} (will retry): {short(e)}")
-                now_status = status
-            # the SDK's JobStatus is a str enum whose str() is "JobStatus.COMPLETED": use its value
-            now_status = str(getattr(now_status, "value", now_status) or "")
-            if now_status != status:
-                status = now_status
-                self._phase(run, status)
-            self._stream(run, processed, final=False)
-            if status in TERMINAL:
-                break
-            over = _over_bound(run, bounds)
-            if over:
-                self._cancel(run)
-                self._stream(run, processed, final=True)
-                self._phase(run, "")
-                return JobResult(step, False, over)
-            self._killed.wait(self.poll_s)
-        self._stream(run, processed, final=True)
-        self._phase(run, "")
-        if status == "Completed":
-            return self._collect(run)
-        error = _runtime_error(run) or f"Azure ML job {run.name} ended {status}"
-        if status == "Canceled" and not _runtime_error(run):
-            limit = run.job.timeout_s
-            error = f"Azure ML job {run.name} was canceled"
-            if limit:
-                error += f" (the workflow's timeout is {limit:g} s)"
-        elif _runtime_error(run):
-            error += f" (Azure ML job {run.name} ended {status})"
-        tail = list(run.tail)[-TAIL_LINES:]
-        if tail:
-            error += "\nlast lines of the job's log:\n" + "\n".join(f"  | {ln}" for ln in tail)
-        return JobResult(step, False, error)
-
-    def _phase(self, run: _Run, status: str) -> None:
+    def _phase(self, run: _AzureRun, status: str) -> None:
         """Record a status change in the node's log: the phase it starts and how long the one
         before it took. A terminal status ends the last phase; "" (the end) sums them up."""
         now = time.monotonic()
@@ -517,36 +482,13 @@ class AzureMLExecutor:
             run.phases[run.phase] = run.phases.get(run.phase, 0.0) + (now - run.phase_t0)
         if status:
             before = f" after {_human(now - run.phase_t0)} {run.phase}" if run.phase and phase != run.phase else ""
-            self._note(run, f"Azure ML job {run.name}: " + (f"{phase} ({status})" if phase else status) + before)
+            self.note(run, f"Azure ML job {run.name}: " + (f"{phase} ({status})" if phase else status) + before)
         if phase != run.phase:
             run.phase, run.phase_t0 = phase, now
         if not status and run.phases:
-            self._note(run, "time in each phase: " + ", ".join(f"{k} {_human(v)}" for k, v in run.phases.items()))
+            self.note(run, "time in each phase: " + ", ".join(f"{k} {_human(v)}" for k, v in run.phases.items()))
 
-    def _collect(self, run: _Run) -> JobResult:
-        step, ctx = run.job.step, run.ctx
-        key = run.job.key
-        entry = self._store().get(key)
-        if entry is None:
-            why = _runtime_error(run)
-            return JobResult(step, False, f"Azure ML job {run.name} completed but result {key[:12]} is not in "
-                                          f"the store {self._store_url()[0]}" + (f" ({why})" if why else ""))
-        have = ctx.store.get(key)
-        if have is not None and have.digest == entry.digest:  # the same store (or a tier of it): nothing to copy
-            return JobResult(step, True, model=have.model)
-        staging = Path(ctx.store.staging(step))  # another store: bring the job's entry into the scheduler's
-        try:
-            from ...stores.manifest import meta_of
-
-            out = Path(self._store().fetch(entry, staging / "out"))
-            for d, _, _ in os.walk(out):  # a store's copy may keep read-only folders: publish moves into them
-                os.chmod(d, 0o755)
-            ctx.store.publish(key, out, meta_of(entry.manifest), replace=run.job.replace)
-        finally:
-            ctx.store.discard(staging)
-        return JobResult(step, True, model=entry.model)
-
-    def _stream(self, run: _Run, processed: dict, *, final: bool) -> None:
+    def _stream(self, run: _AzureRun, *, final: bool) -> None:
         """New lines of the job's user logs into the node's log, read the way ``jobs.stream``
         reads them (run details' log files, fetched with the client's request pipeline). Only
         complete lines until the end, so a line is never written twice or cut."""
@@ -560,6 +502,7 @@ class AzureMLExecutor:
             with quiet_azure():
                 details = self._client.jobs._runs_operations.get_run_details(run.name)
                 files = dict(getattr(details, "log_files", None) or {})
+                processed = run.processed
                 for name in _get_sorted_filtered_logs(files, "command", processed):
                     text = download_text_from_url(files[name], self._client.jobs._requests_pipeline, timeout=(5, 120))
                     lines = text.splitlines()
@@ -567,34 +510,14 @@ class AzureMLExecutor:
                         lines = lines[:-1]
                     done = processed.get(name, 0)
                     if len(lines) > done:
-                        self._write(run, "".join(f"{ln}\n" for ln in lines[done:]))
+                        self.write(run, "".join(f"{ln}\n" for ln in lines[done:]))
                         run.tail.extend(lines[done:])
                         processed[name] = len(lines)
         except Exception as e:  # noqa: BLE001 - logs are a convenience; the job goes on
             if not run.stream_failed:
                 run.stream_failed = True
-                self._note(run, f"cannot stream the job's log: {short(e)} (see the Azure ML studio)")
+                self.note(run, f"cannot stream the job's log: {short(e)} (see the Azure ML studio)")
 
-    def _cancel(self, run: _Run) -> None:
-        from ...azure.errors import short
-        from ...azure.sdk import quiet_azure, run_bounded
-
-        with self._mutex:
-            if run.cancel_sent or run.cancelling or self._client is None or not run.name:
-                return
-            run.cancelling = True
-        try:
-            with quiet_azure():
-                run_bounded(lambda: self._client.jobs.begin_cancel(run.name), 30, "olivepipe-azureml-cancel")
-            run.cancel_sent = True
-            self._note(run, f"asked Azure ML to cancel job {run.name}")
-        except Exception as e:  # noqa: BLE001 - not sent: the job's thread tries again once its submit returns
-            self._note(run, f"could not cancel Azure ML job {run.name}: {short(e)}"
-                            + ("" if run.submitted else " (not submitted yet)"))
-        finally:
-            run.cancelling = False
-
-    # -- clients and stores -------------------------------------------------------------------
     def _client_for(self):
         with self._setup:
             if self._client is None:
@@ -626,17 +549,11 @@ class AzureMLExecutor:
             return self._remote
 
     # -- inputs -----------------------------------------------------------------------------------
-    def _stage_inputs(self, run: _Run, remote) -> dict:
-        return stage_inputs(run.job.refs, run.ctx, remote, lambda text: self._note(run, text))
-
     # -- the node's log -----------------------------------------------------------------------
-    def _note(self, run: _Run, text: str) -> None:
-        self._write(run, f"olivepipe: {text}\n")
-
-    def _write(self, run: _Run, text: str) -> None:
+    def write(self, run: _AzureRun, text: str) -> None:
         from ...azure.redact import redact
 
-        append_log(run.ctx.log, redact(text))
+        super().write(run, redact(text))
 
 
 def _options(placement: dict | None) -> dict:
@@ -660,7 +577,7 @@ def _phase_bounds(opts: dict) -> dict:
     return out
 
 
-def _over_bound(run: _Run, bounds: dict) -> str:
+def _over_bound(run: _AzureRun, bounds: dict) -> str:
     """Why the job must be stopped now ("" if it may go on): its phase outlived its bound."""
     if run.phase not in bounds:
         return ""
@@ -684,7 +601,7 @@ def _human(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
-def _runtime_error(run: _Run) -> str:
+def _runtime_error(run: _AzureRun) -> str:
     """The error the node runtime printed last in the job's log ("" if none)."""
     rx = re.compile(rf"^olivepipe\.runtime: {re.escape(run.job.step)}: failed: (.*?)(?: in [0-9.e+-]+ s)?$")
     for line in reversed(run.tail):

@@ -38,8 +38,9 @@ class Capabilities:
     node runs."""
 
     local_gpus: bool = False  # its jobs run on this machine's GPUs (the scheduler pins one per GPU job)
-    uploads_inputs: bool = False  # local data files and model folders are uploaded to its store first
-    remote: bool = False  # jobs run elsewhere: nothing of this machine but the store and the log
+    uploads_inputs: bool = False  # local data files and model folders are uploaded to the job's store first
+    publishes_results: bool = False  # its jobs publish into a store of their own; the executor brings a
+    # result into the scheduler's store before it reports the job ok (executors/remote.py)
 
 
 @dataclass

@@ -21,28 +21,27 @@ and refuses, naming each difference, when they differ: a key never claims versio
 make the result. Plan and preflight make no network call and import no Ray.
 
 ``close(kill=True)`` (Ctrl-C) force-cancels every running task: Ray kills the worker processes.
+The thread per task, the polling, Ctrl-C and bringing a result in are executors/remote.py's.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
-import queue
 import shutil
 import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 from ...core.errors import OlivepipeError, StoreError
 from ...core.job import Job
 from ..runtime import open_store_url
-from .base import Capabilities, Check, JobResult, RunContext, append_log, drain, shared_store_url
-from .staging import stage_inputs
+from .base import Check, RunContext, shared_store_url
+from .remote import Ended, RemoteExecutor, RemoteRun, first_line as _first_line
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOG_TAIL_BYTES = 4 << 20  # a node's log comes back with its result; a runaway one is cut to its end
@@ -84,37 +83,29 @@ def resources(placement: dict | None, device: str, cuda: bool) -> dict:
 
 
 @dataclass
-class _Run:
-    job: Job
-    ctx: RunContext
-    t0: float = field(default_factory=time.monotonic)
-    ref: object = None  # the task's ObjectRef once submitted
-    finished: bool = False
+class _RayRun(RemoteRun):
+    url: str = ""  # the store the task publishes into
 
 
-class RayExecutor:
+class RayExecutor(RemoteExecutor):
     """``store_url``: the store tasks publish into (default: the configured shared cache, else the
     workspace's cache folder). ``env``: where RAY_ADDRESS and the remote cache settings are read
-    (default os.environ). ``version``: package -> version here (default core.versions.version)."""
+    (default os.environ). ``version``: package -> version here (default core.versions.version).
+    Submitting, polling, Ctrl-C and bringing results in: executors/remote.py."""
 
     name = "ray"
 
     def __init__(self, *, store_url: str | None = None, workspace_dir: Path | None = None,
                  env: Mapping[str, str] | None = None, version: Callable[[str], str | None] | None = None,
                  poll_s: float = 0.5):
+        super().__init__(poll_s=poll_s)
         self.store_url = store_url
         self.workspace_dir = workspace_dir
         self.env = os.environ if env is None else env
         if version is None:
             from ...core.versions import version
         self.version = version
-        self.poll_s = poll_s
-        self.offline = True
         self.address = ""  # the cluster this executor is connected to
-        self._runs: dict[str, _Run] = {}
-        self._mutex = threading.Lock()
-        self._done: queue.Queue = queue.Queue()
-        self._killed = threading.Event()
         self._remote = None
         self._remote_url = ""
         self._tasks = None  # (cpu task, gpu task): the remote functions, made on connect
@@ -154,12 +145,6 @@ class RayExecutor:
         """The versions of the node's packages here: the task refuses to run where they differ."""
         return {p: self.version(p) for p in sorted(set(packages))}
 
-    def capabilities(self, placement: dict | None = None) -> Capabilities:
-        return Capabilities(local_gpus=False, uploads_inputs=True, remote=True)
-
-    def gpus(self) -> list:
-        return []  # Ray grants a task its GPUs; none of this machine's is taken by the scheduler
-
     def _store_url(self, ctx: RunContext | None) -> tuple[str | None, str]:
         """The store tasks read and publish: the shared cache, else the workspace's cache folder."""
         url, why, configured = shared_store_url(self.store_url, self.workspace_dir, self.env, "a store for Ray tasks")
@@ -169,46 +154,13 @@ class RayExecutor:
             return "file://", ""  # the cache folder, known once a job starts
         return os.path.abspath(ctx.store.root), ""
 
-    # -- running ---------------------------------------------------------------------------------
-    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
-        self.offline = offline
+    # -- what is Ray's own: connecting, submitting one task, reading it, cancelling it ------------
+    def new_run(self, job: Job, ctx: RunContext) -> _RayRun:
+        return _RayRun(job, ctx)
 
-    def start(self, job: Job, ctx: RunContext) -> None:
-        run = _Run(job, ctx)
-        with self._mutex:
-            self._runs[job.step] = run
-        try:
-            self._connect(address_of(job.placement, self.env))  # in the scheduler's (main) thread
-        except OlivepipeError as e:
-            self._note(run, e.format())
-            self._finish(run, JobResult(job.step, False, e.message))
-            return
-        threading.Thread(target=self._drive, args=(run,), name=f"olivepipe-ray-{job.step}", daemon=True).start()
-
-    def wait(self, timeout: float | None = None) -> list[JobResult]:
-        return drain(self._done, timeout)
-
-    def close(self, *, kill: bool = False) -> None:
-        if kill:
-            self._killed.set()  # a job still uploading its inputs submits nothing
-        if kill and self.address:
-            import ray
-
-            with self._mutex:
-                refs = [r for r in self._runs.values() if r.ref is not None and not r.finished]
-            for r in refs:
-                try:  # force: Ray kills the worker process, and the node's work with it
-                    ray.cancel(r.ref, force=True)
-                    self._note(r, f"cancelled Ray task {r.ref.task_id().hex()}")
-                except Exception as e:  # noqa: BLE001 - Ctrl-C must go on to the next task
-                    self._note(r, f"could not cancel Ray task: {type(e).__name__}: {e}")
-        if self.address:
-            import ray
-
-            ray.shutdown()  # the driver leaves; Ray ends whatever of its tasks still runs
-            self.address = ""
-
-    def _connect(self, address: str) -> None:
+    def connect(self, run: _RayRun) -> None:
+        """In the scheduler's (main) thread: ray.init installs signal handlers."""
+        address = address_of(run.job.placement, self.env)
         with _CONNECT:
             if self.address:
                 if address != self.address:
@@ -247,93 +199,67 @@ class RayExecutor:
             self._tasks = (ray.remote(max_retries=0)(run_task), ray.remote(max_retries=0, max_calls=1)(run_task))
             self.address = address
 
-    def _drive(self, run: _Run) -> None:
-        step = run.job.step
-        try:
-            res = self._submit_and_follow(run)
-        except OlivepipeError as e:
-            self._note(run, e.format())
-            res = JobResult(step, False, e.message)
-        except BaseException as e:  # noqa: BLE001 - anything here fails the node, never hangs wait()
-            res = JobResult(step, False, f"{type(e).__name__}: {_first_line(e)}")
-        self._finish(run, res)
+    def disconnect(self) -> None:
+        if self.address:
+            import ray
 
-    def _finish(self, run: _Run, res: JobResult) -> None:
-        run.finished = True
-        res.seconds = time.monotonic() - run.t0
-        self._done.put(res)
+            ray.shutdown()  # the driver leaves; Ray ends whatever of its tasks still runs
+            self.address = ""
 
-    def _submit_and_follow(self, run: _Run) -> JobResult:
-        import ray
-
-        job, ctx = run.job, run.ctx
-        if not job.key or not job.record:
-            raise OlivepipeError("the scheduler handed the Ray executor no key and record for this step")
-        url, remote = self._job_store(ctx)
-        refs = stage_inputs(job.refs, ctx, remote, lambda text: self._note(run, text))
-        doc = dataclasses.replace(job, refs=refs).to_json()
-        res = resources(job.placement, job.device, job.device == "gpu")
-        task = self._tasks[1] if res["num_gpus"] > 0 else self._tasks[0]  # a GPU worker exits after its node
-        if self._killed.is_set():
-            raise OlivepipeError(f"interrupted before {job.step} was submitted to Ray")
-        with self._mutex:
-            run.ref = task.options(name=f"olivepipe:{job.step}", **res).remote(doc, url)
-        self._note(run, f"submitted to the Ray cluster at {self.address} as task {run.ref.task_id().hex()} "
-                        f"({', '.join(f'{k} {v:g}' for k, v in res.items())})")
-        while True:
-            ready, _ = ray.wait([run.ref], timeout=self.poll_s)
-            if ready:
-                break
-            if self._killed.is_set():
-                return JobResult(job.step, False, "interrupted by Ctrl-C (the Ray task was cancelled)")
-        try:
-            out = ray.get(run.ref)
-        except Exception as e:  # noqa: BLE001 - cancelled, worker died, node lost: the node fails
-            name = type(e).__name__
-            why = "the Ray task was cancelled" if "Cancel" in name else f"{name}: {_first_line(e)}"
-            return JobResult(job.step, False, why)
-        self._write(run, out.get("log", ""))
-        where = out.get("where", {})
-        self._note(run, f"ran on Ray node {where.get('node_id', '?')} ({where.get('ip', '?')}), pid "
-                        f"{where.get('pid', '?')}, GPUs {','.join(where.get('gpu_ids') or []) or 'none'}, from "
-                        f"{where.get('started', 0):.3f} to {where.get('ended', 0):.3f}")
-        if "cuda" in where:
-            self._note(run, f"CUDA: {json.dumps({k: where[k] for k in ('cuda', 'gpu_name', 'gpu_peak_mib') if k in where})}")
-        result = out.get("result") or {}
-        extra = {"ray_task": run.ref.task_id().hex(), "ray": where}
-        if not result.get("ok"):
-            return JobResult(job.step, False, result.get("error") or "failed", extra=extra)
-        entry = ctx.store.get(job.key)  # the same folder, or the shared cache pulled into this one
-        if entry is None or entry.digest != result.get("digest"):
-            return JobResult(job.step, False, f"the Ray task reported result {job.key[:12]} as published, but "
-                                                 f"the cache does not serve it from {url}", extra=extra)
-        return JobResult(job.step, True, model=entry.model, extra=extra)
-
-    def _job_store(self, ctx: RunContext):
-        url, why = self._store_url(ctx)
+    def job_store(self, run: _RayRun):
+        url, why = self._store_url(run.ctx)
         if url is None:
             raise StoreError(f"no store for Ray tasks: {why}")
+        run.url = url
         with self._mutex:
             if self._remote is None or self._remote_url != url:
-                self._remote, self._remote_url = (ctx.store if _is_folder(url) else open_store_url(url)), url
+                self._remote, self._remote_url = (run.ctx.store if _is_folder(url) else open_store_url(url)), url
             return url, self._remote
 
-    # -- the node's log ---------------------------------------------------------------------------
-    def _note(self, run: _Run, text: str) -> None:
-        self._write(run, f"olivepipe: {text}\n")
+    def submit(self, run: _RayRun, job: Job) -> None:
+        res = resources(job.placement, job.device, job.device == "gpu")
+        task = self._tasks[1] if res["num_gpus"] > 0 else self._tasks[0]  # a GPU worker exits after its node
+        with self._mutex:
+            run.handle = task.options(name=f"olivepipe:{job.step}", **res).remote(job.to_json(), run.url)
+        self.note(run, f"submitted to the Ray cluster at {self.address} as task {run.handle.task_id().hex()} "
+                       f"({', '.join(f'{k} {v:g}' for k, v in res.items())})")
 
-    def _write(self, run: _Run, text: str) -> None:
-        if text:
-            append_log(run.ctx.log, text)
+    def poll(self, run: _RayRun) -> Ended | None:
+        import ray
+
+        ready, _ = ray.wait([run.handle], timeout=0)
+        if not ready:
+            return None
+        try:
+            out = ray.get(run.handle)
+        except Exception as e:  # noqa: BLE001 - cancelled, worker died, node lost: the node fails
+            name = type(e).__name__
+            return Ended(False, "the Ray task was cancelled" if "Cancel" in name else f"{name}: {_first_line(e)}")
+        self.write(run, out.get("log", ""))
+        where = out.get("where", {})
+        self.note(run, f"ran on Ray node {where.get('node_id', '?')} ({where.get('ip', '?')}), pid "
+                       f"{where.get('pid', '?')}, GPUs {','.join(where.get('gpu_ids') or []) or 'none'}, from "
+                       f"{where.get('started', 0):.3f} to {where.get('ended', 0):.3f}")
+        if "cuda" in where:
+            self.note(run, f"CUDA: {json.dumps({k: where[k] for k in ('cuda', 'gpu_name', 'gpu_peak_mib') if k in where})}")
+        result = out.get("result") or {}
+        extra = {"ray_task": run.handle.task_id().hex(), "ray": where}
+        if not result.get("ok"):
+            return Ended(False, result.get("error") or "failed", extra=extra)
+        return Ended(True, digest=result.get("digest"), extra=extra)
+
+    def cancel(self, run: _RayRun) -> str:
+        import ray
+
+        ray.cancel(run.handle, force=True)  # force: Ray kills the worker process, and the node's work with it
+        return f"cancelled {self.describe(run)}"
+
+    def describe(self, run: _RayRun) -> str:
+        return f"Ray task {run.handle.task_id().hex()}" if run.handle is not None else f"Ray task for {run.job.step}"
 
 
 def _is_folder(url: str) -> bool:
     return url.startswith("file://") or "://" not in url
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""
 
 
 def _task_env(offline: bool, env: Mapping[str, str]) -> dict:

@@ -33,7 +33,8 @@ class Router:
         self.factories = dict(remote_factories or {})
         self.remotes: dict[str, object] = {}
         self.active: dict[str, object] = {}  # step -> executor running it
-        self.opened: dict | None = None
+        self.opened: dict | None = None  # open()'s arguments, for executors opened at their first job
+        self.ready: list = []  # the executors opened
 
     def executor_for(self, placement: dict | None):
         """The executor for a placement, or None when none can serve it here."""
@@ -72,12 +73,13 @@ class Router:
     def open(self, *, slots: int, offline: bool, log_dir) -> None:
         self.opened = dict(slots=slots, offline=offline, log_dir=log_dir)
         self.local.open(**self.opened)
+        self.ready = [self.local]
 
     def start(self, job, ctx) -> None:
         ex = self.executor_for(job.placement)
-        if ex is not self.local and not getattr(ex, "_router_opened", False):
+        if not any(ex is r for r in self.ready):  # a remote executor opens when its first job starts
             ex.open(**self.opened)
-            ex._router_opened = True
+            self.ready.append(ex)
         self.active[job.step] = ex
         ex.start(job, ctx)
 
