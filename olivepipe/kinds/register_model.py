@@ -63,7 +63,7 @@ class Register(NodeKind):
             resolve_workspace(node.options, os.environ, base_dir=base, start_dir=base)
         except RegistrationError as e:
             return e.message
-        if not deep:  # plan makes no network calls: credentials are checked right before apply
+        if not deep:  # plan asks Azure nothing: credentials are checked right before apply
             return None
         status = check_credentials(timeout_s=5)
         return None if status.ok else f"{status.reason} ({status.hint})" if status.hint else status.reason

@@ -19,7 +19,7 @@ from ...core.versions import version
 from ...olive.runtime import worker_env
 from ..pool import Pool, WorkerCrashed
 from ..runtime import run_node
-from .base import Capabilities, Check, JobResult, RunContext
+from .base import Capabilities, Check, JobResult, RunContext, drain
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,8 +66,6 @@ class LocalExecutor:
     def __init__(self):
         self.pool: Pool | None = None
         self.done: queue.Queue = queue.Queue()
-        self.threads: list[threading.Thread] = []
-        self.active = 0
         self._gpus = None
 
     # -- what this place can run ---------------------------------------------------
@@ -103,23 +101,10 @@ class LocalExecutor:
         self.pool = Pool(max(1, slots), worker_env(offline=offline), log_dir)
 
     def start(self, job: Job, ctx: RunContext) -> None:
-        self.active += 1
-        t = threading.Thread(target=self._run, args=(job, ctx), name=f"olivepipe-{job.step}", daemon=True)
-        self.threads.append(t)
-        t.start()
+        threading.Thread(target=self._run, args=(job, ctx), name=f"olivepipe-{job.step}", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> list[JobResult]:
-        try:
-            out = [self.done.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
-                out.append(self.done.get_nowait())
-            except queue.Empty:
-                break
-        self.active -= len(out)
-        return out
+        return drain(self.done, timeout)
 
     def close(self, *, kill: bool = False) -> None:
         if self.pool:

@@ -18,7 +18,7 @@ Environment identity: the key holds the versions of the packages that shape the 
 read here (as for a local node: the same inputs with the same versions are the same result,
 wherever it ran). The task compares them with the versions where it runs before doing anything
 and refuses, naming each difference, when they differ: a key never claims versions that did not
-make the result. Plan and preflight make no network call and import no Ray.
+make the result. Plan and preflight make no connection to the cluster and import no Ray.
 
 ``close(kill=True)`` (Ctrl-C) force-cancels every running task: Ray kills the worker processes.
 The thread per task, the polling, Ctrl-C and bringing a result in are executors/remote.py's.
