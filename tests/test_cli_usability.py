@@ -234,7 +234,7 @@ def test_a_saved_plan_runs_exactly_or_refuses_with_the_differences(tmp_path):
     p = run_cli(tmp_path, "apply", saved, cwd=tmp_path)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "the saved plan is out of date; nothing was run" in p.stderr
-    assert "step a: " in p.stderr and "rows.jsonl" in p.stderr, p.stderr
+    assert "step a: data file rows.jsonl changed (" in p.stderr, p.stderr  # said as plan says it
     assert not lock.exists() and not (tmp_path / "outputs").exists()
 
     # a fresh plan applies as saved

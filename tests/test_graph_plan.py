@@ -1,10 +1,12 @@
 """Graph order and rendering; keys, lock records and plan reasons (no Olive run needed)."""
+import json
 import shutil
 
 from conftest import MINIMAL, write
 from olivepipe.core import lock as lockfile
 from olivepipe.spec.graph import build_graph
-from olivepipe.core.keys import diff_records, key_of
+from olivepipe.core.keys import key_of, record_changes
+from olivepipe.flow.planned import Reason, Status, Why, change_reason
 from olivepipe.flow.plan import make_plan
 from olivepipe.spec.workflow import parse_workflow
 from olivepipe.flow.workspace import open_workspace
@@ -31,11 +33,22 @@ def test_key_ignores_names_and_descriptions(mini):
     assert key_of(rec) == key_of(rec2)
 
 
-def test_diff_records_names_the_change():
-    a = {"params": {"r": 4}, "packages": {"torch": "2.12"}}
-    b = {"params": {"r": 8}, "packages": {"torch": "2.13"}}
-    assert diff_records(a, b) == ["packages.torch: 2.12 -> 2.13", "params.r: 4 -> 8"]
-    assert diff_records(None, b) == ["new node"]
+def test_record_changes_are_typed_and_said_as_plan_says_them():
+    a = {"params": {"r": 4}, "packages": {"torch": "2.12"}, "inputs": [{"digest": "a" * 64}],
+         "data": {"files": {"rows.jsonl": "b" * 64}}}
+    b = {"params": {"r": 8}, "packages": {"torch": "2.13"}, "inputs": [{"digest": "c" * 64}],
+         "data": {"files": {"rows.jsonl": "d" * 64, "more.jsonl": "e" * 64}}}
+    changes = record_changes(a, b)
+    assert [(c.path, c.kind) for c in changes] == [
+        (("data", "files", "more.jsonl"), "added"), (("data", "files", "rows.jsonl"), "changed"),
+        (("inputs", 0, "digest"), "changed"), (("packages", "torch"), "changed"), (("params", "r"), "changed")]
+    reasons = [change_reason(c, {0: "finetune"}) for c in changes]
+    assert [r.why for r in reasons] == [Why.DATA_FILE, Why.DATA_FILE, Why.INPUT_CHANGED, Why.FIELD, Why.FIELD]
+    assert [str(r) for r in reasons] == [
+        "data file more.jsonl added", f"data file rows.jsonl changed ({'b' * 12}… -> {'d' * 12}…)",
+        f"input finetune changed ({'a' * 12}… -> {'c' * 12}…)", "packages.torch: 2.12 -> 2.13", "params.r: 4 -> 8"]
+    assert str(Reason(Why.INPUT_BLOCKED, ("a", "b"))) == "input a, b is blocked"
+    assert json.dumps({Status.RUN: [Status.CACHED]}) == '{"run": ["cached"]}' and f"{Status.SKIP}" == "skip"
 
 
 def _fake_results(ws, steps=None):

@@ -58,13 +58,6 @@ def record_changes(old: dict, new: dict) -> list[Change]:
     return out
 
 
-def diff_records(old: dict | None, new: dict, labels: dict | None = None) -> list[str]:
-    """Human-readable reasons why ``new`` differs from ``old`` (both canonical records)."""
-    if old is None:
-        return ["new node"]
-    return [c.text() for c in record_changes(old, new)] or ["record differs"]
-
-
 def _fmt(v) -> str:
     s = repr(v) if not isinstance(v, str) else v
     return s if len(s) <= 40 else s[:12] + "…" if _looks_like_digest(s) else s[:37] + "..."

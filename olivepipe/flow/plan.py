@@ -13,11 +13,8 @@ from ..run.executors.router import placement_key
 from ..core.keys import key_of, record_changes
 from ..core.lock import prune
 from ..spec.workflow import ModelSpec, gc_paused
+from .planned import BLOCKED, CACHED, FORCED, RUN, SKIP, Action, Reason, Status, Why, change_reason
 from .workspace import Workspace
-
-CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
-FORCED = "forced"  # an action: runs although a result is cached (status stays "run")
-ACTIONS = (CACHED, RUN, FORCED, BLOCKED, SKIP)
 
 
 @dataclass(frozen=True)
@@ -25,8 +22,8 @@ class Step:
     name: str
     kind: str  # tiny-model | olive | generate | register
     label: str  # what it does: the pass alias, or the kind
-    status: str
-    reasons: tuple[str, ...] = ()
+    status: Status
+    why: tuple[Reason, ...] = ()  # typed: renderers say them (``reasons``), nothing reads the words back
     key: str | None = None
     record: dict | None = None
     inputs: tuple[str, ...] = ()
@@ -35,14 +32,19 @@ class Step:
     estimate_s: float | None = None
     warnings: tuple[str, ...] = ()
     output_digest: str | None = None  # known when cached
-    action: str = ""  # cached | run | forced | blocked | skip: what apply will do
+    action: Action | None = None  # what apply will do (FORCED: runs although a result is cached)
     where: str = "local"  # the executor it runs on: local, azureml:<compute>
     estimate_note: str = ""  # how estimate_s was made from the last run, when not taken as is
     notes: tuple[str, ...] = ()  # about a cached result, from its kind (a select node's winner)
 
     def __post_init__(self):
-        if not self.action:
-            object.__setattr__(self, "action", self.status)
+        if self.action is None:
+            object.__setattr__(self, "action", Action(self.status))
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The reasons in words, as plan, status, show and the JSON output say them."""
+        return tuple(str(r) for r in self.why)
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "label": self.label, "status": self.status,
@@ -139,7 +141,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
                     any(s in ws.step_inputs(n) for n in selected)}
     locked = ws.reference_nodes()
     digests: dict[str, str | None] = {}
-    actions: dict[str, str] = {}
+    actions: dict[str, Action] = {}
     out: list[Step] = []
     for name in steps_order:
         step = ws.step(name)
@@ -148,7 +150,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         if name not in selected:
             digests[name] = None
             actions[name] = SKIP
-            out.append(Step(status=SKIP, reasons=("not needed by the target",), **common))
+            out.append(Step(status=SKIP, why=(Reason(Why.NOT_TARGETED),), **common))
             continue
         record, complete = ws.record(name, digests)
         check = ws.executor.preflight(step.kind.needs(step.view), step.device, step.placement)  # can it run there?
@@ -164,16 +166,16 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         digests[name] = None
         if blocked_up:
             actions[name] = BLOCKED
-            out.append(Step(status=BLOCKED, reasons=(f"input {', '.join(blocked_up)} is blocked",), **common))
+            out.append(Step(status=BLOCKED, why=(Reason(Why.INPUT_BLOCKED, tuple(blocked_up)),), **common))
         elif not check.ok and not entry:
             actions[name] = BLOCKED
-            out.append(Step(status=BLOCKED, reasons=(f"cannot run on this machine: {check.message}",), **common))
+            out.append(Step(status=BLOCKED, why=(Reason(Why.CANNOT_RUN, text=check.message),), **common))
         elif problem:
             actions[name] = BLOCKED
-            out.append(Step(status=BLOCKED, reasons=(problem,), **common))
+            out.append(Step(status=BLOCKED, why=(Reason(Why.PROBLEM, text=problem),), **common))
         elif force_all or name in force:
             actions[name] = FORCED
-            out.append(Step(status=RUN, action=FORCED, reasons=("forced",), **common))
+            out.append(Step(status=RUN, action=FORCED, why=(Reason(Why.FORCED),), **common))
         elif entry is not None:
             digests[name] = entry.digest
             actions[name] = CACHED
@@ -181,7 +183,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             out.append(Step(status=CACHED, output_digest=entry.digest, notes=(note,) if note else (), **common))
         else:
             actions[name] = RUN
-            out.append(Step(status=RUN, reasons=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
+            out.append(Step(status=RUN, why=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
     return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions),
                 ws.variant.to_json() if ws.variant is not None else None)
 
@@ -204,28 +206,21 @@ def _estimate(prev: dict | None, record: dict) -> tuple[float | None, str]:
     return last, ""
 
 
-def _why(ws, name, record, complete, prev, key, digests) -> list[str]:
+def _why(ws, name, record, complete, prev, key, digests) -> list[Reason]:
     if prev is None:
-        return ["new: no earlier result in the lock file"]
+        return [Reason(Why.NEW)]
     if complete and prev.get("key") == key:
-        return ["result missing from the cache (deleted, corrupt or garbage-collected)"]
+        return [Reason(Why.RESULT_MISSING)]
     old = prune(prev.get("record") or {})
     record = prune(record)
     reasons = []
     pending = [i for i in ws.step_inputs(name) if i in digests and digests[i] is None and ws.produces(i)]
     if pending:
-        reasons.append(f"input {', '.join(pending)} will be rebuilt first")
+        reasons.append(Reason(Why.INPUT_REBUILT, tuple(pending)))
         old = {k: v for k, v in old.items() if k != "inputs"}
         record = {k: v for k, v in record.items() if k != "inputs"}
     if not old:
-        return reasons + ["lock record has no details"]
+        return reasons + [Reason(Why.NO_DETAILS)]
     labels = dict(enumerate(ws.step_inputs(name)))
-    for c in record_changes(old, record):
-        if c.path[:1] == ("inputs",) and len(c.path) > 2 and isinstance(c.path[1], int):
-            reasons.append(f"input {labels.get(c.path[1], c.path[1])} changed" + (f" ({c.values})" if c.values else ""))
-        elif c.path[:2] == ("data", "files") and len(c.path) == 3:
-            reasons.append(f"data file {c.path[2]} changed ({c.values})" if c.kind == "changed" else
-                           f"data file {c.path[2]} {c.kind}")
-        else:
-            reasons.append(c.text())
-    return reasons or ["inputs changed"]
+    reasons += [change_reason(c, labels) for c in record_changes(old, record)]
+    return reasons or [Reason(Why.INPUTS_CHANGED)]

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..core.errors import OlivepipeError
 from ..core.hashing import digest_obj
-from ..core.keys import diff_records
+from ..core.keys import record_changes
+from .planned import CACHED, change_reason
 
 FORMAT = "olivepipe-plan/1"
 MAX_BYTES = 32 << 20
@@ -106,22 +107,15 @@ def differences(doc: dict, ws, plan) -> list[str]:
             continue
         if a["key"] == b.key and a["action"] == b.action:
             continue
-        what = [r for r in diff_records(a["record"] or {}, b.record or {}) if r != "record differs"] \
+        inputs = dict(enumerate(b.inputs))
+        what = [str(change_reason(c, inputs)) for c in record_changes(a["record"], b.record)] \
             if a["record"] and b.record else []
         if a["action"] != b.action:
             what.insert(0, f"the plan said {a['action']}, now {b.action}"
-                           + (" (its result is in the cache by now)" if b.action == "cached" else
-                              " (its cached result is gone)" if a["action"] == "cached" else ""))
-        out.append(f"step {name}: " + ("; ".join(map(_said, what[:4])) if what else "its key changed"))
+                           + (" (its result is in the cache by now)" if b.action == CACHED else
+                              " (its cached result is gone)" if a["action"] == CACHED else ""))
+        out.append(f"step {name}: " + ("; ".join(what[:4]) if what else "its key changed"))
     return out
-
-
-def _said(reason: str) -> str:
-    """A record difference as plan words it: `data.files.rows.jsonl: a… -> b…` is a data file that changed."""
-    if reason.startswith("data.files."):
-        path, _, change = reason[len("data.files."):].partition(": ")
-        return f"data file {path} changed ({change})" if change else f"data file {path} added or removed"
-    return reason
 
 
 def check(doc: dict, ws, plan) -> None:

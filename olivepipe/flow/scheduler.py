@@ -23,7 +23,8 @@ from ..run.executors.base import RunContext
 from ..run.gpus import GpuAllocator, parse_gib
 from ..core.keys import key_of
 from ..core.mutex import Busy, FileMutex
-from .plan import BLOCKED, FORCED, SKIP, Plan
+from .plan import BLOCKED, FORCED, RUN, SKIP, Plan
+from .planned import Outcome as Did, Reason, Why
 from ..core.safefs import confined_dir, open_nofollow
 from .workspace import Workspace
 
@@ -40,11 +41,14 @@ class Event:
 @dataclass
 class Outcome:
     name: str
-    status: str  # cached | ran | failed | skipped (input failed) | blocked | excluded (not targeted)
+    status: Did
     seconds: float = 0.0
     error: str = ""
     log: str = ""
     key: str | None = None
+
+    def __post_init__(self):
+        self.status = Did(self.status)
 
     def to_json(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -58,11 +62,11 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.status in ("cached", "ran", "excluded") for o in self.outcomes.values())
+        return all(o.status.ok or o.status == Did.EXCLUDED for o in self.outcomes.values())
 
     @property
     def ran(self) -> list[str]:
-        return [n for n, o in self.outcomes.items() if o.status == "ran"]
+        return [n for n, o in self.outcomes.items() if o.status == Did.RAN]
 
     def to_json(self) -> dict:
         return {"format": 1, "workflow": self.plan.workflow, "ok": self.ok, "seconds": round(self.seconds, 3),
@@ -167,7 +171,7 @@ class Scheduler:
         pending = [n for n in order if self.steps[n].status != SKIP]
         for n in order:
             if self.steps[n].status == SKIP:
-                self.result.outcomes[n] = Outcome(n, "excluded", error="not needed by the target")
+                self.result.outcomes[n] = Outcome(n, Did.EXCLUDED, error="not needed by the target")
         self._preflight(pending)
         self.unsettled: dict[str, int] = {}
         self.ready: list[int] = []
@@ -217,7 +221,7 @@ class Scheduler:
             running = sorted(self.running)
             why = getattr(e, "signal_name", "") or "Ctrl-C"
             for n in running:
-                self._finish(Outcome(n, "interrupted", error=f"interrupted by {why}"))
+                self._finish(Outcome(n, Did.INTERRUPTED, error=f"interrupted by {why}"))
             raise Interrupted(self.result, running, getattr(e, "signal_name", "")) from None
         except BaseException:
             self.executor.close(kill=True)
@@ -233,8 +237,8 @@ class Scheduler:
             heapq.heappush(self.ready, self.index[n])
 
     def _open(self):
-        runs = sum(1 for s in self.plan.steps if s.status == "run")
-        if any(s.status == "run" and self._uses_gpu(s.name) for s in self.plan.steps):
+        runs = sum(1 for s in self.plan.steps if s.status == RUN)
+        if any(s.status == RUN and self._uses_gpu(s.name) for s in self.plan.steps):
             self._gpu_alloc()  # sizes -j before the pool is made
         self.executor.open(slots=min(self.jobs, max(1, runs)), offline=not self._needs_hub(), log_dir=self.ws.logs)
 
@@ -243,7 +247,7 @@ class Scheduler:
         for n in pending:
             step = self.steps[n]
             resolved = self.ws.step(n)
-            if step.status == "run" and resolved.is_node:
+            if step.status == RUN and resolved.is_node:
                 why = resolved.kind.preflight(resolved.view, deep=True)
                 if why:
                     self.steps[n] = _blocked(step, why)
@@ -255,12 +259,12 @@ class Scheduler:
         after = self._after(n)  # judged against, not read: a result that missed its own goal still counts
         bad = [i for i in ins if self._failed(i)] + [a for a in after if self._failed(a) and a not in self.entries]
         if bad:
-            self._finish(Outcome(n, "skipped", error=f"input {', '.join(bad)} did not finish"))
+            self._finish(Outcome(n, Did.SKIPPED, error=f"input {', '.join(bad)} did not finish"))
             self.emit(Event("skipped", n, f"input {', '.join(bad)} did not finish"))
             return "settled"
         step = self.steps[n]
         if step.status == BLOCKED:
-            self._finish(Outcome(n, "blocked", error="; ".join(step.reasons)))
+            self._finish(Outcome(n, Did.BLOCKED, error="; ".join(step.reasons)))
             self.emit(Event("blocked", n, "; ".join(step.reasons)))
             return "settled"
         if self.stopped:
@@ -272,13 +276,13 @@ class Scheduler:
         if step.action != FORCED:
             entry = self.ws.store.get(key)
             if entry is not None:
-                self._done(n, entry, record, "cached", 0.0, "")
+                self._done(n, entry, record, Did.CACHED, 0.0, "")
                 return "settled"
         self.prepared[n] = (key, record)
         return "runnable"
 
     def _skip_stopped(self, n: str) -> None:
-        self._finish(Outcome(n, "skipped", error="apply stopped after a failure"))
+        self._finish(Outcome(n, Did.SKIPPED, error="apply stopped after a failure"))
         self.emit(Event("skipped", n, "apply stopped after a failure"))
 
     def _try_start(self, n: str) -> str:
@@ -358,10 +362,10 @@ class Scheduler:
             self._fail(n, f"{n} reported its result {key[:12]} as stored, but the cache has no such entry; "
                           "run apply again", res.seconds, log, key)
             return
-        self._done(n, entry, record, "ran", res.seconds, log)
+        self._done(n, entry, record, Did.RAN, res.seconds, log)
 
     def _fail(self, n, error, seconds, log, key):
-        self._finish(Outcome(n, "failed", seconds, error, log, key))
+        self._finish(Outcome(n, Did.FAILED, seconds, error, log, key))
         self.emit(Event("failed", n, error, seconds, log))
         if self.on_failure == "stop":
             self.stopped = True
@@ -372,17 +376,17 @@ class Scheduler:
 
     def _failed(self, name: str) -> bool:
         o = self.result.outcomes.get(name)
-        return o is not None and o.status not in ("cached", "ran")
+        return o is not None and not o.status.ok
 
     def _finish(self, outcome: Outcome):
         self.result.outcomes[outcome.name] = outcome
-        failed = outcome.status not in ("cached", "ran")
+        failed = not outcome.status.ok
         for d in self.dependents.get(outcome.name, ()):
             self.unsettled[d] -= 1
             if failed or not self.unsettled[d]:  # a failed input settles its dependents now
                 self._queue(d)
 
-    def _done(self, name: str, entry, record: dict, status: str, seconds: float, log: str):
+    def _done(self, name: str, entry, record: dict, status: Did, seconds: float, log: str):
         tree = self.ws.store.fetch(entry)
         link_output(self.ws, name, tree)
         self.entries[name] = entry
@@ -395,7 +399,7 @@ class Scheduler:
         step = self.ws.step(name)
         if step.is_node:
             kind, spec = step.kind, step.spec
-            if status == "ran":
+            if status == Did.RAN:
                 from .metrics import keep_history
 
                 keep_history(self.ws, name, kind.history(spec, tree), entry, record)
@@ -406,14 +410,14 @@ class Scheduler:
         if why:  # the result stays cached: changing the goal re-judges it without running again
             self._fail(name, why, seconds, log, entry.key)
             return
-        self._finish(Outcome(name, status, seconds, log=log if status == "ran" else "", key=entry.key))
-        self.emit(Event("done" if status == "ran" else "cached", name, seconds=seconds, log=log))
+        self._finish(Outcome(name, status, seconds, log=log if status == Did.RAN else "", key=entry.key))
+        self.emit(Event("done" if status == Did.RAN else "cached", name, seconds=seconds, log=log))
 
 
-def _blocked(step, why):
+def _blocked(step, why: str):
     from dataclasses import replace
 
-    return replace(step, status=BLOCKED, action=BLOCKED, reasons=(why,))
+    return replace(step, status=BLOCKED, action=BLOCKED, why=(Reason(Why.PROBLEM, text=why),))
 
 
 def link_output(ws: Workspace, name: str, tree: Path) -> None:

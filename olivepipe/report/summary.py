@@ -3,7 +3,9 @@
 Kept apart from text.py so the hot path of a no-op apply never imports rich."""
 from __future__ import annotations
 
-CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"  # plan.py's statuses (not imported: it is heavy)
+# flow/planned.py's Status values, equal to its str-valued members (not imported: the no-op fast path
+# prints nothing_to_do_line with nothing but this module loaded)
+CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
 SYMBOL = {CACHED: ("=", "green"), RUN: ("+", "yellow"), BLOCKED: ("!", "red"), SKIP: ("-", "dim")}
 WORD = {CACHED: "cached", RUN: "will run", BLOCKED: "blocked", SKIP: "skip"}
 
