@@ -31,7 +31,6 @@ class Step:
     check: Check | None = None
     estimate_s: float | None = None
     warnings: tuple[str, ...] = ()
-    output_digest: str | None = None  # known when cached
     action: Action | None = None  # what apply will do (FORCED: runs although a result is cached)
     where: str = "local"  # the executor it runs on: local, azureml:<compute>
     estimate_note: str = ""  # how estimate_s was made from the last run, when not taken as is
@@ -141,7 +140,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
                     any(s in ws.step_inputs(n) for n in selected)}
     locked = ws.reference_nodes()
     digests: dict[str, str | None] = {}
-    actions: dict[str, Action] = {}
+    actions: dict[str, str] = {}  # step -> its action (a Status or FORCED)
     out: list[Step] = []
     for name in steps_order:
         step = ws.step(name)
@@ -180,7 +179,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             digests[name] = entry.digest
             actions[name] = CACHED
             note = step.kind.describe((getattr(entry, "manifest", None) or {}).get("result"))
-            out.append(Step(status=CACHED, output_digest=entry.digest, notes=(note,) if note else (), **common))
+            out.append(Step(status=CACHED, notes=(note,) if note else (), **common))
         else:
             actions[name] = RUN
             out.append(Step(status=RUN, why=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
