@@ -1,9 +1,10 @@
 """Executes a Plan: the scheduling loop every executor shares.
 
 The loop keeps the ready set (a step whose inputs are all done), starts jobs on the
-workspace's executor within ``jobs`` and ``gpu_slots``, publishes each result to the
-store, writes the lock after every finished step and emits events for a renderer.
-Where a job runs is the executor's business (executors/); this loop never knows.
+workspace's executor within ``jobs`` and ``gpu_slots``, looks each finished job's result up in
+the store (the node runtime published it, wherever it ran), writes the lock after every finished
+step and emits events for a renderer. Where a job runs is the executor's business (run/executors/);
+this loop asks only what it declares (``capabilities``: whether its jobs take this machine's GPUs).
 
 Failure policy: ``keep_going`` (default) skips a failed step's dependents and lets
 independent branches finish; ``stop`` starts nothing new after the first failure.

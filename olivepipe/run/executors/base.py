@@ -1,9 +1,11 @@
 """The executor seam: where a job runs.
 
 An executor says what it can run (``preflight``), what environment identity goes into
-keys (``environment``), and starts and waits for plain-data jobs. Everything else
-(ready set, failure policy, GPU slots, events, publishing, lock writes) is the shared
-scheduler in olivepipe/flow/scheduler.py, the same for every executor.
+keys (``environment``), what it can do (``capabilities``, as data), and starts and waits for
+typed jobs. The ready set, failure policy, GPU slots, events and lock writes are the shared
+scheduler's (olivepipe/flow/scheduler.py); running a job and publishing its result is the node
+runtime's (run/runtime.run_node), wherever the job runs; the running half of an executor whose jobs
+run elsewhere is executors/remote.py.
 """
 from __future__ import annotations
 
