@@ -135,9 +135,12 @@ def test_cache_verify_reads_a_file_shared_by_entries_once(tmp_path, monkeypatch)
     reads = []
     real = local.file_digest
     monkeypatch.setattr(local, "file_digest", lambda p: reads.append(p.name) or real(p))
-    memo: dict = {}
-    assert all(store.verify(store.load(k), memo) == [] for k in store.keys())
+    assert store.verify_all([store.load(k) for k in store.keys()]) == [[], []]
     assert sorted(reads) == ["a.txt", "b.txt", "shard.bin"]
+    (store.entry_dir(hashing.digest_obj("b")) / "tree" / "b.txt").chmod(0o644)
+    (store.entry_dir(hashing.digest_obj("b")) / "tree" / "b.txt").write_text("B")  # same size, new bytes
+    by_key = dict(zip(store.keys(), store.verify_all([store.load(k) for k in store.keys()])))
+    assert by_key == {hashing.digest_obj("a"): [], hashing.digest_obj("b"): ["b.txt: content does not match its digest"]}
 
 
 def test_touched_files_of_an_entry_are_rehashed_together_and_judged_one_by_one(tmp_path):

@@ -58,10 +58,10 @@ def cache_verify(workflow, cache_dir, repair):
     """Re-hash every entry against its manifest (exit 1 if any is corrupt)."""
     store, _ = _store_for(workflow, cache_dir)
     keys, bad = store.keys(), 0
-    memo: dict = {}  # a file shared by several entries is hashed once
-    for k in keys:
-        e = store.load(k)
-        problems = store.verify(e, memo) if e else ["unreadable manifest"]
+    loaded = [(k, store.load(k)) for k in keys]
+    checked = iter(store.verify_all([e for _, e in loaded if e]))  # a file shared by entries is hashed once
+    for k, e in loaded:
+        problems = next(checked) if e else ["unreadable manifest"]
         if problems:
             bad += 1
             click.echo(f"CORRUPT {k[:16]}: {'; '.join(problems[:3])}")

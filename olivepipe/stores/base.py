@@ -94,7 +94,10 @@ class WorkspaceStore(Store, Protocol):
     def load(self, key: str) -> Entry | None:
         """An entry as stored, unchecked (for listing)."""
 
-    def verify(self, entry: Entry, memo: dict | None = None) -> list[str]:
+    def verify(self, entry: Entry) -> list[str]:
         """Every problem of an entry, contents re-hashed."""
+
+    def verify_all(self, entries: list[Entry]) -> list[list[str]]:
+        """``verify`` of each entry, every distinct stored file hashed once."""
 
     def disk_usage(self) -> int: ...

@@ -162,32 +162,37 @@ class LocalStore:
         """What is wrong with an entry (empty: it can be served). Never writes."""
         return self._health(entry, rehash=rehash)[0]
 
-    def verify(self, entry: Entry, memo: dict | None = None) -> list[str]:
-        """Full check: re-hash every file against the manifest. Never writes. ``memo`` (one dict
-        across a `cache verify`) holds digests by inode and stat data: a file that entries share
-        through a hard link is read once, not once per entry."""
-        tree = self._tree(entry)
-        problems = self._health(entry, rehash=False)[0]
-        known = {p.partition(": ")[0] for p in problems}
-        listed = entry.manifest["files"]
-        memo = {} if memo is None else memo
-        todo = {}  # stat data -> path, each distinct file once
-        checks = []
-        for rel, f in sorted(listed.items()):
-            p = tree / rel
-            if rel in known or not os.path.isfile(p) or os.path.islink(p):
-                continue
-            sig = stat_sig(os.stat(p))
-            checks.append((rel, f["digest"], sig))
-            if sig not in memo:
+    def verify(self, entry: Entry) -> list[str]:
+        """Full check: re-hash every file against the manifest. Never writes."""
+        return self.verify_all([entry])[0]
+
+    def verify_all(self, entries: list[Entry]) -> list[list[str]]:
+        """``verify`` of each entry (`cache verify`): every distinct file (by inode and stat data) is
+        read once however many entries share it through a hard link, and files are hashed several
+        at once across entries (one large file per entry would otherwise keep one core busy)."""
+        found = []  # (entry, its problems so far, [(rel, digest wanted, stat data)])
+        todo: dict = {}  # stat data -> path, each distinct file once
+        for entry in entries:
+            tree = self._tree(entry)
+            problems = self._health(entry, rehash=False)[0]
+            known = {p.partition(": ")[0] for p in problems}
+            checks = []
+            for rel, f in sorted(entry.manifest["files"].items()):
+                p = tree / rel
+                if rel in known or not os.path.isfile(p) or os.path.islink(p):
+                    continue
+                sig = stat_sig(os.stat(p))
+                checks.append((rel, f["digest"], sig))
                 todo.setdefault(sig, p)
-        memo.update(zip(todo, digest_many(file_digest, list(todo.values()))))
-        for rel, want, sig in checks:
-            if memo[sig] != want:
-                problems.append(f"{rel}: content does not match its digest")
-        if tree_digest({k: v["digest"] for k, v in listed.items()}) != entry.digest:
-            problems.append("manifest: file digests do not add up to the entry digest")
-        return problems + reader_problems(entry.manifest)
+            found.append((entry, problems, checks))
+        digests = dict(zip(todo, digest_many(file_digest, list(todo.values()))))
+        out = []
+        for entry, problems, checks in found:
+            problems += [f"{rel}: content does not match its digest" for rel, want, sig in checks if digests[sig] != want]
+            if tree_digest({k: v["digest"] for k, v in entry.manifest["files"].items()}) != entry.digest:
+                problems.append("manifest: file digests do not add up to the entry digest")
+            out.append(problems + reader_problems(entry.manifest))
+        return out
 
     def keys(self) -> list[str]:
         if not self.entries.is_dir():

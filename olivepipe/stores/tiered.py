@@ -158,8 +158,11 @@ class TieredStore:
     def load(self, key: str):
         return self.local.load(key)
 
-    def verify(self, entry: Entry, memo: dict | None = None) -> list[str]:
-        return self.local.verify(entry, memo)
+    def verify(self, entry: Entry) -> list[str]:
+        return self.local.verify(entry)
+
+    def verify_all(self, entries: list[Entry]) -> list[list[str]]:
+        return self.local.verify_all(entries)
 
     def health(self, entry: Entry, **kw) -> list[str]:
         return self.local.health(entry, **kw)
