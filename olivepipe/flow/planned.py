@@ -56,6 +56,17 @@ class Outcome(_Word):
         return self in (Outcome.CACHED, Outcome.RAN)
 
 
+class Happened(_Word):
+    """What an apply event says (executor.Event.kind; `apply --json`'s "event")."""
+
+    START = "start"
+    CACHED = "cached"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    BLOCKED = "blocked"
+
+
 CACHED, RUN, BLOCKED, SKIP = Status.CACHED, Status.RUN, Status.BLOCKED, Status.SKIP
 FORCED = Action.FORCED
 
@@ -125,4 +136,4 @@ def change_reason(c: Change, inputs: dict | None = None) -> Reason:
     return Reason(Why.FIELD, change=c)
 
 
-__all__ = ["Status", "Action", "Outcome", "Why", "Reason", "change_reason", "CACHED", "RUN", "BLOCKED", "SKIP", "FORCED"]
+__all__ = ["Status", "Action", "Outcome", "Happened", "Why", "Reason", "change_reason", "CACHED", "RUN", "BLOCKED", "SKIP", "FORCED"]

@@ -25,18 +25,21 @@ from ..run.gpus import GpuAllocator, parse_gib
 from ..core.keys import key_of
 from ..core.mutex import Busy, FileMutex
 from .plan import BLOCKED, FORCED, RUN, SKIP, Plan
-from .planned import Outcome as Did, Reason, Why
+from .planned import Happened, Outcome as Did, Reason, Why
 from ..core.safefs import confined_dir, open_nofollow
 from .workspace import Workspace
 
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # start | cached | done | failed | skipped | blocked
+    kind: Happened
     step: str
     message: str = ""
     seconds: float = 0.0
     log: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", Happened(self.kind))
 
 
 @dataclass
@@ -261,12 +264,12 @@ class Scheduler:
         bad = [i for i in ins if self._failed(i)] + [a for a in after if self._failed(a) and a not in self.entries]
         if bad:
             self._finish(Outcome(n, Did.SKIPPED, error=f"input {', '.join(bad)} did not finish"))
-            self.emit(Event("skipped", n, f"input {', '.join(bad)} did not finish"))
+            self.emit(Event(Happened.SKIPPED, n, f"input {', '.join(bad)} did not finish"))
             return "settled"
         step = self.steps[n]
         if step.status == BLOCKED:
             self._finish(Outcome(n, Did.BLOCKED, error="; ".join(step.reasons)))
-            self.emit(Event("blocked", n, "; ".join(step.reasons)))
+            self.emit(Event(Happened.BLOCKED, n, "; ".join(step.reasons)))
             return "settled"
         if self.stopped:
             self._skip_stopped(n)
@@ -284,7 +287,7 @@ class Scheduler:
 
     def _skip_stopped(self, n: str) -> None:
         self._finish(Outcome(n, Did.SKIPPED, error="apply stopped after a failure"))
-        self.emit(Event("skipped", n, "apply stopped after a failure"))
+        self.emit(Event(Happened.SKIPPED, n, "apply stopped after a failure"))
 
     def _try_start(self, n: str) -> str:
         """A runnable step: 'start' (a slot and, for a GPU step, a GPU), 'wait' or 'settled'."""
@@ -342,7 +345,7 @@ class Scheduler:
             self.running.pop(n)
             self._fail(n, e.message, 0.0, str(log), None)
             return
-        self.emit(Event("start", n, self.steps[n].label, log=str(log)))
+        self.emit(Event(Happened.START, n, self.steps[n].label, log=str(log)))
         ctx = RunContext(store=self.ws.store, root=self.ws.workflow.root, log=log, stats=self.ws.stats,
                          gpu=self.pinned.get(n, ""), workflow=self.ws.lock_name)
         self.executor.start(job, ctx)
@@ -367,7 +370,7 @@ class Scheduler:
 
     def _fail(self, n, error, seconds, log, key):
         self._finish(Outcome(n, Did.FAILED, seconds, error, log, key))
-        self.emit(Event("failed", n, error, seconds, log))
+        self.emit(Event(Happened.FAILED, n, error, seconds, log))
         if self.on_failure == "stop":
             self.stopped = True
 
@@ -412,7 +415,7 @@ class Scheduler:
             self._fail(name, why, seconds, log, entry.key)
             return
         self._finish(Outcome(name, status, seconds, log=log if status == Did.RAN else "", key=entry.key))
-        self.emit(Event("done" if status == Did.RAN else "cached", name, seconds=seconds, log=log))
+        self.emit(Event(Happened.DONE if status == Did.RAN else Happened.CACHED, name, seconds=seconds, log=log))
 
 
 def _blocked(step, why: str):
