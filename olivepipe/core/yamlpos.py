@@ -13,9 +13,27 @@ import yaml
 from .errors import Problem
 
 try:  # the C parser is ~10x faster and keeps marks just the same
-    _Loader = yaml.CSafeLoader
+    _Parser = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
+    _Parser = yaml.SafeLoader
+
+
+class _Loader(_Parser):
+    """The safe loader, resolving each distinct plain scalar's tag once: the parser asks for every
+    scalar (60,000 in a 10,000-node file, mostly the same few keys and values), and the safe
+    loader's answer depends on the text alone (it has no path resolvers)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._tags: dict = {}
+
+    def resolve(self, kind, value, implicit):
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        tag = self._tags.get((value, implicit))
+        if tag is None:
+            tag = self._tags[(value, implicit)] = super().resolve(kind, value, implicit)
+        return tag
 
 Path_ = tuple  # a key path: ("nodes", "finetune", "params", "r")
 Positions = dict  # Path_ -> (line, col), both 1-based

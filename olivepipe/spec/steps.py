@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import kinds
+from ..core.keys import RECORD_FORMAT
 from ..kinds.base import NodeKind, StepView
 
 TINY_KIND = "tiny-model"
@@ -88,8 +89,6 @@ def record_of(step: Step, input_digests: dict, environment: dict, source_input: 
     """(record, complete): a step's canonical key record from its inputs' result digests, the
     environment identity where it runs and ``source_input(model)`` for the `models:` entries it
     reads directly. Incomplete when an upstream result is not known yet."""
-    from ..core.keys import RECORD_FORMAT
-
     kind = step.kind
     if not step.is_node:
         return {"format": RECORD_FORMAT, "kind": kind.name, **kind.record(step.view), "packages": environment}, True

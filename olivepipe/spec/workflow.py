@@ -1012,8 +1012,7 @@ class _Builder:
                 continue
             for mine in own:
                 variant = {**inherited, **mine}
-                suffix = variant_suffix(list(variant.values()))
-                name = f"{base}-{suffix}" if variant else base
+                name = f"{base}-{variant_suffix(list(variant.values()))}" if variant else base
                 if variant and not self.variant_name_ok(base, name, mine, matrix):
                     continue
                 spec = NodeSpec(name=name, inputs=tuple(nm for _, nm in combo), params={**params_as_written, **mine},
