@@ -243,7 +243,7 @@ class AzureMLExecutor(RemoteExecutor):
 
         ctx, client, opts = run.ctx, self._client, _options(job.placement)
         run.code_dir = _code_dir(job.to_json())
-        workflow = getattr(ctx, "workflow", "") or Path(ctx.log).parent.name
+        workflow = ctx.workflow or Path(ctx.log).parent.name
         name = f"olivepipe-{job.key[:12]}-{uuid.uuid4().hex[:8]}"
         cmd = amljobs.build_command_job(
             code_dir=run.code_dir, store_url=self._store_url()[0], compute=opts.get("compute"),
