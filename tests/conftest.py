@@ -47,6 +47,14 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
 
 
+def pytest_collection_modifyitems(items):
+    """Files that run real Olive passes (a test marked e2e) first, each file's tests in their own
+    order: on pytest-xdist workers (tests/run.sh, --dist loadfile with its reordering off) the
+    long files start at once and the many short ones fill in, so both workers end together."""
+    e2e_files = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in e2e_files)  # stable: the order within stays
+
+
 @pytest.fixture
 def sleep_kind():
     """Registers the test-only `sleep` node kind, as a plugin would; removed afterwards."""

@@ -10,4 +10,8 @@ if command -v npm >/dev/null 2>&1 && [ ! -e .azurite/node_modules/.bin/azurite-b
   mkdir -p .azurite && printf '*\n' > .azurite/.gitignore
   npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite@3.37.0 >&2
 fi
-python -m pytest -q -p no:cacheprovider "$@"
+# two workers (pytest-xdist), each running whole test files (--dist loadfile: a file's module
+# fixtures, such as an applied pipeline, are built once), handed out in conftest.py's order (the
+# files that run real Olive first) rather than xdist's most-tests-first; OLIVEPIPE_TEST_WORKERS=0
+# runs in one process, and `-n N` among the arguments wins
+python -m pytest -q -p no:cacheprovider -n "${OLIVEPIPE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

@@ -243,6 +243,7 @@ def git(repo: Path, *args) -> str:
     return p.stdout
 
 
+@pytest.mark.e2e  # applies the starter workflow through real Olive passes
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_readme_setup_in_a_fresh_git_repository(tmp_path):
     repo = tmp_path / "repo"
