@@ -17,6 +17,12 @@ from .planned import BLOCKED, CACHED, FORCED, RUN, SKIP, Action, Reason, Status,
 from .workspace import Workspace
 
 
+_ACTION = {s: Action(s.value) for s in Status}  # a step's action when none is given: its status
+# the reasons that carry nothing of their own, made once (a plan of 10,000 new steps says NEW 10,000 times)
+_NOT_TARGETED, _FORCED, _NEW, _MISSING = (Reason(w) for w in (Why.NOT_TARGETED, Why.FORCED, Why.NEW,
+                                                              Why.RESULT_MISSING))
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -38,7 +44,7 @@ class Step:
 
     def __post_init__(self):
         if self.action is None:
-            object.__setattr__(self, "action", Action(self.status))
+            object.__setattr__(self, "action", _ACTION[self.status])
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -48,7 +54,7 @@ class Step:
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "label": self.label, "status": self.status,
                 "action": self.action, "where": self.where,
-                "reasons": list(self.reasons), "key": self.key, "inputs": list(self.inputs), "device": self.device,
+                "reasons": [str(r) for r in self.why], "key": self.key, "inputs": list(self.inputs), "device": self.device,
                 "needs": list(self.check.needs) if self.check else [],
                 "missing": list(self.check.missing) if self.check else [],
                 "estimate_s": self.estimate_s, "estimate_note": self.estimate_note, "warnings": list(self.warnings),
@@ -149,7 +155,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         if name not in selected:
             digests[name] = None
             actions[name] = SKIP
-            out.append(Step(status=SKIP, why=(Reason(Why.NOT_TARGETED),), **common))
+            out.append(Step(status=SKIP, why=(_NOT_TARGETED,), **common))
             continue
         record, complete = ws.record(name, digests)
         check = ws.executor.preflight(step.kind.needs(step.view), step.device, step.placement)  # can it run there?
@@ -174,7 +180,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             out.append(Step(status=BLOCKED, why=(Reason(Why.PROBLEM, text=problem),), **common))
         elif force_all or name in force:
             actions[name] = FORCED
-            out.append(Step(status=RUN, action=FORCED, why=(Reason(Why.FORCED),), **common))
+            out.append(Step(status=RUN, action=FORCED, why=(_FORCED,), **common))
         elif entry is not None:
             digests[name] = entry.digest
             actions[name] = CACHED
@@ -207,9 +213,9 @@ def _estimate(prev: dict | None, record: dict) -> tuple[float | None, str]:
 
 def _why(ws, name, record, complete, prev, key, digests) -> list[Reason]:
     if prev is None:
-        return [Reason(Why.NEW)]
+        return [_NEW]
     if complete and prev.get("key") == key:
-        return [Reason(Why.RESULT_MISSING)]
+        return [_MISSING]
     old = prune(prev.get("record") or {})
     record = prune(record)
     reasons = []

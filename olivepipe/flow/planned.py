@@ -97,24 +97,24 @@ class Reason:
     change: Change | None = None
 
     def __str__(self) -> str:
-        w, names, c = self.why, ", ".join(self.names), self.change
-        if w is Why.INPUT_BLOCKED:
-            return f"input {names} is blocked"
-        if w is Why.CANNOT_RUN:
-            return f"cannot run on this machine: {self.text}"
-        if w is Why.PROBLEM:
-            return self.text
-        if w is Why.INPUT_REBUILT:
-            return f"input {names} will be rebuilt first"
-        if w is Why.INPUT_CHANGED:
-            return f"input {names} changed" + (f" ({c.values})" if c is not None and c.values else "")
-        if w is Why.DATA_FILE:
-            return f"data file {names} changed ({c.values})" if c.kind == "changed" else f"data file {names} {c.kind}"
-        if w is Why.FIELD:
-            return c.text()
-        return _FIXED[w]
+        fixed = _FIXED.get(self.why)
+        return fixed if fixed is not None else _SAY[self.why](self)
 
 
+def _data_file(r: Reason) -> str:
+    c = r.change
+    return f"data file {r.names[0]} changed ({c.values})" if c.kind == "changed" else f"data file {r.names[0]} {c.kind}"
+
+
+_SAY = {
+    Why.INPUT_BLOCKED: lambda r: f"input {', '.join(r.names)} is blocked",
+    Why.CANNOT_RUN: lambda r: f"cannot run on this machine: {r.text}",
+    Why.PROBLEM: lambda r: r.text,
+    Why.INPUT_REBUILT: lambda r: f"input {', '.join(r.names)} will be rebuilt first",
+    Why.INPUT_CHANGED: lambda r: f"input {r.names[0]} changed" + (f" ({r.change.values})" if r.change.values else ""),
+    Why.DATA_FILE: _data_file,
+    Why.FIELD: lambda r: r.change.text(),
+}
 _FIXED = {
     Why.NOT_TARGETED: "not needed by the target",
     Why.FORCED: "forced",
