@@ -394,6 +394,9 @@ def _schema_problems(data, pos, shown) -> list[Problem]:
     return list(uniq.values())
 
 
+_SHAPE = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True) without a new encoder per node
+
+
 def _node_shape(body) -> str | None:
     """A node with its `input` stood in for (when the input is valid on its own: a name, or a
     non-empty list of distinct names), as canonical JSON; nothing else in the node's schema reads
@@ -409,7 +412,7 @@ def _node_shape(body) -> str | None:
     else:
         return None
     try:
-        return json.dumps({**body, "input": stand_in}, sort_keys=True)
+        return _SHAPE.encode({**body, "input": stand_in})
     except (TypeError, ValueError):  # keys that are not strings (reported by the YAML checks)
         return None
 
