@@ -117,9 +117,13 @@ def digest_many(fn, items: list) -> list:
     return out
 
 
+# json.dumps builds a new encoder per call when given options; keys are computed per planned node
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical(obj) -> str:
     """The one serializer behind keys and lock records: sorted, compact, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL(obj)
 
 
 def digest_obj(obj) -> str:
