@@ -83,13 +83,22 @@ def _serve(workers: int) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={**node, "num_gpus": gpus, "include_dashboard": False})
     for _ in range(workers):
         cluster.add_node(**node)
+    parent = os.getppid()
     print(json.dumps({"address": cluster.address}), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: done.set())
+    # a test run killed outright (SIGKILL, a lost terminal) never calls stop(): the cluster would outlive
+    # it, so it also ends when the process that started it is gone
+    orphaned = False
     while not done.wait(1.0):
-        pass
+        if os.getppid() != parent:
+            orphaned = True
+            break
     cluster.shutdown()
     time.sleep(0.5)
+    if orphaned:  # nobody is left to clean up: the temp folder (cwd) and whatever Ray left in the group
+        shutil.rmtree(os.getcwd(), ignore_errors=True)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 if __name__ == "__main__":
