@@ -21,17 +21,10 @@ from olivepipe.core.hashing import file_digest
 from olivepipe.stores import open_store
 from olivepipe.stores.config import load_cache_section, remote_config
 from olivepipe.stores.local import LocalStore
+from trees import make_tree
 
 KEY_A, KEY_B, KEY_C = "a" * 64, "b" * 64, "c" * 64
 MODEL = {"type": "hfmodel", "config": {"model_path": "$OUT"}}
-
-
-def make_tree(d: Path, files: dict) -> Path:
-    for rel, data in files.items():
-        p = d / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return d
 
 
 def tree_bytes(d: Path) -> dict:

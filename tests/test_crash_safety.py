@@ -23,19 +23,12 @@ from olivepipe.core import lock as lockfile
 from olivepipe.core.errors import OlivepipeError, SpecError, StoreError
 from olivepipe.spec.workflow import load_workflow, parse_workflow
 from olivepipe.stores.local import Store
-
-
-def make_output(d: Path, files: dict) -> Path:
-    for rel, data in files.items():
-        p = d / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return d
+from trees import make_tree
 
 
 def published(store: Store, key: str, files: dict):
     store.ensure()
-    return store.publish(key, make_output(store.staging("t") / "out", files), {"kind": "olive"})
+    return store.publish(key, make_tree(store.staging("t") / "out", files), {"kind": "olive"})
 
 
 def assert_store_consistent(root: Path):
@@ -205,7 +198,7 @@ def test_disk_full_at_publish_is_a_clear_error_and_no_entry(tmp_path, monkeypatc
 
     store = Store(tmp_path / "s")
     store.ensure()
-    out = make_output(store.staging("n") / "out", {"model.onnx": b"abc"})
+    out = make_tree(store.staging("n") / "out", {"model.onnx": b"abc"})
     monkeypatch.setattr(st, "_write_durable", enospc)
     with pytest.raises(StoreError) as e:
         store.publish("a" * 64, out, {})

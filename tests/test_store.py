@@ -3,21 +3,13 @@ import os
 
 from olivepipe.core.hashing import StatCache, file_digest
 from olivepipe.stores.local import Store, materialize
-
-
-def make_output(d, files):
-    d.mkdir(parents=True)
-    for rel, data in files.items():
-        p = d / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return d
+from trees import make_tree
 
 
 def test_publish_moves_files_and_records_digests(tmp_path):
     store = Store(tmp_path / "store")
     store.ensure()
-    out = make_output(store.staging("n") / "out", {"model.onnx": b"abc", "sub/a.json": b"{}"})
+    out = make_tree(store.staging("n") / "out", {"model.onnx": b"abc", "sub/a.json": b"{}"})
     e = store.publish("k" * 64, out, {"kind": "olive"})
     assert not out.exists()  # moved, not copied
     assert e.manifest["files"]["model.onnx"]["digest"] == file_digest(e.tree / "model.onnx")
@@ -29,15 +21,15 @@ def test_publish_moves_files_and_records_digests(tmp_path):
 def test_same_content_same_digest_different_key(tmp_path):
     store = Store(tmp_path / "s")
     store.ensure()
-    a = store.publish("a" * 64, make_output(tmp_path / "a", {"x": b"1"}), {})
-    b = store.publish("b" * 64, make_output(tmp_path / "b", {"x": b"1"}), {})
+    a = store.publish("a" * 64, make_tree(tmp_path / "a", {"x": b"1"}), {})
+    b = store.publish("b" * 64, make_tree(tmp_path / "b", {"x": b"1"}), {})
     assert a.digest == b.digest and a.key != b.key
 
 
 def test_changed_file_is_never_served(tmp_path):
     store = Store(tmp_path / "s")
     store.ensure()
-    e = store.publish("a" * 64, make_output(tmp_path / "a", {"x": b"hello"}), {})
+    e = store.publish("a" * 64, make_tree(tmp_path / "a", {"x": b"hello"}), {})
     os.chmod(e.tree / "x", 0o644)
     (e.tree / "x").write_bytes(b"hellO")  # same size, new mtime
     assert store.get("a" * 64) is None  # detected, dropped, counts as a miss
@@ -47,7 +39,7 @@ def test_changed_file_is_never_served(tmp_path):
 def test_deleted_file_is_never_served(tmp_path):
     store = Store(tmp_path / "s")
     store.ensure()
-    e = store.publish("a" * 64, make_output(tmp_path / "a", {"x": b"hello", "y": b"z"}), {})
+    e = store.publish("a" * 64, make_tree(tmp_path / "a", {"x": b"hello", "y": b"z"}), {})
     os.unlink(e.tree / "y")
     assert store.get("a" * 64) is None
 
@@ -55,7 +47,7 @@ def test_deleted_file_is_never_served(tmp_path):
 def test_verify_finds_flipped_byte_with_mtime_restored(tmp_path):
     store = Store(tmp_path / "s")
     store.ensure()
-    e = store.publish("a" * 64, make_output(tmp_path / "a", {"x": b"hello"}), {})
+    e = store.publish("a" * 64, make_tree(tmp_path / "a", {"x": b"hello"}), {})
     st = os.stat(e.tree / "x")
     os.chmod(e.tree / "x", 0o644)
     (e.tree / "x").write_bytes(b"jello")
@@ -76,8 +68,8 @@ def test_unfinished_entry_is_invisible(tmp_path):
 def test_gc_keeps_referenced(tmp_path):
     store = Store(tmp_path / "s")
     store.ensure()
-    store.publish("a" * 64, make_output(tmp_path / "a", {"x": b"1"}), {})
-    store.publish("b" * 64, make_output(tmp_path / "b", {"x": b"2"}), {})
+    store.publish("a" * 64, make_tree(tmp_path / "a", {"x": b"1"}), {})
+    store.publish("b" * 64, make_tree(tmp_path / "b", {"x": b"2"}), {})
     res = store.gc({"a" * 64})
     assert res["entries_removed"] == ["b" * 64]
     assert store.keys() == ["a" * 64]
@@ -86,7 +78,7 @@ def test_gc_keeps_referenced(tmp_path):
 def test_materialize_is_a_link(tmp_path):
     store = Store(tmp_path / "s")
     store.ensure()
-    e = store.publish("a" * 64, make_output(tmp_path / "a", {"x": b"1"}), {})
+    e = store.publish("a" * 64, make_tree(tmp_path / "a", {"x": b"1"}), {})
     dest = tmp_path / "outputs" / "node"
     materialize(e, dest)
     materialize(e, dest)  # idempotent

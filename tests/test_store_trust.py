@@ -24,23 +24,15 @@ from olivepipe.core.mutex import FileMutex
 from olivepipe.core.safefs import UnsafePath
 from olivepipe.stores import local
 from olivepipe.stores.local import LINK_MIN, LocalStore, StoreBusy
+from trees import make_tree
 
 K1, K2, K3 = "1" * 64, "2" * 64, "3" * 64
 IS_ROOT = os.geteuid() == 0
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_output(d: Path, files: dict) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    for rel, data in files.items():
-        p = d / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return d
-
-
 def publish(store, key, files, **kw):
-    return store.publish(key, make_output(store.staging("t") / "out", files), {"kind": "olive"}, **kw)
+    return store.publish(key, make_tree(store.staging("t") / "out", files), {"kind": "olive"}, **kw)
 
 
 def snapshot(root: Path) -> dict:
@@ -108,7 +100,7 @@ def test_relative_root_is_resolved_at_construction(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "worker")  # workers run elsewhere: the old store wrote to ./cache here
     staging = store.staging("n")
     assert staging.is_absolute() and staging.is_relative_to(tmp_path / "ws" / "cache")
-    e = store.publish(K1, make_output(staging / "out", {"model.bin": b"weights"}), {})
+    e = store.publish(K1, make_tree(staging / "out", {"model.bin": b"weights"}), {})
     assert (store.fetch(e) / "model.bin").read_bytes() == b"weights"
     assert not (tmp_path / "worker" / "cache").exists()
 
@@ -129,7 +121,7 @@ def test_entries_in_the_old_layout_are_still_served(tmp_path):
     """What the previous store wrote: writable folders, mtimes in the manifest, no id, no stamps."""
     store = LocalStore(tmp_path / "s")
     d = store.entries / K1[:2] / K1
-    tree = make_output(d / "tree", {"model.onnx": b"abc", "sub/a.json": b"{}"})
+    tree = make_tree(d / "tree", {"model.onnx": b"abc", "sub/a.json": b"{}"})
     files = {}
     for rel in ("model.onnx", "sub/a.json"):
         (tree / rel).chmod(0o444)
@@ -449,7 +441,7 @@ def test_readers_never_see_a_missing_or_broken_entry_during_replace(tmp_path):
 def test_a_failed_replace_keeps_the_old_entry(tmp_path, monkeypatch, failure):
     store = LocalStore(tmp_path / "s")
     old = publish(store, K1, {"model.onnx": b"old", "w.bin": b"w" * LINK_MIN})
-    out = make_output(store.staging("t") / "out", {"model.onnx": b"new", "bad.bin": b"x" * 10})
+    out = make_tree(store.staging("t") / "out", {"model.onnx": b"new", "bad.bin": b"x" * 10})
     if failure == "incomplete onnx":
         onnx_model(out)
         (out / "model.onnx.data").unlink()
@@ -591,7 +583,7 @@ def test_onnx_with_missing_external_data_is_not_published(tmp_path):
     with pytest.raises(StoreError, match="shorter"):
         store.publish(K1, out, {})
 
-    out = make_output(store.staging("onnx") / "out", {"model.onnx": b"not a model onnx can read"})
+    out = make_tree(store.staging("onnx") / "out", {"model.onnx": b"not a model onnx can read"})
     assert store.publish(K1, out, {}) is not None  # nothing to check: published as it is
 
 

@@ -184,7 +184,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         elif entry is not None:
             digests[name] = entry.digest
             actions[name] = CACHED
-            note = step.kind.describe((getattr(entry, "manifest", None) or {}).get("result"))
+            note = step.kind.describe(entry.manifest.get("result"))
             out.append(Step(status=CACHED, notes=(note,) if note else (), **common))
         else:
             actions[name] = RUN

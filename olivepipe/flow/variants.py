@@ -283,7 +283,7 @@ def _state(path: Path, overrides, *, cache_dir=None) -> dict:
     for s in plan.steps:
         if s.kind == "select":  # the stored result's own record of its choice (the lock may be older)
             entry = ws.store.peek(s.key) if s.status == "cached" and s.key else None
-            selected[s.name] = ((getattr(entry, "manifest", None) or {}).get("result") or {}).get("selected")
+            selected[s.name] = ((entry.manifest if entry else {}).get("result") or {}).get("selected")
     return {"rows": rows, "selected": selected, "pending": len(plan.to_run) + len(plan.blocked),
             "workflow": ws.lock_name}
 

@@ -111,7 +111,7 @@ def build_graph(workflow: Workflow) -> Graph:
     kinds.update({n: "node" for n in workflow.nodes})
     parents = {m: () for m in workflow.models}
     # `after`: ordering-only dependencies (an evaluate goal's baseline), never inputs
-    parents.update({n: tuple(dict.fromkeys((*node.inputs, *getattr(node, "after", ())))) for n, node in
+    parents.update({n: tuple(dict.fromkeys((*node.inputs, *node.after))) for n, node in
                     workflow.nodes.items()})
     children: dict[str, list[str]] = {n: [] for n in kinds}
     for n, ps in parents.items():
