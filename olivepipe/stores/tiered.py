@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..core.errors import StoreError
 from .base import Entry
-from .blob import BlobEntry, RemoteUnavailable
+from .blob import RemoteUnavailable
 from .manifest import meta_of
 
 log = logging.getLogger("olivepipe.store")
@@ -53,7 +53,7 @@ class TieredStore:
         return self._remote(lambda: self.pull(found)) if found is not None else None
 
     def fetch(self, entry: Entry, dest: Path | None = None) -> Path:
-        if isinstance(entry, BlobEntry):  # peeked remotely (plan, show): bring it here first
+        if entry.store != "local":  # peeked in the remote tier, whatever store that is (plan, show): bring it here first
             entry = self.local.get(entry.key) or self.pull(entry)
         return self.local.fetch(entry, dest)
 
