@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-from .core.filestat import PACKAGE_DIR, code_stamp, folder_id, stat_sig
+from .core.filestat import PACKAGE_DIR, code_stamp, folder_id, path_sig
 
 FORMAT = 1
 SWITCH = "OLIVEPIPE_FASTPATH"
@@ -51,15 +51,6 @@ def _env_stamp() -> list:
             folders.append([p, None])
     env = sorted([k, v] for k, v in os.environ.items() if k.startswith("OLIVEPIPE_") and k != SWITCH)
     return [FORMAT, sys.version, sys.executable, PACKAGE_DIR, folders, code_stamp(), env]
-
-
-def _sig(path: str, link: bool):
-    try:
-        if link:
-            return [*stat_sig(os.lstat(path)), os.readlink(path)]
-        return list(stat_sig(os.stat(path)))
-    except OSError:
-        return None
 
 
 def _stamp_file(workflow_real: str) -> str:
@@ -137,7 +128,7 @@ def _check(argv: list[str]):
     if stamp.get("env") != _env_stamp():
         return "interpreter, packages, olivepipe or OLIVEPIPE_* changed", None, None
     for path, link, sig in stamp["paths"]:
-        if _sig(path, link) != sig:
+        if path_sig(path, link) != sig:
             return f"changed: {path}", None, None
     if command == "apply" and not _apply_guard_free(stamp["apply_guard"]):
         return "an apply of this workflow is running", None, None
@@ -188,25 +179,24 @@ def before(workflow) -> dict:
     stamp may only record what the answer was computed from."""
     wf = os.path.realpath(workflow)
     lock = os.path.join(os.path.dirname(wf), "olivepipe.lock")
-    return {wf: _sig(wf, False), lock: _sig(lock, False)}
+    return {wf: path_sig(wf, False), lock: path_sig(lock, False)}
 
 
 def remember(ws, plan, result, seen_before: dict) -> None:
     """Write the stamp after a full no-op apply (atomically, inside .olivepipe/ only), or
     remove a stale one. Never fails the command: a missing stamp only costs the full path."""
     try:
-        stamp = _stamp(ws, plan, result, seen_before)
         target = _stamp_file(str(ws.workflow.file))
+        stamp = _stamp(ws, plan, result, seen_before)
         if isinstance(stamp, str):
             _trace(f"stamp not written ({stamp})")
             if os.path.lexists(target) and not os.path.islink(os.path.dirname(target)):
                 os.unlink(target)
             return
-        from .core.safefs import confined_dir, write_atomic
+        from .core.safefs import write_state
 
-        folder = confined_dir(ws.workflow.file.parent, ".olivepipe", "fast")
-        stamp["folder"] = folder_id(str(folder))
-        write_atomic(folder / os.path.basename(target), json.dumps(stamp), durable=False)
+        write_state(ws.workflow.file.parent, (".olivepipe", "fast"), os.path.basename(target),
+                    lambda folder: json.dumps({**stamp, "folder": folder_id(str(folder))}))
     except Exception as e:  # noqa: BLE001  (an optimisation: whatever went wrong, the full path still answers)
         _trace(f"stamp not written ({type(e).__name__}: {e})")
 
@@ -225,14 +215,18 @@ def _stamp(ws, plan, result, seen_before: dict) -> dict | str:
             or plan.to_run or plan.blocked or any(s.status != "cached" for s in plan.steps)
             or any(ws.placement(s.name) for s in plan.steps) or os.environ.get("OLIVEPIPE_NETWORK_AUDIT")):
         return "not a local no-op"
+    # what the no-op printed, in every form the fast path answers
+    out = {"cached": len(result.outcomes), "events": [event_json(Event("cached", n)) for n in result.outcomes],
+           "result": result.to_json(), "status_lines": status_lines(plan),
+           "status_json": {s.name: s.status for s in plan.steps}, "plan_text": plan_plain(plan)}
     paths: list = []
     for p, sig in seen_before.items():  # unchanged since the command read them
-        if _sig(p, False) != sig:
+        if path_sig(p, False) != sig:
             return f"changed while the command ran: {p}"
         paths.append([p, False, sig])
     for p, key in ws.stats.seen().items():  # as they were when their content was hashed
         sig = json.loads(key)
-        if _sig(p, False) != sig:
+        if path_sig(p, False) != sig:
             return f"changed since it was hashed: {p}"
         paths.append([p, False, sig])
     now = time.time_ns()
@@ -240,25 +234,20 @@ def _stamp(ws, plan, result, seen_before: dict) -> dict | str:
         return "a file changed within the last second, or no lock: " + repr([p for p, _, sig in paths if sig is None or now - sig[3] < RACY_NS])  # same-tick edits would not show
     state = ws.workflow.file.parent / ".olivepipe"
     config = str(state / "config.yaml")  # absent or as it was: a remote configured later falls through
-    paths.append([config, False, _sig(config, False)])
+    paths.append([config, False, path_sig(config, False)])
     store = ws.store
-    paths.append([str(store.roots_dir), False, _sig(str(store.roots_dir), False)])
+    paths.append([str(store.roots_dir), False, path_sig(str(store.roots_dir), False)])
     outputs = ws.workflow.file.parent / "outputs" / ws.lock_name
-    paths.append([str(outputs), False, _sig(str(outputs), False)])
+    paths.append([str(outputs), False, path_sig(str(outputs), False)])
     for o in result.outcomes.values():
-        paths.append([str(outputs / o.name), True, _sig(str(outputs / o.name), True)])
+        paths.append([str(outputs / o.name), True, path_sig(str(outputs / o.name), True)])
         for dirpath, dirnames, filenames in os.walk(store.entry_dir(o.key)):
             for n in [".", *dirnames, *filenames]:
                 p = os.path.normpath(os.path.join(dirpath, n))
-                paths.append([p, False, _sig(p, False)])
+                paths.append([p, False, path_sig(p, False)])
     if any(sig is None for p, _, sig in paths if p != config):
         return "a store entry or output link went missing"
     return {
         "format": FORMAT, "workflow": str(ws.workflow.file), "env": _env_stamp(), "paths": paths,
-        "apply_guard": str(state / f"apply-{ws.lock_name}.lock"),
-        "out": {"cached": len(result.outcomes),
-                "events": [event_json(Event("cached", n)) for n in result.outcomes],
-                "result": result.to_json(),
-                "status_lines": status_lines(plan), "status_json": {s.name: s.status for s in plan.steps},
-                "plan_text": plan_plain(plan)},
+        "apply_guard": str(state / f"apply-{ws.lock_name}.lock"), "out": out,
     }

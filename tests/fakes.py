@@ -38,6 +38,9 @@ class FakeExecutor:
     def environment(self, packages, placement=None):
         return dict(self.env)
 
+    def where(self, placement=None):
+        return "local"
+
     def capabilities(self, placement=None):
         return Capabilities(local_gpus=True)
 

@@ -319,14 +319,15 @@ def test_estimates_scale_with_training_steps_and_leave_out_the_import(tmp_path, 
     from rich.console import Console
 
     from olivepipe.flow.scheduler import apply
-    from olivepipe.flow.plan import RUN, Plan, Step, _estimate
+    from olivepipe.flow.plan import RUN, Plan, Step
+    from olivepipe.flow.planned import estimate
     from olivepipe.report.text import plan_text
     from olivepipe.flow.workspace import open_workspace
 
     prev = {"duration_s": 6.0, "record": {"params": {"training_args": {"max_steps": 4}}}}
-    assert _estimate(prev, {"params": {"training_args": {"max_steps": 30}}}) == \
+    assert estimate(prev, {"params": {"training_args": {"max_steps": 30}}}) == \
         (45.0, "6.0s last time for 4 steps, scaled to 30")
-    assert _estimate(prev, {"params": {"training_args": {"max_steps": 4}}}) == (6.0, "")
+    assert estimate(prev, {"params": {"training_args": {"max_steps": 4}}}) == (6.0, "")
     con = Console(record=True, width=200)
     plan_text(Plan("w", (Step("ft", "olive", "lora", RUN, estimate_s=45.0,
                               estimate_note="6.0s last time for 4 steps, scaled to 30"),)), con)

@@ -40,9 +40,12 @@ class PinnedEnvironment:
         return self.preflight(needs, device, placement).ok
 
     def environment(self, packages, placement=None):
-        from olivepipe.run.executors.router import placement_key
+        return {"where": self.where(placement), **{p: "pinned" for p in sorted(set(packages))}}
 
-        return {"where": placement_key(placement), **{p: "pinned" for p in sorted(set(packages))}}
+    def where(self, placement=None):
+        from olivepipe.run.executors.base import placement_key
+
+        return placement_key(placement)
 
 
 def fake_digest(name: str) -> str:

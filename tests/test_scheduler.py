@@ -231,3 +231,24 @@ def test_gpu_nodes_wait_for_a_free_gpu(tmp_path, sleep_kind):
     text = DAG.replace("seconds: 10}", "seconds: 10, device: gpu}")
     ex, res = run(workflow(tmp_path, text), FakeExecutor(gpus=[Gpu("0", 1000)]), jobs=4)
     assert res.ok and ex.max_gpu == 1 and ex.clock == 21
+
+
+def test_each_executor_names_its_own_placements():
+    """Plan's `where` comes from the executor that serves the placement; a placement nobody
+    serves here is named generically (and its steps are blocked by preflight)."""
+    from olivepipe.kinds.base import Needs
+    from olivepipe.run.executors.local import LocalExecutor
+    from olivepipe.run.executors.raycluster import RayExecutor
+    from olivepipe.run.executors.router import Router
+
+    class Cluster(FakeExecutor):
+        def where(self, placement=None):
+            return f"cluster:{placement['cluster']['queue']}@eu"
+
+    router = Router(LocalExecutor(), {"cluster": Cluster, "ray": lambda: RayExecutor(env={"RAY_ADDRESS": "10.0.0.9:6379"})})
+    assert router.where(None) == "local"
+    assert router.where({"cluster": {"queue": "gpu"}}) == "cluster:gpu@eu"
+    assert router.where({"ray": {}}) == "ray:10.0.0.9:6379"  # RAY_ADDRESS when the workflow names none
+    assert router.where({"ray": {"address": "head:6379"}}) == "ray:head:6379"
+    assert router.where({"azureml": {"compute": "gpu-cluster"}}) == "azureml:gpu-cluster"  # no factory here
+    assert not router.preflight(Needs(), "cpu", {"azureml": {"compute": "gpu-cluster"}}).ok

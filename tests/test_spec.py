@@ -472,3 +472,19 @@ def test_cached_load_imports_neither_networkx_nor_jsonschema_and_no_cycle(mini):
     r = subprocess.run([_sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_a_memo_is_trusted_only_in_the_folder_that_wrote_it(mini):
+    """The memo names its folder's (device, inode): one committed or copied from elsewhere, with
+    a key anyone can compute from the file's bytes, is validated again, never read as is."""
+    import json
+
+    load_workflow(mini, remember=True)
+    (memo,) = (mini.parent / ".olivepipe" / "validated").iterdir()
+    data = json.loads(memo.read_text())
+    data["workflow"]["description"] = "read from the memo"
+    memo.write_text(json.dumps(data))
+    assert load_workflow(mini).description == "read from the memo"  # the memo is what a hit returns
+    data["folder"] = [data["folder"][0], data["folder"][1] + 1]  # as written in another folder
+    memo.write_text(json.dumps(data))
+    assert load_workflow(mini).description != "read from the memo"

@@ -20,7 +20,7 @@ from olivepipe.stores import gc as gcmod
 from olivepipe.core import lock as lockfile
 from olivepipe.core.errors import StoreError
 from olivepipe.core.hashing import StatCache, file_digest
-from olivepipe.core.mutex import FileMutex
+from olivepipe.core.mutex import Busy, FileMutex
 from olivepipe.core.safefs import UnsafePath
 from olivepipe.stores import local
 from olivepipe.stores.local import LINK_MIN, LocalStore, StoreBusy
@@ -701,3 +701,24 @@ def test_mutex_never_writes_through_links(tmp_path):
     (ws / ".olivepipe" / "apply-x.lock").unlink()
     with FileMutex(ws / ".olivepipe" / "apply-x.lock") as m:
         assert m.holder() == str(os.getpid())
+
+
+def test_a_held_mutex_says_who_holds_it(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / ".olivepipe" / "apply-x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from olivepipe.core.mutex import FileMutex; "
+                               f"m = FileMutex({str(path)!r}).acquire(); print('held', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        guard = FileMutex(path, busy=("another apply of 'x' is running", "wait for it"))
+        for check in (guard.check_free, lambda: guard.acquire(timeout=0)):
+            with pytest.raises(Busy) as e:
+                check()
+            assert e.value.message == f"another apply of 'x' is running (pid {holder.pid})" and e.value.hint == "wait for it"
+    finally:
+        holder.kill()
+        holder.wait()
+    FileMutex(path).check_free()  # the kernel dropped the lock with the process

@@ -251,20 +251,23 @@ def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_fai
     from ..flow.scheduler import apply as do_apply
     from ..fastpath import before, remember
 
-    saved = None
-    if savedplan.is_saved_plan(workflow):
+    # the fast path's stamp may only record what this answer is computed from: the workflow and its lock
+    # as they are before anything reads them, and only for the plain form it answers (fastpath.py)
+    plain = not (target or force or force_all or cache_dir or rehearse or sets)
+    seen = before(workflow) if plain else None
+    saved = savedplan.read(workflow)
+    if saved is not None:
         if target or force or force_all or rehearse or cache_dir:
             raise OlivepipeError("a saved plan carries its own --target/--force/--rehearse/--cache-dir",
                                  f"apply it as it is (`olivepipe apply {workflow}`), or make a new plan")
-        saved = savedplan.load(workflow)
-        opts = saved.get("options") or {}
-        target, force, rehearse = tuple(opts.get("target") or ()), tuple(opts.get("force") or ()), \
-            bool(opts.get("rehearse"))
-        cache_dir = Path(opts["cache_dir"]) if opts.get("cache_dir") else None
-        workflow = savedplan.workflow_path(workflow, saved)
-    # a stamp for the fast path only from the plain form it answers for (fastpath.py)
-    plain = saved is None and not (target or force or force_all or cache_dir or rehearse or sets)
-    seen = before(workflow) if plain else None
+        plain, seen = False, None
+        workflow, target, force, rehearse, cache_dir = (saved.workflow, saved.target, saved.force, saved.rehearse,
+                                                        saved.cache_dir)
+        # the saved plan is spent once anything ran: resume from the workflow
+        resume = _resume_command(["apply", *[a for t in target for a in ("--target", t)],
+                                  *(["--rehearse"] if rehearse else []), str(workflow)])
+    else:
+        resume = _resume_command(sys.argv[1:])
     ws, p = _plan_for(workflow, cache_dir, rehearse, target, force, force_all, sets=sets)
     check_no_other_apply(ws)  # before printing a plan that would not run
     if saved is not None:
@@ -272,10 +275,6 @@ def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_fai
     signal.signal(signal.SIGTERM, _terminate)  # a CI cancel or `kill`: stop like Ctrl-C, and say so
     run = dict(jobs=jobs, gpu_slots=gpu_slots, prune_lock=not target,
                on_failure="stop" if stop_on_failure else "keep_going")
-    resume = _resume_command(sys.argv[1:])
-    if saved is not None:  # the saved plan is spent once anything ran: resume from the workflow
-        resume = _resume_command(["apply", *[a for t in target for a in ("--target", t)],
-                                  *(["--rehearse"] if rehearse else []), str(workflow)])
     try:
         if as_json:
             from ..report.text import event_json

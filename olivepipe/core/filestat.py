@@ -14,6 +14,17 @@ def stat_sig(st: os.stat_result) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def path_sig(path: str, link: bool = False) -> list | None:
+    """A path's stat_sig as the no-op stamp records it (a link's own, with its target), or None
+    when it is missing."""
+    try:
+        if link:
+            return [*stat_sig(os.lstat(path)), os.readlink(path)]
+        return list(stat_sig(os.stat(path)))
+    except OSError:
+        return None
+
+
 def code_stamp() -> list:
     """mtimes of every module and catalog in the package: an edit of any of them (a node
     kind, a renderer) invalidates every memo and stamp."""

@@ -12,20 +12,27 @@ import os
 import time
 from pathlib import Path
 
+from .errors import OlivepipeError
 from .safefs import UnsafePath, confined_dir, open_nofollow
 
 
-class Busy(Exception):
-    """The lock is held by another process."""
+class Busy(OlivepipeError):
+    """The lock is held by another process: what holds it, its pid, and the hint."""
 
 
 class FileMutex:
-    def __init__(self, path: Path, *, base: Path | None = None):
+    def __init__(self, path: Path, *, base: Path | None = None, busy: tuple[str, str] = ("", "")):
         """``base``: the folder below which nothing may be a symlink (default: the lock
-        file's grandparent, e.g. the workspace for `.olivepipe/x.lock`)."""
+        file's grandparent, e.g. the workspace for `.olivepipe/x.lock`). ``busy``: (what holds
+        it, hint), what Busy says when another process does."""
         self.path = Path(path)
         self.base = Path(base) if base is not None else self.path.parent.parent
+        self.busy = busy
         self.fd: int | None = None
+
+    def _busy(self) -> Busy:
+        what, hint = self.busy
+        return Busy(f"{what or f'another process holds {self.path}'} (pid {self.holder()})", hint)
 
     def _open(self) -> int:
         confined_dir(self.base, *self.path.parent.relative_to(self.base).parts)
@@ -42,7 +49,7 @@ class FileMutex:
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
                     os.close(fd)
-                    raise Busy(str(self.path)) from None
+                    raise self._busy() from None
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -71,6 +78,11 @@ class FileMutex:
             return True
         finally:
             os.close(fd)
+
+    def check_free(self) -> None:
+        """Busy when another process holds the lock now; creates nothing."""
+        if self.held_elsewhere():
+            raise self._busy()
 
     def release(self) -> None:
         if self.fd is not None:

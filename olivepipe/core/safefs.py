@@ -13,6 +13,7 @@ import os
 import stat
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from .errors import UnsafePath
 
@@ -118,6 +119,16 @@ def write_atomic(path: Path, data: bytes | str, *, durable: bool = True) -> None
         except OSError:
             pass
         raise
+
+
+def write_state(base: Path, parts: tuple[str, ...], name: str, text_for: Callable[[Path], str]) -> Path:
+    """Write a state file ``base/parts.../name`` whose text names the folder it lives in
+    (``text_for(folder)``, e.g. the folder's inode, which a committed copy cannot predict):
+    the folder created confined, the file written atomically and not durably (losing it only
+    costs the work it saves)."""
+    folder = confined_dir(base, *parts)
+    write_atomic(folder / name, text_for(folder), durable=False)
+    return folder / name
 
 
 def read_regular(path) -> bytes:

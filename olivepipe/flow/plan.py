@@ -9,18 +9,16 @@ from dataclasses import dataclass, field
 
 from ..core.errors import UnknownTarget
 from ..run.executors.base import Check
-from ..run.executors.router import placement_key
-from ..core.keys import key_of, record_changes
-from ..core.lock import prune
-from ..spec.workflow import ModelSpec, gc_paused
-from .planned import BLOCKED, CACHED, FORCED, RUN, SKIP, Action, Reason, Status, Why, change_reason
+from ..core.keys import key_of
+from ..core import lock as lockfile
+from ..spec.steps import warnings_of
+from ..spec.workflow import gc_paused
+from .planned import (BLOCKED, CACHED, FORCED, FORCED_RUN, NOT_TARGETED, RUN, SKIP, Action, Reason, Status, Why,
+                      estimate, why_run)
 from .workspace import Workspace
 
 
 _ACTION = {s: Action(s.value) for s in Status}  # a step's action when none is given: its status
-# the reasons that carry nothing of their own, made once (a plan of 10,000 new steps says NEW 10,000 times)
-_NOT_TARGETED, _FORCED, _NEW, _MISSING = (Reason(w) for w in (Why.NOT_TARGETED, Why.FORCED, Why.NEW,
-                                                              Why.RESULT_MISSING))
 
 
 @dataclass(frozen=True)
@@ -99,21 +97,13 @@ class Plan:
                 "steps": [s.to_json() for s in self.steps]}
 
 
-def _warnings(ws: Workspace, name: str) -> tuple[str, ...]:
-    step = ws.step(name)
-    out = []
-    if step.is_node:
-        for inp, m in zip(step.inputs, step.reads):
-            if not isinstance(m, ModelSpec):
-                continue
-            if m.trust_remote_code:
-                out.append(f"TRUST_REMOTE_CODE: model '{inp}' runs its repository's own Python code")
-            if m.source == "hf" and not m.revision:
-                out.append(f"model '{inp}' ({m.hf}) is not pinned to a revision: the hub can change it under the cache")
-        out.extend(step.kind.warnings(step.view))
-    if name in ws.substitutions:
-        out.append(f"REHEARSAL STAND-IN: {ws.substitutions[name]}")
-    return tuple(out)
+def _reference(ws: Workspace) -> dict:
+    """The lock records plan compares with: a variant's own last results over the committed
+    file's (so its plan says what the overrides change); a rehearsal's own only."""
+    own = lockfile.nodes(ws.lock_path, ws.lock_name)
+    if ws.variant is None or ws.rehearse:
+        return own
+    return {**lockfile.nodes(ws.workflow.file.parent / "olivepipe.lock", ws.workflow.name), **own}
 
 
 def check_targets(ws: Workspace, names) -> None:
@@ -144,25 +134,26 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         # a tiny model is needed only if it is a target or something selected reads it
         selected = {s for s in selected if ws.step(s).is_node or s in targets or
                     any(s in ws.step_inputs(n) for n in selected)}
-    locked = ws.reference_nodes()
+    locked = _reference(ws)
     digests: dict[str, str | None] = {}
     actions: dict[str, str] = {}  # step -> its action (a Status or FORCED)
     out: list[Step] = []
     for name in steps_order:
         step = ws.step(name)
+        stand_in = (f"REHEARSAL STAND-IN: {ws.substitutions[name]}",) if name in ws.substitutions else ()
         common = dict(name=name, kind=step.kind.name, label=step.label, inputs=step.inputs, device=step.device,
-                      warnings=_warnings(ws, name), where=placement_key(step.placement))
+                      warnings=warnings_of(step) + stand_in, where=ws.executor.where(step.placement))
         if name not in selected:
             digests[name] = None
             actions[name] = SKIP
-            out.append(Step(status=SKIP, why=(_NOT_TARGETED,), **common))
+            out.append(Step(status=SKIP, why=(NOT_TARGETED,), **common))
             continue
         record, complete = ws.record(name, digests)
         check = ws.executor.preflight(step.kind.needs(step.view), step.device, step.placement)  # can it run there?
         prev = locked.get(name)
-        estimate, note = _estimate(prev, record)
+        estimate_s, note = estimate(prev, record)
         key = key_of(record) if complete else None
-        common.update(record=record, check=check, key=key, estimate_s=estimate, estimate_note=note)
+        common.update(record=record, check=check, key=key, estimate_s=estimate_s, estimate_note=note)
         blocked_up = [i for i in step.inputs if actions.get(i) == BLOCKED]
         entry = ws.store.peek(key) if key else None
         problem = None
@@ -180,7 +171,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             out.append(Step(status=BLOCKED, why=(Reason(Why.PROBLEM, text=problem),), **common))
         elif force_all or name in force:
             actions[name] = FORCED
-            out.append(Step(status=RUN, action=FORCED, why=(_FORCED,), **common))
+            out.append(Step(status=RUN, action=FORCED, why=(FORCED_RUN,), **common))
         elif entry is not None:
             digests[name] = entry.digest
             actions[name] = CACHED
@@ -188,44 +179,6 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             out.append(Step(status=CACHED, notes=(note,) if note else (), **common))
         else:
             actions[name] = RUN
-            out.append(Step(status=RUN, why=tuple(_why(ws, name, record, complete, prev, key, digests)), **common))
+            out.append(Step(status=RUN, why=tuple(why_run(step, record, complete, prev, key, digests)), **common))
     return Plan(ws.lock_name, tuple(out), ws.rehearse, dict(ws.substitutions),
                 ws.variant.to_json() if ws.variant is not None else None)
-
-
-def _steps(record: dict | None) -> int | None:
-    targs = ((record or {}).get("params") or {}).get("training_args") or {}
-    steps = targs.get("max_steps") if isinstance(targs, dict) else None
-    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
-
-
-def _estimate(prev: dict | None, record: dict) -> tuple[float | None, str]:
-    """The last run's duration, scaled by the change in training steps (a LoRA going from 4 to 30
-    max_steps takes about 7.5 times as long): (seconds or None, how it was scaled)."""
-    last = prev.get("duration_s") if prev else None
-    if not isinstance(last, (int, float)):
-        return None, ""
-    old, new = _steps(prev.get("record")), _steps(record)
-    if old and new and old != new:
-        return round(last * new / old, 1), f"{last:.1f}s last time for {old} steps, scaled to {new}"
-    return last, ""
-
-
-def _why(ws, name, record, complete, prev, key, digests) -> list[Reason]:
-    if prev is None:
-        return [_NEW]
-    if complete and prev.get("key") == key:
-        return [_MISSING]
-    old = prune(prev.get("record") or {})
-    record = prune(record)
-    reasons = []
-    pending = [i for i in ws.step_inputs(name) if i in digests and digests[i] is None and ws.produces(i)]
-    if pending:
-        reasons.append(Reason(Why.INPUT_REBUILT, tuple(pending)))
-        old = {k: v for k, v in old.items() if k != "inputs"}
-        record = {k: v for k, v in record.items() if k != "inputs"}
-    if not old:
-        return reasons + [Reason(Why.NO_DETAILS)]
-    labels = dict(enumerate(ws.step_inputs(name)))
-    reasons += [change_reason(c, labels) for c in record_changes(old, record)]
-    return reasons or [Reason(Why.INPUTS_CHANGED)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ..core.keys import Change
+from ..core.keys import Change, record_changes
 
 
 class _Word(str, Enum):
@@ -136,4 +136,52 @@ def change_reason(c: Change, inputs: dict | None = None) -> Reason:
     return Reason(Why.FIELD, change=c)
 
 
-__all__ = ["Status", "Action", "Outcome", "Happened", "Why", "Reason", "change_reason", "CACHED", "RUN", "BLOCKED", "SKIP", "FORCED"]
+# the reasons that carry nothing of their own, made once (a plan of 10,000 new steps says NEW 10,000 times)
+NOT_TARGETED, FORCED_RUN, _NEW, _MISSING = (Reason(w) for w in (Why.NOT_TARGETED, Why.FORCED, Why.NEW,
+                                                                Why.RESULT_MISSING))
+
+
+def _steps(record: dict | None) -> int | None:
+    targs = ((record or {}).get("params") or {}).get("training_args") or {}
+    steps = targs.get("max_steps") if isinstance(targs, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+
+
+def estimate(prev: dict | None, record: dict) -> tuple[float | None, str]:
+    """The last run's duration, scaled by the change in training steps (a LoRA going from 4 to 30
+    max_steps takes about 7.5 times as long): (seconds or None, how it was scaled)."""
+    last = prev.get("duration_s") if prev else None
+    if not isinstance(last, (int, float)):
+        return None, ""
+    old, new = _steps(prev.get("record")), _steps(record)
+    if old and new and old != new:
+        return round(last * new / old, 1), f"{last:.1f}s last time for {old} steps, scaled to {new}"
+    return last, ""
+
+
+def why_run(step, record: dict, complete: bool, prev: dict | None, key: str | None, digests: dict) -> list[Reason]:
+    """Why a step that is not cached runs: new, its result missing, or what changed in its key
+    record since the lock's (``prev``); ``digests``: its inputs' result digests, None for those
+    that run first."""
+    if prev is None:
+        return [_NEW]
+    if complete and prev.get("key") == key:
+        return [_MISSING]
+    from ..core.lock import prune
+
+    old = prune(prev.get("record") or {})
+    record = prune(record)
+    reasons = []
+    pending = [i for i in step.produced if i in digests and digests[i] is None]
+    if pending:
+        reasons.append(Reason(Why.INPUT_REBUILT, tuple(pending)))
+        old = {k: v for k, v in old.items() if k != "inputs"}
+        record = {k: v for k, v in record.items() if k != "inputs"}
+    if not old:
+        return reasons + [Reason(Why.NO_DETAILS)]
+    labels = dict(enumerate(step.inputs))
+    reasons += [change_reason(c, labels) for c in record_changes(old, record)]
+    return reasons or [Reason(Why.INPUTS_CHANGED)]
+
+
+__all__ = ["Status", "Action", "Outcome", "Happened", "Why", "Reason", "change_reason", "estimate", "why_run", "NOT_TARGETED", "FORCED_RUN", "CACHED", "RUN", "BLOCKED", "SKIP", "FORCED"]

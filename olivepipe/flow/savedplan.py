@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import OlivepipeError
@@ -52,7 +53,28 @@ def write(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def is_saved_plan(path: Path) -> bool:
+@dataclass(frozen=True)
+class Saved:
+    """A saved plan read back: its document, the workflow it is for and the options it was made with."""
+    doc: dict
+    workflow: Path
+    target: tuple[str, ...]
+    force: tuple[str, ...]
+    rehearse: bool
+    cache_dir: Path | None
+
+
+def read(path) -> Saved | None:
+    """The saved plan at ``path``, or None when it is not one (then it is read as a workflow)."""
+    if not _looks_saved(path):
+        return None
+    doc = _load(path)
+    opts = doc.get("options") or {}
+    return Saved(doc, _workflow_path(path, doc), tuple(opts.get("target") or ()), tuple(opts.get("force") or ()),
+                 bool(opts.get("rehearse")), Path(opts["cache_dir"]) if opts.get("cache_dir") else None)
+
+
+def _looks_saved(path) -> bool:
     """A `.json` file that starts like a saved plan (anything else is read as a workflow)."""
     try:
         with open(path, "rb") as f:
@@ -62,7 +84,7 @@ def is_saved_plan(path: Path) -> bool:
     return Path(path).suffix.lower() == ".json" and FORMAT.encode() in head
 
 
-def load(path: Path) -> dict:
+def _load(path) -> dict:
     try:
         if os.path.getsize(path) > MAX_BYTES:
             raise OlivepipeError(f"{path}: too big for a saved plan", "")
@@ -76,7 +98,7 @@ def load(path: Path) -> dict:
     return doc
 
 
-def workflow_path(plan_file: Path, doc: dict) -> Path:
+def _workflow_path(plan_file, doc: dict) -> Path:
     """The workflow a saved plan is for: next to the plan file, where `plan -o` recorded it."""
     name = (doc.get("workflow") or {}).get("file")
     if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
@@ -118,8 +140,9 @@ def differences(doc: dict, ws, plan) -> list[str]:
     return out
 
 
-def check(doc: dict, ws, plan) -> None:
-    diffs = differences(doc, ws, plan)
+def check(saved: Saved, ws, plan) -> None:
+    """Exactly the saved plan, or StalePlan listing what changed since it was made."""
+    diffs = differences(saved.doc, ws, plan)
     if diffs:
         raise StalePlan("the saved plan is out of date; nothing was run:\n" + "\n".join(f"  - {d}" for d in diffs),
                         "make a new plan (`olivepipe plan -o FILE`), review it, and apply that")

@@ -23,7 +23,7 @@ from ..core.errors import Interrupted, OlivepipeError
 from ..run.executors.base import RunContext
 from ..run.gpus import GpuAllocator, parse_gib
 from ..core.keys import key_of
-from ..core.mutex import Busy, FileMutex
+from ..core.mutex import FileMutex
 from .plan import BLOCKED, FORCED, RUN, SKIP, Plan
 from .planned import Happened, Outcome as Did, Reason, Why
 from ..core.safefs import confined_dir, open_nofollow
@@ -89,10 +89,7 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
         # every folder apply writes, checked before anything runs: a committed link fails now, not an hour in
         confined_dir(ws.workflow.file.parent, "outputs", ws.lock_name)
         confined_dir(ws.workflow.file.parent, os.path.relpath(ws.logs, ws.workflow.file.parent))
-        guard = apply_mutex(ws)
-        guard.acquire(timeout=0)
-    except Busy:
-        raise _busy(ws, guard) from None
+        guard = apply_mutex(ws).acquire(timeout=0)  # Busy (it says who) when another apply holds it
     except OSError as e:  # a read-only checkout (EROFS), no permission, a full disk: nothing has run yet
         raise OlivepipeError(f"cannot write to the workspace {ws.workflow.file.parent}: "
                              f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}",
@@ -117,21 +114,15 @@ def apply(ws: Workspace, plan: Plan, *, jobs: int | None = 1, gpu_slots: int | N
 
 def apply_mutex(ws: Workspace) -> FileMutex:
     """The lock one apply of a workflow holds (.olivepipe/apply-<name>.lock)."""
-    return FileMutex(ws.dir / f"apply-{ws.lock_name}.lock")
-
-
-def _busy(ws: Workspace, guard: FileMutex) -> OlivepipeError:
-    return OlivepipeError(f"another `olivepipe apply` of '{ws.lock_name}' is running in {ws.dir.parent} "
-                          f"(pid {guard.holder()})",
-                          "wait for it to finish; two applies of one workflow would race on its outputs")
+    return FileMutex(ws.dir / f"apply-{ws.lock_name}.lock",
+                     busy=(f"another `olivepipe apply` of '{ws.lock_name}' is running in {ws.dir.parent}",
+                           "wait for it to finish; two applies of one workflow would race on its outputs"))
 
 
 def check_no_other_apply(ws: Workspace) -> None:
     """Refuse early (before a plan is printed) when another apply of this workflow runs; apply()
     still takes the lock itself, so a race between this check and it is caught there."""
-    guard = apply_mutex(ws)
-    if guard.held_elsewhere():
-        raise _busy(ws, guard)
+    apply_mutex(ws).check_free()
 
 
 def _register_root(ws: Workspace) -> None:

@@ -197,14 +197,6 @@ class Workspace:
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)
 
-    def reference_nodes(self) -> dict:
-        """What plan compares with: a variant's own last results, else the committed file's
-        (so its plan says what the overrides change)."""
-        own = self.lock_nodes()
-        if self.variant is None or self.rehearse:
-            return own
-        return {**lockfile.nodes(self.workflow.file.parent / "olivepipe.lock", self.workflow.name), **own}
-
 
 def _catalog():
     """The Olive pass catalog, loaded on first use: a cached no-op never compiles, so never needs it.
@@ -235,8 +227,10 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
         from . import variants
 
         workflow, variant = variants.load(Path(path), overrides)
+    # the executors first (building them reads nothing): rehearsal asks them what can run here
+    folder = workflow.file.parent if workflow is not None else Path(os.path.realpath(os.fspath(path))).parent
+    executor = executor or default_router(folder)
     wf = workflow or load_workflow(path, remember=not read_only)
-    executor = executor or default_router(wf.file.parent)
     substitutions = {}
     if rehearse:
         from ..spec.rehearse import rehearsal

@@ -25,7 +25,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 def collect(ws) -> dict:
     """The page's content as plain data (what the tests read, what render() draws)."""
     from .. import __version__
-    from ..run.executors.router import placement_key
+    from ..run.executors.base import placement_key
     from ..flow.plan import make_plan
 
     plan = make_plan(ws)

@@ -24,19 +24,19 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.filestat import code_stamp, folder_id
-from ..core.safefs import UnsafePath, check_confined, confined_dir, open_nofollow, write_atomic
+from ..core.safefs import UnsafePath, check_confined, open_nofollow, write_state
 
-FORMAT = 2
+FORMAT = 3
 MAX_MEMO_BYTES = 64 << 20  # a 20,000-node workflow is ~20 MB of JSON; beyond that the file is not ours
 _LEGACY = re.compile(r"[0-9a-f]{64}\.json")  # FORMAT 1 wrote one file per validated version
 
 
-def _key(file: Path, root: Path, raw: bytes, check_files: bool, folder: list) -> str:
+def _key(file: Path, root: Path, raw: bytes, check_files: bool) -> str:
     # the dist-info listing, not importlib.metadata (14 ms of a no-op apply's import time)
     from ..core.versions import version
 
     olive = version("olive-ai")
-    parts = [FORMAT, __version__, olive, code_stamp(), str(root), str(file), check_files, folder,
+    parts = [FORMAT, __version__, olive, code_stamp(), str(root), str(file), check_files,
              hashlib.sha256(raw).hexdigest()]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
@@ -53,13 +53,15 @@ def recall(file: Path, raw: bytes, check_files: bool, root: Path, types: dict):
     """
     folder = file.parent / ".olivepipe" / "validated"
     try:
+        key = _key(file, root, raw, check_files)
+        here = folder_id(folder)  # no folder (lstat fails): a miss
         check_confined(file.parent, folder)  # a symlinked .olivepipe is not read through
         fd = open_nofollow(folder / _name(file, check_files), os.O_RDONLY, 0)  # refuses FIFOs and links
         with os.fdopen(fd, "rb") as f:
             if os.fstat(f.fileno()).st_size > MAX_MEMO_BYTES:
                 return None
             data = json.loads(f.read(MAX_MEMO_BYTES + 1))
-        if data.get("key") != _key(file, root, raw, check_files, folder_id(folder)):
+        if data.get("key") != key or data.get("folder") != here:
             return None
         wf = _decode(data["workflow"], types)
     except (OSError, UnsafePath, ValueError, KeyError, TypeError, AttributeError, RecursionError):
@@ -71,11 +73,10 @@ def recall(file: Path, raw: bytes, check_files: bool, root: Path, types: dict):
 
 def remember(wf, raw: bytes, check_files: bool) -> None:
     try:
-        folder = confined_dir(wf.file.parent, ".olivepipe", "validated")
-        text = json.dumps({"key": _key(wf.file, wf.root, raw, check_files, folder_id(folder)),
-                           "workflow": _encode(wf)})
-        write_atomic(folder / _name(wf.file, check_files), text, durable=False)  # a lost memo costs one validation
-        _drop_legacy(folder)
+        key, workflow = _key(wf.file, wf.root, raw, check_files), _encode(wf)
+        memo = write_state(wf.file.parent, (".olivepipe", "validated"), _name(wf.file, check_files),
+                           lambda folder: json.dumps({"key": key, "folder": folder_id(folder), "workflow": workflow}))
+        _drop_legacy(memo.parent)
     except (OSError, UnsafePath, TypeError, ValueError, RecursionError):
         pass  # read-only workspace, symlinked .olivepipe, exotic YAML values: just no memo
 

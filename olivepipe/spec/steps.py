@@ -85,6 +85,22 @@ def build_steps(workflow, order, *, rehearse: bool, digest: Callable[[Path], str
     return steps
 
 
+def warnings_of(step: Step) -> tuple[str, ...]:
+    """What plan says to look at before running a node: models that run their own code or are
+    not pinned to a revision, and its kind's own warnings."""
+    if not step.is_node:
+        return ()
+    out = []
+    for inp, m in zip(step.inputs, step.reads):
+        if isinstance(m, Step):
+            continue
+        if m.trust_remote_code:
+            out.append(f"TRUST_REMOTE_CODE: model '{inp}' runs its repository's own Python code")
+        if m.source == "hf" and not m.revision:
+            out.append(f"model '{inp}' ({m.hf}) is not pinned to a revision: the hub can change it under the cache")
+    return (*out, *step.kind.warnings(step.view))
+
+
 def record_of(step: Step, input_digests: dict, environment: dict, source_input: Callable[[Any], dict]) -> tuple[dict, bool]:
     """(record, complete): a step's canonical key record from its inputs' result digests, the
     environment identity where it runs and ``source_input(model)`` for the `models:` entries it

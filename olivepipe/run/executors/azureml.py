@@ -85,6 +85,13 @@ class AzureMLExecutor(RemoteExecutor):
 
     name = "azureml"
 
+    @classmethod
+    def for_workspace(cls, folder: Path | None) -> "AzureMLExecutor":
+        """The executor a workflow in ``folder`` uses: its `.olivepipe/config.yaml` names the
+        remote cache jobs publish into, and config.json is searched from there (as the register
+        node does)."""
+        return cls(workspace_dir=folder, start_dir=folder)
+
     def __init__(self, *, client_factory: Callable[..., Any] | None = None, credential: Any = None,
                  store_url: str | None = None, open_store: Callable[[str], Any] | None = None,
                  poll_s: float = 10.0, poll_grace_s: float = 600.0, submit_timeout_s: float = 900.0,

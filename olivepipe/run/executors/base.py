@@ -70,6 +70,15 @@ class JobResult:
     extra: dict = field(default_factory=dict)
 
 
+def placement_key(placement: dict | None) -> str:
+    """A short, stable name for a placement: 'local' or 'azureml:gpu-cluster'. An executor may
+    name its placements more exactly (``where``: Ray names the cluster's address)."""
+    if not placement:
+        return "local"
+    (kind, opts), = placement.items()
+    return f"{kind}:{opts.get('compute', '')}" if isinstance(opts, dict) else kind
+
+
 class Executor(Protocol):
     name: str
 
@@ -81,6 +90,9 @@ class Executor(Protocol):
 
     def environment(self, packages, placement: dict | None = None) -> dict:
         """The environment identity for a key: {package: version} where jobs run."""
+
+    def where(self, placement: dict | None = None) -> str:
+        """A short, stable name of where a step of this placement runs: 'local', 'azureml:gpu-cluster'."""
 
     def capabilities(self, placement: dict | None = None) -> Capabilities:
         """What it can do for a node of this placement (data, no side effect)."""

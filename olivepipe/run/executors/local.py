@@ -88,6 +88,9 @@ class LocalExecutor:
     def environment(self, packages, placement: dict | None = None) -> dict:
         return {n: version(n) for n in sorted(set(packages))}
 
+    def where(self, placement: dict | None = None) -> str:
+        return "local"
+
     def capabilities(self, placement: dict | None = None) -> Capabilities:
         return Capabilities(local_gpus=True)
 

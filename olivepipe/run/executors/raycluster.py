@@ -95,6 +95,11 @@ class RayExecutor(RemoteExecutor):
 
     name = "ray"
 
+    @classmethod
+    def for_workspace(cls, folder: Path | None) -> "RayExecutor":
+        """The executor a workflow in ``folder`` uses: its `.olivepipe/config.yaml` may name the shared cache."""
+        return cls(workspace_dir=folder)
+
     def __init__(self, *, store_url: str | None = None, workspace_dir: Path | None = None,
                  env: Mapping[str, str] | None = None, version: Callable[[str], str | None] | None = None,
                  poll_s: float = 0.5):
@@ -140,6 +145,10 @@ class RayExecutor(RemoteExecutor):
 
     def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
         return self.preflight(needs, device, placement).ok
+
+    def where(self, placement: dict | None = None) -> str:
+        """The cluster's address (RAY_ADDRESS when the workflow names none)."""
+        return f"ray:{address_of(placement, self.env) or '?'}"
 
     def environment(self, packages, placement: dict | None = None) -> dict:
         """The versions of the node's packages here: the task refuses to run where they differ."""

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ...core.errors import OlivepipeError
 from ...core.job import Job
-from .base import Capabilities, JobResult, RunContext, append_log, drain
+from .base import Capabilities, JobResult, RunContext, append_log, drain, placement_key
 from .staging import stage_inputs
 
 #: How long Ctrl-C waits for the cancel requests (a service that does not answer must not hang it).
@@ -81,6 +81,9 @@ class RemoteExecutor:
         self._killed = threading.Event()
 
     # -- declared, not asked of anyone --------------------------------------------------------------
+    def where(self, placement: dict | None = None) -> str:
+        return placement_key(placement)
+
     def capabilities(self, placement: dict | None = None) -> Capabilities:
         return self.CAPABILITIES
 

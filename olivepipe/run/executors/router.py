@@ -6,23 +6,17 @@ node's placement (None: this machine; {"azureml": {...}}: an Azure ML compute ta
 and waits on all of them at once."""
 from __future__ import annotations
 
-import os
+import importlib
 import time
+from functools import partial
 from pathlib import Path
 
-from .base import Capabilities, Check
+from .base import Capabilities, Check, placement_key
 
 
-def placement_key(placement: dict | None) -> str:
-    """A short, stable name for a placement: 'local' or 'azureml:gpu-cluster'."""
-    if not placement:
-        return "local"
-    (kind, opts), = placement.items()
-    if kind == "ray":  # the cluster's address (RAY_ADDRESS when the workflow names none)
-        from .raycluster import address_of
-
-        return f"ray:{address_of(placement, os.environ) or '?'}"
-    return f"{kind}:{opts.get('compute', '')}" if isinstance(opts, dict) else kind
+# the remote executors a node's `executor:` may name: module (in this package) and class, built
+# from the workflow's folder when a step first asks (their SDKs load only then)
+REMOTE = {"azureml": ("azureml", "AzureMLExecutor"), "ray": ("raycluster", "RayExecutor")}
 
 
 class Router:
@@ -62,6 +56,10 @@ class Router:
         if ex is None:
             return {"executor": placement_key(placement)}
         return ex.environment(packages, placement)
+
+    def where(self, placement: dict | None = None) -> str:
+        ex = self.executor_for(placement)
+        return ex.where(placement) if ex is not None else placement_key(placement)
 
     def capabilities(self, placement: dict | None = None) -> Capabilities:
         ex = self.executor_for(placement)
@@ -110,28 +108,20 @@ class Router:
 
 
 def default_router(folder: Path | None = None) -> Router:
-    """The local executor, and the remote ones a workflow in ``folder`` may place steps on, each
-    built when a step first asks for it."""
+    """The local executor, and the remote ones (``REMOTE``) a workflow in ``folder`` may place
+    steps on, each built when a step first asks for it: its `.olivepipe/config.yaml` names the
+    shared cache remote jobs publish into, and Azure ML's config.json is searched from there."""
     from .local import LocalExecutor
 
-    return Router(LocalExecutor(), {"azureml": lambda: _azureml_executor(folder),
-                                    "ray": lambda: _ray_executor(folder)})
+    return Router(LocalExecutor(), {kind: partial(_remote, kind, folder) for kind in REMOTE})
 
 
-def _azureml_executor(folder: Path | None = None):
-    """The Azure ML executor, when its module and azure-ai-ml are installed (the `azure` extra).
-    ``folder``: the workflow's folder: its `.olivepipe/config.yaml` names the remote cache jobs
-    publish into, and an Azure ML config.json is searched from there (as the register node does)."""
+def _remote(kind: str, folder: Path | None):
+    """The executor of ``kind``, or None when its module cannot load here (Azure ML's needs the
+    `azure` extra; Ray's loads without Ray, and its preflight says when ray is missing)."""
+    module, name = REMOTE[kind]
     try:
-        from .azureml import AzureMLExecutor
+        cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
     except ImportError:
         return None
-    return AzureMLExecutor(workspace_dir=folder, start_dir=folder)
-
-
-def _ray_executor(folder: Path | None = None):
-    """The Ray executor (its module needs no Ray; preflight says when ray is not installed).
-    ``folder``: the workflow's folder, whose `.olivepipe/config.yaml` may name the shared cache."""
-    from .raycluster import RayExecutor
-
-    return RayExecutor(workspace_dir=folder)
+    return cls.for_workspace(folder)
