@@ -21,17 +21,21 @@ LAYERS = [
     {"run"},  # the node runtime, workers, executors
     {"flow"},  # Workspace, plan, scheduler, metrics, review, variants
     {"report"},  # read-only views
-    {"cli"},  # the commands, and fastpath.py: the console script's entry, which falls back to them
+    {"cli"},  # the commands
+    {"fastpath"},  # fastpath.py, the console script: a no-op answered from its stamp, else the commands
     {"olivepipe"},  # the package's public API (olivepipe/__init__.py)
 ]
 LEVEL = {part: i for i, parts in enumerate(LAYERS) for part in parts}
-SAME_PART = {"fastpath": "cli"}  # a top-level module -> the part it belongs to
 
 
 def _part(module: str) -> str:
-    """olivepipe.spec.workflow -> spec; olivepipe.fastpath -> cli; olivepipe -> olivepipe."""
+    """olivepipe.spec.workflow -> spec; olivepipe.fastpath -> fastpath; olivepipe -> olivepipe.
+    A ``__main__`` module is a program (`python -m olivepipe.cli`), imported by nothing: it sits
+    with the console script."""
     parts = module.split(".")
-    return SAME_PART.get(parts[1], parts[1]) if len(parts) > 1 else "olivepipe"
+    if parts[-1] == "__main__":
+        return "fastpath"
+    return parts[1] if len(parts) > 1 else "olivepipe"
 
 
 def _type_checking(node: ast.If) -> bool:
@@ -76,7 +80,7 @@ def _edges() -> dict[tuple[str, str], list[str]]:
             for t in targets:
                 if not t.startswith("olivepipe."):
                     continue  # `import olivepipe` (its folder) and other packages
-                if t.count(".") == 1 and t.split(".")[1] not in LEVEL | SAME_PART.keys():
+                if t.count(".") == 1 and t.split(".")[1] not in LEVEL:
                     continue  # `from olivepipe import __version__`: the package's own, loaded first anyway
                 a, b = _part(module), _part(t)
                 if a != b:
@@ -86,7 +90,7 @@ def _edges() -> dict[tuple[str, str], list[str]]:
 
 def test_every_folder_is_on_a_layer():
     found = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    found |= {SAME_PART.get(p.stem, p.stem) for p in PKG.glob("*.py") if p.stem != "__init__"}
+    found |= {p.stem for p in PKG.glob("*.py") if p.stem != "__init__"}
     assert found <= set(LEVEL), f"put {sorted(found - set(LEVEL))} on a layer in LAYERS"
     assert found >= set(LEVEL) - {"olivepipe"}, f"LAYERS names parts that are gone: {sorted(set(LEVEL) - found)}"
 

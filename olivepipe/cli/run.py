@@ -249,10 +249,10 @@ def apply(workflow, target, force, sets, force_all, jobs, gpu_slots, stop_on_fai
     from ..flow import savedplan
     from ..flow.scheduler import Interrupted, check_no_other_apply
     from ..flow.scheduler import apply as do_apply
-    from ..fastpath import before, remember
+    from ..report.stamp import before, remember
 
     # the fast path's stamp may only record what this answer is computed from: the workflow and its lock
-    # as they are before anything reads them, and only for the plain form it answers (fastpath.py)
+    # as they are before anything reads them, and only for the plain form it answers (report/stamp.py)
     plain = not (target or force or force_all or cache_dir or rehearse or sets)
     seen = before(workflow) if plain else None
     saved = savedplan.read(workflow)
