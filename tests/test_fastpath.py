@@ -44,7 +44,7 @@ def _publish_all(wf: Path) -> None:
         out.mkdir(parents=True)
         (out / "model.bin").write_bytes(name.encode() * 100)
         e = ws.store.publish(key_of(rec), out, {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}},
-                                               "kind": ws.kind(name)})
+                                               "kind": ws.step(name).kind.name})
         digests[name] = e.digest
         lockfile.update(ws.lock_path, ws.lock_name, {name: {  # complete, as apply writes it: a no-op leaves it
             "key": e.key, "kind": rec["kind"], "record": rec, "duration_s": e.manifest.get("duration_s"),

@@ -133,7 +133,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
         selected = {s for s in selected if s in set(steps_order)}
         # a tiny model is needed only if it is a target or something selected reads it
         selected = {s for s in selected if ws.step(s).is_node or s in targets or
-                    any(s in ws.step_inputs(n) for n in selected)}
+                    any(s in ws.step(n).inputs for n in selected)}
     locked = _reference(ws)
     digests: dict[str, str | None] = {}
     actions: dict[str, str] = {}  # step -> its action (a Status or FORCED)

@@ -306,7 +306,7 @@ class Scheduler:
 
     def _after(self, n: str) -> tuple[str, ...]:
         """Ordering-only dependencies that this apply runs or serves (not those --target left out)."""
-        spec = self.ws.spec_of(n)
+        spec = self.ws.step(n).spec
         return tuple(a for a in getattr(spec, "after", ()) if self.steps.get(a) and self.steps[a].status != SKIP)
 
     def _uses_gpu(self, n: str) -> bool:

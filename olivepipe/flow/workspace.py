@@ -1,6 +1,7 @@
 """A workflow opened for work: its resolved steps (steps.py), graph, store, executor, stat
-cache, lock and folders: wiring and paths. A step's key record is steps.record_of, its job
-Workspace.job; the kind-specific parts come from the step's kind through its StepView.
+cache, lock and folders: wiring and paths. A step's key record and its job are pure functions
+of the step (``spec/steps.record_of``, ``job_of``); the workspace hands them what it wires in
+(the executor's environment identity, the stat cache, the workspace root).
 """
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import kinds
 from ..core import lock as lockfile
 from ..spec.graph import Graph, build_graph
 from ..core.hashing import StatCache, tree_digest
-from ..core.job import Job, ModelFolder, StoredResult
+from ..core.job import Job
 from ..core.datasets import dataset_record
 from ..spec.workflow import ModelSpec, Workflow, gc_paused, load_workflow
-from ..spec.steps import Step, build_steps, record_of
+from ..spec.steps import Step, build_steps, job_of, record_of
 
 
 @dataclass
@@ -30,10 +30,6 @@ class Workspace:
     executor: object = None  # an executors.base.Executor; the local one unless told otherwise
     read_only: bool = False  # plan/status/graph: nothing may be written
     variant: object = None  # a variants.Variant: the committed file with -S overrides
-
-    @property
-    def catalog(self):
-        return _catalog()
 
     @property
     def lock_path(self) -> Path:
@@ -73,33 +69,6 @@ class Workspace:
         """Everything that produces a result, in order: tiny models, then nodes."""
         return list(self.by_name)
 
-    def step_inputs(self, name: str) -> tuple[str, ...]:
-        return self.by_name[name].inputs
-
-    def produces(self, name: str) -> bool:
-        """Whether ``name`` is a step with a stored result (vs. a hub or local model)."""
-        return name in self.by_name
-
-    def kind(self, name: str) -> str:
-        return self.by_name[name].kind.name
-
-    def spec_of(self, name: str):
-        """The NodeSpec (or, for a tiny model, its ModelSpec) behind a step."""
-        return self.by_name[name].spec
-
-    def kind_of(self, name: str) -> kinds.NodeKind:
-        return self.by_name[name].kind
-
-    def device(self, name: str) -> str:
-        return self.by_name[name].device
-
-    def source_model(self, name: str) -> ModelSpec | None:
-        """The `models:` entry a step descends from (first inputs up to a model)."""
-        return self.by_name[name].view.source
-
-    def label(self, name: str) -> str:
-        return self.by_name[name].label
-
     # -- records -------------------------------------------------------------------
     def source_input(self, model: ModelSpec) -> dict:
         if model.source == "hf":
@@ -119,10 +88,6 @@ class Workspace:
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.workflow.root).as_posix()
 
-    def placement(self, name: str) -> dict | None:
-        """Where a step runs: None for this machine, else its `executor:` mapping."""
-        return self.by_name[name].placement
-
     def environment(self, name: str) -> dict:
         """The environment identity that goes into a step's key: package versions where it runs
         (local and remote results never share a key by accident)."""
@@ -134,65 +99,12 @@ class Workspace:
         return record_of(self.by_name[name], input_digests, self.environment(name), self.source_input)
 
     # -- jobs ------------------------------------------------------------------------
-    def job_inputs(self, name: str, results: dict) -> tuple[list[dict], dict]:
-        """Inputs of a step as job data: ([{"name", "ref", "model"}], refs).
-
-        Paths are placeholders ($IN0 for a stored result, $SRC0 for a local model folder),
-        resolved where the job runs."""
-        from ..olive.compile import model_source_config
-
-        inputs, refs = [], {}
-        for i, (inp, read) in enumerate(zip(self.step_inputs(name), self.by_name[name].reads)):
-            if not isinstance(read, Step):  # a `models:` entry read directly
-                m = read
-                adapter = None
-                if m.adapter is not None:
-                    adapter = f"$ADP{i}"
-                    refs[adapter] = ModelFolder(self._rel(m.adapter), tree_digest(self.stats.tree(m.adapter)))
-                if m.source == "path":
-                    ph = f"$SRC{i}"
-                    refs[ph] = ModelFolder(self._rel(m.path), tree_digest(self.stats.tree(m.path)))
-                    model = model_source_config(m, placeholder=ph, adapter=adapter)
-                else:
-                    ph, model = None, model_source_config(m, adapter=adapter)
-                inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
-                continue
-            entry = results[inp]
-            ph = f"$IN{i}"
-            refs[ph] = StoredResult(entry.key)
-            model = self.reader_model(inp, entry, ph)
-            inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
-        return inputs, refs
-
-    def reader_model(self, name: str, entry, placeholder: str) -> dict | None:
-        """How a job reads the stored result of step ``name``: the entry's files, loaded the way
-        this workflow says (its model's trust_remote_code and load_kwargs), never the way the
-        entry's manifest says (another machine may have written it)."""
-        from ..core.errors import StoreError
-        from ..olive.runtime import UntrustedModel, reader_model_config
-
-        if not entry.model:
-            return None
-        try:
-            return reader_model_config(entry.model, placeholder, self.source_model(name))
-        except UntrustedModel as e:
-            raise StoreError(f"the cached result of '{name}' ({entry.key[:12]}) is not used: its model config {e}",
-                             "a shared-cache writer published it; `olivepipe cache verify` lists such entries, "
-                             f"`olivepipe apply --force {name}` rebuilds it") from None
-
     def job(self, name: str, results: dict, *, key: str = "", record: dict | None = None, replace: bool = False,
             offline: bool = True) -> Job:
-        """The typed job for a step; ``results`` maps its produced inputs to store entries.
-
-        No local paths: the node runtime resolves $OUT, $SCRATCH, $IN*, $SRC*, $DATA* and $CALIB
-        where the job runs."""
-        step = self.by_name[name]
-        inputs, refs = self.job_inputs(name, results)
-        spec = step.kind.job(step.view, inputs)
-        refs.update(spec.pop("refs", {}))
-        return Job(step=name, kind=step.kind.name, module=kinds.module_of(step.kind.name), device=step.device,
-                   spec=spec, refs=refs, timeout_s=step.timeout_s, placement=step.placement, key=key, record=record,
-                   replace=replace, offline=offline)
+        """The typed job for a step (``spec/steps.job_of``); ``results`` maps its produced inputs
+        to store entries."""
+        return job_of(self.by_name[name], results, tree=self.stats.tree, rel=self._rel, key=key, record=record,
+                      replace=replace, offline=offline)
 
     def lock_nodes(self) -> dict:
         return lockfile.nodes(self.lock_path, self.lock_name)

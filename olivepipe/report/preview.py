@@ -30,7 +30,7 @@ class _Pending:
 
 def compile_preview(ws: Workspace, nodes: list[str], *, check: bool = False) -> dict:
     wf = ws.workflow
-    olive_nodes = [n for n in wf.nodes if ws.kind_of(n).compiles_to_olive]
+    olive_nodes = [n for n in wf.nodes if ws.step(n).kind.compiles_to_olive]
     for n in nodes:
         if n not in wf.nodes:
             raise OlivepipeError(f"unknown node '{n}'", f"nodes: {', '.join(wf.nodes)}")
@@ -41,7 +41,7 @@ def compile_preview(ws: Workspace, nodes: list[str], *, check: bool = False) -> 
     for s in plan.steps:
         entry = ws.store.peek(s.key) if s.status == CACHED and s.key else None
         if entry is None:
-            fmt = ws.kind_of(s.name).output_format(ws.spec_of(s.name))
+            fmt = ws.step(s.name).kind.output_format(ws.step(s.name).spec)
             entry = _Pending(None, {"type": "onnxmodel" if fmt == "onnx" else "hfmodel",
                                     "config": {"model_path": "$OUT"}})
         entries[s.name] = entry
@@ -60,7 +60,7 @@ def _paths(ws: Workspace, name: str, job: Job, entries: dict) -> dict:
     base = ws.workflow.file.parent
     here = confined_dir(base, ".olivepipe", "compiled", name)
     paths = {"$OUT": str(here / "output"), "$SCRATCH": str(here / "scratch")}
-    inputs = ws.step_inputs(name)
+    inputs = ws.step(name).inputs
     for ph, ref in job.refs.items():
         if isinstance(ref, StoredResult):
             i = int(ph[len("$IN"):])

@@ -44,7 +44,7 @@ def _stamp(ws, plan, result, seen_before: dict) -> dict | str:
     """The stamp, or why there is none."""
     if (ws.rehearse or ws.read_only or type(ws.store).__name__ != "LocalStore" or not result.ok or result.ran
             or plan.to_run or plan.blocked or any(s.status != "cached" for s in plan.steps)
-            or any(ws.placement(s.name) for s in plan.steps) or os.environ.get("OLIVEPIPE_NETWORK_AUDIT")):
+            or any(ws.step(s.name).placement for s in plan.steps) or os.environ.get("OLIVEPIPE_NETWORK_AUDIT")):
         return "not a local no-op"
     # what the no-op printed, in every form the fast path answers
     out = {"cached": len(result.outcomes), "events": [event_json(Event("cached", n)) for n in result.outcomes],

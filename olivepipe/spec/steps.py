@@ -120,3 +120,68 @@ def record_of(step: Step, input_digests: dict, environment: dict, source_input: 
     rec = {"format": RECORD_FORMAT, "kind": kind.name, "inputs": inputs, "device": spec.device,
            "provider": spec.provider, "packages": environment, **kind.record(step.view)}
     return rec, complete
+
+
+def job_of(step: Step, results: dict, *, tree: Callable[[Path], Any], rel: Callable[[Path], str], key: str = "",
+           record: dict | None = None, replace: bool = False, offline: bool = True):
+    """The typed job (``core/job.Job``) for a step; ``results`` maps its produced inputs to store
+    entries, ``tree(folder)`` lists a local model folder's files with digests (the stat cache)
+    and ``rel(path)`` names a path from the workspace root.
+
+    No local paths: the node runtime resolves $OUT, $SCRATCH, $IN*, $SRC*, $DATA* and $CALIB
+    where the job runs."""
+    from ..core.job import Job
+
+    inputs, refs = _job_inputs(step, results, tree, rel)
+    spec = step.kind.job(step.view, inputs)
+    refs.update(spec.pop("refs", {}))
+    return Job(step=step.name, kind=step.kind.name, module=kinds.module_of(step.kind.name), device=step.device,
+               spec=spec, refs=refs, timeout_s=step.timeout_s, placement=step.placement, key=key, record=record,
+               replace=replace, offline=offline)
+
+
+def _job_inputs(step: Step, results: dict, tree, rel) -> tuple[list[dict], dict]:
+    """A step's inputs as job data: ([{"name", "ref", "model", "path"}], refs). Paths are
+    placeholders ($IN0 for a stored result, $SRC0 for a local model folder, $ADP0 for an adapter)."""
+    from ..core.hashing import tree_digest
+    from ..core.job import ModelFolder, StoredResult
+    from ..olive.compile import model_source_config
+
+    inputs, refs = [], {}
+    for i, (inp, read) in enumerate(zip(step.inputs, step.reads)):
+        if not isinstance(read, Step):  # a `models:` entry read directly
+            m = read
+            adapter = None
+            if m.adapter is not None:
+                adapter = f"$ADP{i}"
+                refs[adapter] = ModelFolder(rel(m.adapter), tree_digest(tree(m.adapter)))
+            if m.source == "path":
+                ph = f"$SRC{i}"
+                refs[ph] = ModelFolder(rel(m.path), tree_digest(tree(m.path)))
+                model = model_source_config(m, placeholder=ph, adapter=adapter)
+            else:
+                ph, model = None, model_source_config(m, adapter=adapter)
+            inputs.append({"name": inp, "ref": ph, "model": model, "path": ph})
+            continue
+        entry = results[inp]
+        ph = f"$IN{i}"
+        refs[ph] = StoredResult(entry.key)
+        inputs.append({"name": inp, "ref": ph, "model": _reader_model(read, entry, ph), "path": ph})
+    return inputs, refs
+
+
+def _reader_model(upstream: Step, entry, placeholder: str) -> dict | None:
+    """How a job reads the stored result of the step ``upstream``: the entry's files, loaded the
+    way this workflow says (the model that step descends from: its trust_remote_code and
+    load_kwargs), never the way the entry's manifest says (another machine may have written it)."""
+    from ..core.errors import StoreError
+    from ..olive.runtime import UntrustedModel, reader_model_config
+
+    if not entry.model:
+        return None
+    try:
+        return reader_model_config(entry.model, placeholder, upstream.view.source)
+    except UntrustedModel as e:
+        raise StoreError(f"the cached result of '{upstream.name}' ({entry.key[:12]}) is not used: its model config {e}",
+                         "a shared-cache writer published it; `olivepipe cache verify` lists such entries, "
+                         f"`olivepipe apply --force {upstream.name}` rebuilds it") from None
