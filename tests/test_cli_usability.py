@@ -319,7 +319,8 @@ def test_estimates_scale_with_training_steps_and_leave_out_the_import(tmp_path, 
     from rich.console import Console
 
     from olivepipe.flow.scheduler import apply
-    from olivepipe.flow.plan import RUN, Plan, Step
+    from olivepipe.flow.plan import Plan, Step
+    from olivepipe.flow.status import RUN
     from olivepipe.flow.planned import estimate
     from olivepipe.report.text import plan_text
     from olivepipe.flow.workspace import open_workspace
@@ -354,7 +355,8 @@ def test_interrupted_grammar_and_the_last_live_frame(tmp_path):
 
     from olivepipe.core.errors import Interrupted, Terminated
     from olivepipe.flow.scheduler import ApplyResult, Event, Outcome
-    from olivepipe.flow.plan import RUN, Plan, Step
+    from olivepipe.flow.plan import Plan, Step
+    from olivepipe.flow.status import RUN
     from olivepipe.report.text import Progress
 
     plan = Plan("w", (Step("a", "sleep", "sleep", RUN), Step("b", "sleep", "sleep", RUN), Step("c", "sleep", "sleep", RUN)))
@@ -440,7 +442,8 @@ def test_verbose_streams_progress_bars_as_they_redraw(tmp_path):
     from rich.console import Console
 
     from olivepipe.flow.scheduler import Event
-    from olivepipe.flow.plan import RUN, Plan, Step
+    from olivepipe.flow.plan import Plan, Step
+    from olivepipe.flow.status import RUN
     from olivepipe.report.text import Progress
 
     log = tmp_path / "a.log"

@@ -6,7 +6,8 @@ from conftest import MINIMAL, write
 from olivepipe.core import lock as lockfile
 from olivepipe.spec.graph import build_graph
 from olivepipe.core.keys import key_of, record_changes
-from olivepipe.flow.planned import Reason, Status, Why, change_reason
+from olivepipe.flow.planned import Reason, Why, change_reason
+from olivepipe.flow.status import Status
 from olivepipe.flow.plan import make_plan
 from olivepipe.spec.workflow import parse_workflow
 from olivepipe.flow.workspace import open_workspace

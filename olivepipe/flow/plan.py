@@ -13,8 +13,8 @@ from ..core.keys import key_of
 from ..core import lock as lockfile
 from ..spec.steps import warnings_of
 from ..spec.workflow import gc_paused
-from .planned import (BLOCKED, CACHED, FORCED, FORCED_RUN, NOT_TARGETED, RUN, SKIP, Action, Reason, Status, Why,
-                      estimate, why_run)
+from .planned import FORCED_RUN, NOT_TARGETED, Reason, Why, estimate, why_run
+from .status import BLOCKED, CACHED, FORCED, RUN, SKIP, Action, Status
 from .workspace import Workspace
 
 
@@ -140,6 +140,7 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
     out: list[Step] = []
     for name in steps_order:
         step = ws.step(name)
+        record, complete = ws.record(name, digests) if name in selected else (None, False)
         stand_in = (f"REHEARSAL STAND-IN: {ws.substitutions[name]}",) if name in ws.substitutions else ()
         common = dict(name=name, kind=step.kind.name, label=step.label, inputs=step.inputs, device=step.device,
                       warnings=warnings_of(step) + stand_in, where=ws.executor.where(step.placement))
@@ -148,12 +149,11 @@ def make_plan(ws: Workspace, *, targets: tuple[str, ...] = (), force: tuple[str,
             actions[name] = SKIP
             out.append(Step(status=SKIP, why=(NOT_TARGETED,), **common))
             continue
-        record, complete = ws.record(name, digests)
         check = ws.executor.preflight(step.kind.needs(step.view), step.device, step.placement)  # can it run there?
         prev = locked.get(name)
         estimate_s, note = estimate(prev, record)
         key = key_of(record) if complete else None
-        common.update(record=record, check=check, key=key, estimate_s=estimate_s, estimate_note=note)
+        common |= dict(record=record, check=check, key=key, estimate_s=estimate_s, estimate_note=note)
         blocked_up = [i for i in step.inputs if actions.get(i) == BLOCKED]
         entry = ws.store.peek(key) if key else None
         problem = None

@@ -1,9 +1,9 @@
-"""What a plan says of a step, as types (its status, its action and why), and what apply did with it.
+"""Why a plan says what it says of a step: typed reasons (``Why`` and what it is about) that
+renderers turn into words with ``str()`` (nothing reads the words back), and the estimate of its
+duration. The status and action words themselves are ``status.py``'s.
 
 Kept apart from plan.py (which opens workspaces) so renderers and the scheduler read the same
-names without planning anything. A status and an action are str-valued enums, so `--json` and a saved plan hold the same plain strings as ever; a reason is a typed value
-(``Why`` and what it is about) that renderers turn into words with ``str()``; nothing reads the
-words back.
+names without planning anything.
 """
 from __future__ import annotations
 
@@ -11,64 +11,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..core.keys import Change, record_changes
-
-
-class _Word(str, Enum):
-    """A str-valued enum that prints as its value (JSON, f-strings and dict keys see the string)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Status(_Word):
-    """What a planned step is."""
-
-    CACHED = "cached"
-    RUN = "run"
-    BLOCKED = "blocked"
-    SKIP = "skip"  # not needed by the target
-
-
-class Action(_Word):
-    """What apply will do with a planned step: its status, or FORCED (runs although a result is cached)."""
-
-    CACHED = "cached"
-    RUN = "run"
-    FORCED = "forced"
-    BLOCKED = "blocked"
-    SKIP = "skip"
-
-
-class Outcome(_Word):
-    """What apply did with a step (executor.Outcome.status)."""
-
-    CACHED = "cached"
-    RAN = "ran"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # an input did not finish, or apply stopped after a failure
-    BLOCKED = "blocked"
-    EXCLUDED = "excluded"  # not needed by the target
-    INTERRUPTED = "interrupted"
-
-    @property
-    def ok(self) -> bool:
-        """Its result is there for the steps that read it."""
-        return self in (Outcome.CACHED, Outcome.RAN)
-
-
-class Happened(_Word):
-    """What an apply event says (executor.Event.kind; `apply --json`'s "event")."""
-
-    START = "start"
-    CACHED = "cached"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    BLOCKED = "blocked"
-
-
-CACHED, RUN, BLOCKED, SKIP = Status.CACHED, Status.RUN, Status.BLOCKED, Status.SKIP
-FORCED = Action.FORCED
 
 
 class Why(Enum):
@@ -184,4 +126,4 @@ def why_run(step, record: dict, complete: bool, prev: dict | None, key: str | No
     return reasons or [Reason(Why.INPUTS_CHANGED)]
 
 
-__all__ = ["Status", "Action", "Outcome", "Happened", "Why", "Reason", "change_reason", "estimate", "why_run", "NOT_TARGETED", "FORCED_RUN", "CACHED", "RUN", "BLOCKED", "SKIP", "FORCED"]
+__all__ = ["Why", "Reason", "change_reason", "estimate", "why_run", "NOT_TARGETED", "FORCED_RUN"]

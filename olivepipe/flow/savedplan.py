@@ -19,7 +19,8 @@ from pathlib import Path
 from ..core.errors import OlivepipeError
 from ..core.hashing import digest_obj
 from ..core.keys import record_changes
-from .planned import CACHED, change_reason
+from .planned import change_reason
+from .status import CACHED
 
 FORMAT = "olivepipe-plan/1"
 MAX_BYTES = 32 << 20

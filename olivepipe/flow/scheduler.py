@@ -25,7 +25,8 @@ from ..run.gpus import GpuAllocator, parse_gib
 from ..core.keys import key_of
 from ..core.mutex import FileMutex
 from .plan import BLOCKED, FORCED, RUN, SKIP, Plan
-from .planned import Happened, Outcome as Did, Reason, Why
+from .planned import Reason, Why
+from .status import Happened, Outcome as Did
 from ..core.safefs import confined_dir, open_nofollow
 from .workspace import Workspace
 

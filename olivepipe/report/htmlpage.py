@@ -13,7 +13,7 @@ import re
 import time
 from pathlib import Path
 
-from ..flow.plan import BLOCKED, CACHED, RUN, SKIP
+from ..flow.status import BLOCKED, CACHED, RUN, SKIP
 
 LOG_LINES = 40  # per step: enough to see how it ended
 LOG_TAIL_BYTES = 64 << 10

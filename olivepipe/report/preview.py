@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from ..core.errors import OlivepipeError
 from ..core.job import DataFile, Job, ModelFolder, StoredResult, TextDataset
 from ..core.job import substitute
-from ..flow.plan import CACHED, make_plan
+from ..flow.plan import make_plan
+from ..flow.status import CACHED
 from ..core.safefs import confined_dir, write_atomic
 from ..flow.workspace import Workspace
 

@@ -12,6 +12,7 @@ from ..core.filestat import folder_id, path_sig
 from ..core.noopstamp import FORMAT, RACY_NS, env_stamp, stamp_file, trace
 from ..core.safefs import write_state
 from ..flow.scheduler import Event
+from ..flow.status import Happened, Status
 from .summary import event_json, plan_plain, status_lines
 
 
@@ -43,11 +44,11 @@ def remember(ws, plan, result, seen_before: dict) -> None:
 def _stamp(ws, plan, result, seen_before: dict) -> dict | str:
     """The stamp, or why there is none."""
     if (ws.rehearse or ws.read_only or type(ws.store).__name__ != "LocalStore" or not result.ok or result.ran
-            or plan.to_run or plan.blocked or any(s.status != "cached" for s in plan.steps)
+            or plan.to_run or plan.blocked or any(s.status != Status.CACHED for s in plan.steps)
             or any(ws.step(s.name).placement for s in plan.steps) or os.environ.get("OLIVEPIPE_NETWORK_AUDIT")):
         return "not a local no-op"
     # what the no-op printed, in every form the fast path answers
-    out = {"cached": len(result.outcomes), "events": [event_json(Event("cached", n)) for n in result.outcomes],
+    out = {"cached": len(result.outcomes), "events": [event_json(Event(Happened.CACHED, n)) for n in result.outcomes],
            "result": result.to_json(), "status_lines": status_lines(plan),
            "status_json": {s.name: s.status for s in plan.steps}, "plan_text": plan_plain(plan)}
     paths: list = []

@@ -3,17 +3,15 @@
 Kept apart from text.py so the hot path of a no-op apply never imports rich."""
 from __future__ import annotations
 
-# flow/planned.py's Status values, equal to its str-valued members (not imported: the no-op fast path
-# prints nothing_to_do_line with nothing but this module loaded)
-CACHED, RUN, BLOCKED, SKIP = "cached", "run", "blocked", "skip"
+from ..flow.status import BLOCKED, CACHED, RUN, SKIP, Outcome
 SYMBOL = {CACHED: ("=", "green"), RUN: ("+", "yellow"), BLOCKED: ("!", "red"), SKIP: ("-", "dim")}
 WORD = {CACHED: "cached", RUN: "will run", BLOCKED: "blocked", SKIP: "skip"}
 
 
 def nothing_to_do(result) -> str:
     """The one-line answer of an apply that found everything cached."""
-    c = sum(1 for o in result.outcomes.values() if o.status == "cached")
-    failed = [o for o in result.outcomes.values() if o.status == "failed"]
+    c = sum(1 for o in result.outcomes.values() if o.status == Outcome.CACHED)
+    failed = [o for o in result.outcomes.values() if o.status == Outcome.FAILED]
     if failed:  # a cached result can still fail its node: a missed goal is judged on every apply
         return "\n".join([f"✗ {o.name}: {o.error}" for o in failed] +
                          [f"Apply failed: nothing ran, {c} cached, {len(failed)} failed ({result.seconds:.2f}s)"])

@@ -14,7 +14,8 @@ from rich.text import Text
 from .summary import SYMBOL, WORD, _fmt_s, plan_lines, variant_lines  # noqa: F401  (plan_text's lines; names kept for callers)
 from .summary import cache_rows, event_json, nothing_to_do, status_lines  # noqa: F401  (re-exported for callers)
 
-from ..flow.plan import BLOCKED, CACHED, RUN, SKIP, Plan
+from ..flow.plan import Plan
+from ..flow.status import BLOCKED, CACHED, RUN, SKIP, Outcome
 
 if TYPE_CHECKING:  # types only: `cache ls` and `status` render without importing the executor
     from ..flow.scheduler import ApplyResult, Event
@@ -156,10 +157,10 @@ def _fmt_clock(s: float) -> str:
 
 
 def result_text(result: ApplyResult, console: Console, resume: str) -> None:
-    failed = [o for o in result.outcomes.values() if o.status in ("failed", "blocked")]
+    failed = [o for o in result.outcomes.values() if o.status in (Outcome.FAILED, Outcome.BLOCKED)]
     ran = len(result.ran)
-    cached = sum(1 for o in result.outcomes.values() if o.status == "cached")
-    skipped = sum(1 for o in result.outcomes.values() if o.status == "skipped")
+    cached = sum(1 for o in result.outcomes.values() if o.status == Outcome.CACHED)
+    skipped = sum(1 for o in result.outcomes.values() if o.status == Outcome.SKIPPED)
     for o in failed:
         console.print(Text(f"✗ {o.name}: {o.error}", style="red"))
         if o.log:
