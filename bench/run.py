@@ -136,7 +136,7 @@ def fake_pipeline(root: Path, big: dict[str, int], text: str = LAB_SHAPE) -> Pat
         dropped = targets.evict(out / "payload.bin") if size >= 1 << 20 else False
         t0 = time.perf_counter()
         e = ws.store.publish(key_of(rec), out, {"model": {"type": "hfmodel", "config": {"model_path": "$OUT"}},
-                                                "kind": ws.kind(name)})
+                                                "kind": ws.step(name).kind.name})
         timings[name] = {"bytes": e.size, "publish_s": round(time.perf_counter() - t0, 3), "cold": dropped}
         shutil.rmtree(out.parent, ignore_errors=True)
         digests[name] = e.digest
