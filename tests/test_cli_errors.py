@@ -245,3 +245,26 @@ def test_the_hot_path_imports_no_renderer_and_no_validator(tmp_path):
             " if m in sys.modules)\nprint('HEAVY', heavy)") % str(wf)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+def test_every_command_refuses_a_nul_byte_in_the_workflow_path():
+    """argv cannot carry a NUL byte, a program calling main() can: a usage error naming it,
+    never an exception from the first call that opens the path."""
+    from olivepipe.cli.app import WorkflowPath
+
+    def commands(group, path=()):
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                yield from commands(cmd, (*path, name))
+            elif any(isinstance(p.type, WorkflowPath) for p in cmd.params):
+                yield (*path, name), cmd
+
+    found = dict(commands(main))
+    assert {("apply",), ("plan",), ("status",), ("graph",)} <= set(found)
+    for path, cmd in found.items():
+        args = [("a\0b.yaml" if isinstance(p.type, WorkflowPath) else "x") for p in cmd.params
+                if isinstance(p, click.Argument)]
+        res = CliRunner().invoke(main, [*path, *args])
+        assert res.exit_code == 2, (path, res.output, res.exception)
+        assert "a\\0b.yaml: the file name contains a NUL byte" in res.output, (path, res.output)
+        assert isinstance(res.exception, SystemExit), (path, res.exception)

@@ -177,8 +177,18 @@ def shown(name: str) -> str:
     return name.replace("\0", "\\0")
 
 
+class WorkflowPath(click.Path):
+    """A workflow file's path; one with a NUL byte (possible only in-process: argv cannot carry
+    one) is a usage error, not an exception from the first call that opens it."""
+
+    def convert(self, value, param, ctx):
+        if "\0" in os.fsdecode(os.fspath(value)):
+            self.fail(f"{shown(os.fsdecode(os.fspath(value)))}: the file name contains a NUL byte", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # options shared by several command modules
-workflow_arg = click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
+workflow_arg = click.argument("workflow", type=WorkflowPath(dir_okay=False, path_type=Path))
 cache_opt = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                          help="Store for results (default: .olivepipe/cache next to the workflow, or $OLIVEPIPE_CACHE_DIR).")
 rehearse_opt = click.option("--rehearse", is_flag=True,

@@ -119,6 +119,15 @@ def _catalog():
     return load_catalog()
 
 
+def _folder_of(path) -> Path | None:
+    """The folder of the workflow file at ``path`` as load_workflow resolves it; None for a path
+    no file can have (a NUL byte), which load_workflow then reports."""
+    try:
+        return Path(os.path.realpath(os.fsdecode(os.fspath(path)))).parent
+    except ValueError:
+        return None
+
+
 def default_cache_dir(workflow: Workflow) -> Path:
     env = os.environ.get("OLIVEPIPE_CACHE_DIR")
     return Path(env) if env else workflow.file.parent / ".olivepipe" / "cache"
@@ -140,8 +149,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
 
         workflow, variant = variants.load(Path(path), overrides)
     # the executors first (building them reads nothing): rehearsal asks them what can run here
-    folder = workflow.file.parent if workflow is not None else Path(os.path.realpath(os.fspath(path))).parent
-    executor = executor or default_router(folder)
+    executor = executor or default_router(workflow.file.parent if workflow is not None else _folder_of(path))
     wf = workflow or load_workflow(path, remember=not read_only)
     substitutions = {}
     if rehearse:
