@@ -307,8 +307,7 @@ class Scheduler:
 
     def _after(self, n: str) -> tuple[str, ...]:
         """Ordering-only dependencies that this apply runs or serves (not those --target left out)."""
-        spec = self.ws.step(n).spec
-        return tuple(a for a in getattr(spec, "after", ()) if self.steps.get(a) and self.steps[a].status != SKIP)
+        return tuple(a for a in self.ws.step(n).after if self.steps.get(a) and self.steps[a].status != SKIP)
 
     def _uses_gpu(self, n: str) -> bool:
         step = self.ws.step(n)

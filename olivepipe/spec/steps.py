@@ -30,6 +30,9 @@ class Step:
     placement: dict | None  # the node's `executor:` mapping (None: this machine)
     view: StepView
     is_node: bool  # a workflow node (a tiny model is a step, not a node)
+    timeout_s: float | None = None  # the node's `timeout:`
+    gpu_memory_gb: Any = None  # the node's `gpu_memory_gb:` as written (the scheduler parses it)
+    after: tuple[str, ...] = ()  # the node's `after:`: steps it waits for without reading them
 
     @property
     def produced(self) -> tuple[str, ...]:
@@ -40,13 +43,6 @@ class Step:
     def label(self) -> str:
         return self.kind.label(self.spec)
 
-    @property
-    def timeout_s(self) -> float | None:
-        return getattr(self.spec, "timeout_s", None)
-
-    @property
-    def gpu_memory_gb(self):
-        return getattr(self.spec, "gpu_memory_gb", None)
 
 
 def build_steps(workflow, order, *, rehearse: bool, digest: Callable[[Path], str],
@@ -58,9 +54,9 @@ def build_steps(workflow, order, *, rehearse: bool, digest: Callable[[Path], str
     tiny = [m for m, spec in wf.models.items() if spec.source == "tiny" and m in read]
     steps: dict[str, Step] = {}
 
-    def view(node, upstream=(), lineage=(), dataset=None, source=None) -> StepView:
+    def view(node, upstream=(), lineage=(), dataset=None, source=None, placement=None) -> StepView:
         return StepView(node, upstream, lineage, dataset, source, rehearse, folder, root, digest, catalog_of,
-                        getattr(node, "executor", None))
+                        placement)
 
     for m in tiny:
         spec = wf.models[m]
@@ -81,7 +77,8 @@ def build_steps(workflow, order, *, rehearse: bool, digest: Callable[[Path], str
         upstream = tuple(wf.nodes.get(i) for i in node.inputs)
         dataset = wf.datasets.get(node.data) if node.data else None
         steps[name] = Step(name, kinds.get(node.kind), node, node.inputs, reads, node.device, node.executor,
-                           view(node, upstream, lineage, dataset, source), True)
+                           view(node, upstream, lineage, dataset, source, node.executor), True, node.timeout_s,
+                           node.gpu_memory_gb, node.after)
     return steps
 
 
