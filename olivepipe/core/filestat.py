@@ -14,9 +14,9 @@ def stat_sig(st: os.stat_result) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def path_sig(path: str, link: bool = False) -> list | None:
+def path_sig(path: str | os.PathLike, link: bool = False) -> list | None:
     """A path's stat_sig as the no-op stamp records it (a link's own, with its target), or None
-    when it is missing."""
+    when it is missing; the lock writer's way to tell whether someone else wrote the lock."""
     try:
         if link:
             return [*stat_sig(os.lstat(path)), os.readlink(path)]

@@ -10,14 +10,13 @@ never a crash further on.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
-from .errors import LockError
+from .errors import LockError, UnsafePath
+from .filestat import path_sig
 from .mutex import FileMutex
-from .errors import UnsafePath
 from .safefs import confined_dir, read_confined, write_atomic
 
 LOCK_FORMAT = 1
@@ -163,14 +162,6 @@ def update(path: Path, workflow: str, node_updates: dict, *, remove: tuple = (),
     Writer(path, workflow).set(node_updates, remove=remove, keep_only=keep_only)
 
 
-def _stat_id(path: Path):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 class Writer:
     """One workflow's lock section, held in memory for a whole apply.
 
@@ -197,7 +188,7 @@ class Writer:
         self._load()
 
     def _load(self) -> None:
-        self._seen = _stat_id(self.path)
+        self._seen = path_sig(self.path)
         self.data = read(self.path)
         self._frags.clear()
 
@@ -209,7 +200,7 @@ class Writer:
         if not self._changes(self.nodes(), node_updates, remove, keep_only):
             return False
         with FileMutex(self._guard, base=self._base):  # opens the guard without following a planted link
-            if _stat_id(self.path) != self._seen:  # written by someone else since we read it
+            if path_sig(self.path) != self._seen:  # written by someone else since we read it
                 self._load()
             wf = self.data["workflows"].setdefault(self.workflow, {"nodes": {}})
             nodes = wf.setdefault("nodes", {})
@@ -221,7 +212,7 @@ class Writer:
             if keep_only is not None:
                 wf["nodes"] = {k: v for k, v in nodes.items() if k in keep_only}
             write_atomic(self.path, self._dumps())
-            self._seen = _stat_id(self.path)
+            self._seen = path_sig(self.path)
         return True
 
     @staticmethod
