@@ -149,7 +149,8 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
 
         workflow, variant = variants.load(Path(path), overrides)
     # the executors first (building them reads nothing): rehearsal asks them what can run here
-    executor = executor or default_router(workflow.file.parent if workflow is not None else _folder_of(path))
+    folder = workflow.file.parent if workflow is not None else _folder_of(path)
+    executor = executor or default_router(folder)
     wf = workflow or load_workflow(path, remember=not read_only)
     substitutions = {}
     if rehearse:
