@@ -47,8 +47,8 @@ class FakeExecutor:
     def gpus(self):
         return list(self.gpu_list)
 
-    def open(self, *, slots, offline, log_dir):
-        self.opened = slots
+    def open(self, *, slots, offline, log_dir, wake=None):
+        self.opened = slots  # wake is never needed: a job finishes only inside wait (virtual time)
 
     def start(self, job, ctx):
         seconds = float(job.spec.get("options", {}).get("seconds", 0))

@@ -252,3 +252,48 @@ def test_each_executor_names_its_own_placements():
     assert router.where({"ray": {"address": "head:6379"}}) == "ray:head:6379"
     assert router.where({"azureml": {"compute": "gpu-cluster"}}) == "azureml:gpu-cluster"  # no factory here
     assert not router.preflight(Needs(), "cpu", {"azureml": {"compute": "gpu-cluster"}}).ok
+
+
+def test_the_router_sleeps_until_an_executor_says_a_job_finished():
+    """With jobs on two executors, the router never blocks inside one executor's wait (a job
+    finishing on the other would go unheard): it looks at each without waiting and sleeps until
+    an executor's wake says a job finished."""
+    import threading
+
+    from olivepipe.run.executors.base import Finished, JobResult
+    from olivepipe.run.executors.router import Router
+
+    class Manual(FakeExecutor):
+        """Jobs finish when the test says so, from another thread."""
+
+        def __init__(self):
+            super().__init__()
+            self.done, self.waits = Finished(), []
+
+        def open(self, *, slots, offline, log_dir, wake=None):
+            self.done.wake = wake
+
+        def start(self, job, ctx):
+            pass
+
+        def wait(self, timeout=None):
+            self.waits.append(timeout)
+            return self.done.take(timeout)
+
+    here, there = Manual(), Manual()
+    router = Router(here, {"cluster": lambda: there})
+    router.open(slots=2, offline=True, log_dir=None)
+    router.start(Job(step="a", kind="sleep", module="m", device="cpu", spec={}, refs={}), None)
+    router.start(Job(step="b", kind="sleep", module="m", device="cpu", spec={}, refs={},
+                     placement={"cluster": {}}), None)
+    finish = threading.Timer(0.3, lambda: there.done.put(JobResult("b", True, "", 1.0)))
+    finish.start()
+    try:
+        got = router.wait()
+    finally:
+        finish.cancel()
+    assert [r.step for r in got] == ["b"]
+    assert set(here.waits) == set(there.waits) == {0}, (here.waits, there.waits)  # looked, never blocked
+    assert router.active == {"a": here}
+    here.done.put(JobResult("a", True, "", 1.0))  # the last one left: the router blocks on its executor
+    assert [r.step for r in router.wait()] == ["a"] and here.waits[-1] is None

@@ -13,7 +13,7 @@ import os
 import queue
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ...core.job import Job
 
@@ -100,8 +100,10 @@ class Executor(Protocol):
     def gpus(self) -> list:
         """The GPUs jobs can be pinned to (gpus.Gpu), asked only when a GPU node is about to run."""
 
-    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
-        """Get ready to run up to ``slots`` jobs at once."""
+    def open(self, *, slots: int, offline: bool, log_dir: Path, wake: Callable[[], None] | None = None) -> None:
+        """Get ready to run up to ``slots`` jobs at once. ``wake``, when given, is called (from any
+        thread) each time a started job finishes, so a caller waiting on several executors at
+        once (the router) hears of it without polling."""
 
     def start(self, job: Job, ctx: RunContext) -> None:
         """Start a job (returns at once); it runs through runtime.run_node wherever it runs."""
@@ -114,18 +116,31 @@ class Executor(Protocol):
         """Stop workers (kill: at once, for Ctrl-C and errors)."""
 
 
-def drain(done: queue.Queue, timeout: float | None) -> list:
-    """``wait`` for executors that collect results on a queue: block for the first (or until
-    ``timeout``: then []), then take every other one already there."""
-    try:
-        out = [done.get(timeout=timeout)]
-    except queue.Empty:
-        return []
-    while True:
+class Finished:
+    """An executor's finished jobs, put by the threads that ran them, taken by its ``wait``; each
+    put calls the ``wake`` its ``open`` was given (the router's: it waits on several executors at
+    once without polling them)."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        self.wake: Callable[[], None] | None = None
+
+    def put(self, result: JobResult) -> None:
+        self._queue.put(result)
+        if self.wake is not None:
+            self.wake()
+
+    def take(self, timeout: float | None) -> list[JobResult]:
+        """Block for the first (or until ``timeout``: then []), then take every other one already there."""
         try:
-            out.append(done.get_nowait())
+            out = [self._queue.get(timeout=timeout)]
         except queue.Empty:
-            return out
+            return []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
 
 
 def append_log(path, text: str) -> None:

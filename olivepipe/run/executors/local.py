@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import queue
 import threading
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ...core.versions import version
 from ...olive.runtime import worker_env
 from ..pool import Pool, WorkerCrashed
 from ..runtime import run_node
-from .base import Capabilities, Check, JobResult, RunContext, drain
+from .base import Capabilities, Check, Finished, JobResult, RunContext
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,7 +64,7 @@ class LocalExecutor:
 
     def __init__(self):
         self.pool: Pool | None = None
-        self.done: queue.Queue = queue.Queue()
+        self.done = Finished()
         self._gpus = None
 
     # -- what this place can run ---------------------------------------------------
@@ -100,14 +99,15 @@ class LocalExecutor:
         return self._gpus
 
     # -- running -------------------------------------------------------------------
-    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
+    def open(self, *, slots: int, offline: bool, log_dir: Path, wake=None) -> None:
         self.pool = Pool(max(1, slots), worker_env(offline=offline), log_dir)
+        self.done.wake = wake
 
     def start(self, job: Job, ctx: RunContext) -> None:
         threading.Thread(target=self._run, args=(job, ctx), name=f"olivepipe-{job.step}", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> list[JobResult]:
-        return drain(self.done, timeout)
+        return self.done.take(timeout)
 
     def close(self, *, kill: bool = False) -> None:
         if self.pool:

@@ -4,7 +4,7 @@ Snakemake's ``RemoteExecutor`` owns polling.
 ``RemoteExecutor`` owns the executor protocol's running half: one thread per job that
 prepares, stages the job's inputs into the store where it runs (``uploads_inputs``), submits,
 polls until the job ends, and brings a published result into the scheduler's store
-(``publishes_results``); the done queue ``wait`` drains; ``close(kill=True)`` (Ctrl-C) cancelling
+(``publishes_results``); the finished queue ``wait`` takes from; ``close(kill=True)`` (Ctrl-C) cancelling
 every submitted job within a bound; and the node's log. A subclass keeps only what is its own:
 
 | hook | what it does |
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from ...core.errors import OlivepipeError
 from ...core.job import Job
-from .base import Capabilities, JobResult, RunContext, append_log, drain, placement_key
+from .base import Capabilities, Finished, JobResult, RunContext, append_log, placement_key
 from .staging import stage_inputs
 
 #: How long Ctrl-C waits for the cancel requests (a service that does not answer must not hang it).
@@ -77,7 +76,7 @@ class RemoteExecutor:
         self.offline = True
         self._runs: dict[str, RemoteRun] = {}
         self._mutex = threading.Lock()  # runs and their cancel flags
-        self._done: queue.Queue = queue.Queue()
+        self._done = Finished()
         self._killed = threading.Event()
 
     # -- declared, not asked of anyone --------------------------------------------------------------
@@ -91,8 +90,9 @@ class RemoteExecutor:
         return []  # a remote job's GPU is where it runs: none of this machine's is taken
 
     # -- the executor protocol's running half ---------------------------------------------------------
-    def open(self, *, slots: int, offline: bool, log_dir: Path) -> None:
+    def open(self, *, slots: int, offline: bool, log_dir: Path, wake=None) -> None:
         self.offline = offline
+        self._done.wake = wake
 
     def new_run(self, job: Job, ctx: RunContext) -> RemoteRun:
         return RemoteRun(job, ctx)
@@ -111,7 +111,7 @@ class RemoteExecutor:
                          daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> list[JobResult]:
-        return drain(self._done, timeout)
+        return self._done.take(timeout)
 
     def close(self, *, kill: bool = False) -> None:
         """kill (Ctrl-C): cancel every submitted job, waiting at most CANCEL_BOUND_S. A plain close

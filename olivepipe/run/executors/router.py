@@ -2,11 +2,12 @@
 
 The scheduler talks to one executor; the router hands each call to the executor of the
 node's placement (None: this machine; {"azureml": {...}}: an Azure ML compute target;
-{"ray": {...}}: a Ray cluster)
-and waits on all of them at once."""
+{"ray": {...}}: a Ray cluster) and waits on all of them at once: each executor it opens is
+given a ``wake`` it calls when a job finishes, so the wait sleeps until then."""
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -17,6 +18,7 @@ from .base import Capabilities, Check, placement_key
 # the remote executors a node's `executor:` may name: module (in this package) and class, built
 # from the workflow's folder when a step first asks (their SDKs load only then)
 REMOTE = {"azureml": ("azureml", "AzureMLExecutor"), "ray": ("raycluster", "RayExecutor")}
+WAKE_BOUND_S = 5.0
 
 
 class Router:
@@ -29,6 +31,8 @@ class Router:
         self.active: dict[str, object] = {}  # step -> executor running it
         self.opened: dict | None = None  # open()'s arguments, for executors opened at their first job
         self.ready: list = []  # the executors opened
+        self._finished = threading.Event()  # set by any executor's wake: a job finished somewhere
+        self._wake = None  # the caller's own wake, passed on
 
     def executor_for(self, placement: dict | None):
         """The executor for a placement, or None when none can serve it here."""
@@ -68,10 +72,16 @@ class Router:
     def gpus(self) -> list:
         return self.local.gpus()
 
-    def open(self, *, slots: int, offline: bool, log_dir) -> None:
-        self.opened = dict(slots=slots, offline=offline, log_dir=log_dir)
+    def open(self, *, slots: int, offline: bool, log_dir, wake=None) -> None:
+        self._wake = wake
+        self.opened = dict(slots=slots, offline=offline, log_dir=log_dir, wake=self._woken)
         self.local.open(**self.opened)
         self.ready = [self.local]
+
+    def _woken(self) -> None:
+        self._finished.set()
+        if self._wake is not None:
+            self._wake()
 
     def start(self, job, ctx) -> None:
         ex = self.executor_for(job.placement)
@@ -83,17 +93,25 @@ class Router:
 
     def wait(self, timeout: float | None = None) -> list:
         running = {id(ex): ex for ex in self.active.values()}
+        if not running:
+            return []
         if len(running) == 1:  # the common case: block on the one executor with work
             (ex,) = running.values()
             return self._done(ex.wait(timeout) if timeout is not None else ex.wait())
+        # several: sleep until one of them says a job finished (each calls _woken), then take it;
+        # cleared before looking, so a job that finishes while we look still wakes the sleep
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._finished.clear()
             for ex in running.values():
-                got = ex.wait(0.2)
+                got = ex.wait(0)
                 if got:
                     return self._done(got)
-            if deadline is not None and time.monotonic() >= deadline:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 return []
+            # bounded: an executor that never calls wake costs a few seconds per job, never a hang
+            self._finished.wait(WAKE_BOUND_S if left is None else min(left, WAKE_BOUND_S))
 
     def _done(self, results: list) -> list:
         for r in results:
