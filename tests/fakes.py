@@ -32,9 +32,6 @@ class FakeExecutor:
         missing = ("a CUDA GPU (none found)",) if want and not self.cuda else ()
         return Check(not missing, want, missing)
 
-    def can_run(self, needs, device, placement=None):
-        return self.preflight(needs, device).ok
-
     def environment(self, packages, placement=None):
         return dict(self.env)
 

@@ -36,9 +36,6 @@ class PinnedEnvironment:
         missing = ("a CUDA GPU",) if needs.cuda or device == "gpu" else ()
         return Check(not missing, missing, missing)
 
-    def can_run(self, needs, device, placement=None):
-        return self.preflight(needs, device, placement).ok
-
     def environment(self, packages, placement=None):
         return {"where": self.where(placement), **{p: "pinned" for p in sorted(set(packages))}}
 

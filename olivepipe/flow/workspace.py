@@ -156,7 +156,7 @@ def open_workspace(path: str | Path, *, cache_dir: Path | None = None, rehearse:
     if rehearse:
         from ..spec.rehearse import rehearsal
 
-        wf, substitutions = rehearsal(wf, executor.can_run)
+        wf, substitutions = rehearsal(wf, executor.preflight)
     d = wf.file.parent / ".olivepipe"
     # relative paths are resolved here: workers run in other folders
     root = Path(os.path.abspath(cache_dir or default_cache_dir(wf)))

@@ -72,11 +72,16 @@ def open_store_url(url: str):
         except ImportError as e:
             raise StoreError(f"this olivepipe cannot open {url}: {e}", "install olivepipe[azure]") from None
         return BlobStore.from_config(remote_config(None, env))
-    if "://" in url and not url.startswith("file://"):
+    if not is_folder_url(url):
         raise StoreError(f"unknown store URL {url!r}", "use azblob://<account>/<container>[/prefix] or a folder")
     from ..stores.local import LocalStore
 
     return LocalStore(url.removeprefix("file://"))
+
+
+def is_folder_url(url: str) -> bool:
+    """Whether a store URL names a folder on this machine (a path, or file://...)."""
+    return url.startswith("file://") or "://" not in url
 
 
 def own_seconds(seconds: float, res: dict | None) -> float:

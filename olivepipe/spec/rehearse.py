@@ -21,8 +21,8 @@ REHEARSAL_SEQ_LEN = 128
 TINY_FOR_HUB = {"layers": 2, "hidden": 256, "heads": 4, "intermediate": 512, "vocab_size": 512, "seed": 0}
 
 
-def rehearsal(wf: Workflow, can) -> tuple[Workflow, dict[str, str]]:
-    """``can(needs, device)``: whether this machine can run such a node (the executor's preflight)."""
+def rehearsal(wf: Workflow, preflight) -> tuple[Workflow, dict[str, str]]:
+    """``preflight(needs, device)``: the executor's check of whether this machine can run such a node."""
     notes: dict[str, str] = {}
     models = {}
     for name, m in wf.models.items():
@@ -42,7 +42,7 @@ def rehearsal(wf: Workflow, can) -> tuple[Workflow, dict[str, str]]:
     bypass: dict[str, tuple[str, ...]] = {}
 
     def can_run(node, device) -> bool:  # by this machine's own capabilities
-        return can(kinds.get(node.kind).needs(StepView.bare(node)), device)
+        return preflight(kinds.get(node.kind).needs(StepView.bare(node)), device).ok
 
     for name, n in wf.nodes.items():
         n = replace(n, inputs=tuple(i for inp in n.inputs for i in bypass.get(inp, (inp,))))

@@ -34,8 +34,8 @@ from typing import Any, Callable, Mapping
 
 from ...core.errors import OlivepipeError, StoreError
 from ...core.job import Job
-from ..runtime import open_store_url
-from .base import Check, RunContext, shared_store_url
+from ..runtime import is_folder_url, open_store_url
+from .base import Check, RunContext, placement_options, shared_store_url
 from .remote import Ended, RemoteExecutor, RemoteRun
 
 #: Job statuses after which nothing more happens (azure.ai.ml's RunHistoryConstants.TERMINAL_STATUSES).
@@ -136,7 +136,7 @@ class AzureMLExecutor(RemoteExecutor):
         from ...azure.sdk import EXTRA_HINT, sdk_installed
         from ...azure.workspace import resolve_workspace
 
-        opts = _options(placement)
+        opts = placement_options(placement, "azureml")
         compute = str(opts.get("compute") or "").strip()
         want = [f"Azure ML compute {compute or '?'}"]
         missing = []
@@ -154,7 +154,7 @@ class AzureMLExecutor(RemoteExecutor):
         url, why = self._store_url()
         if url is None:
             missing.append(why)
-        elif not self.jobs_run_here and _is_local(url):
+        elif not self.jobs_run_here and is_folder_url(url):
             missing.append(f"a store the Azure ML job can reach ({url} is a folder on this machine; "
                            "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
         elif opts.get("datastore") and not url.startswith("azblob://"):
@@ -175,9 +175,6 @@ class AzureMLExecutor(RemoteExecutor):
         want += list(needs.packages)
         return Check(not missing, tuple(want), tuple(missing), needs.note if missing else "")
 
-    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
-        return self.preflight(needs, device, placement).ok
-
     def environment(self, packages, placement: dict | None = None) -> dict:
         """``{"azureml-environment": name:version}`` for a named environment, else the generated
         environment's digest plus the pinned versions of the node's packages (so plan can say
@@ -185,7 +182,7 @@ class AzureMLExecutor(RemoteExecutor):
         from ...azure.errors import RegistrationError
         from ...azure.jobs import IDENTITY_FIELD, named_environment, recipe_identity
 
-        named = _options(placement).get("environment")
+        named = placement_options(placement, "azureml").get("environment")
         if named:
             try:
                 return {IDENTITY_FIELD: named_environment(named)}
@@ -206,8 +203,6 @@ class AzureMLExecutor(RemoteExecutor):
             return None, ("a remote cache the Azure ML job can read and write "
                           "(set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
         return url, why
-
-    # -- running ------------------------------------------------------------------------------
 
     # -- what is Azure ML's own: checks, submitting one job, reading it, cancelling it -----------
     def new_run(self, job: Job, ctx: RunContext) -> _AzureRun:
@@ -237,7 +232,7 @@ class AzureMLExecutor(RemoteExecutor):
     def prepare(self, run: _AzureRun) -> None:
         """Before anything is uploaded: the environment the key promised, the credential (probed,
         bounded) and the compute."""
-        opts = _options(run.job.placement)
+        opts = placement_options(run.job.placement, "azureml")
         run.environment = self._environment_for(run.job, run.job.record, opts)
         self._check_compute(run, self._client_for(), opts)
 
@@ -246,9 +241,9 @@ class AzureMLExecutor(RemoteExecutor):
 
     def submit(self, run: _AzureRun, job: Job) -> None:
         from ...azure import jobs as amljobs
-        from ...azure.sdk import BoundExceeded, quiet_azure, run_bounded
+        from ...azure.sdk import BoundExceeded
 
-        ctx, client, opts = run.ctx, self._client, _options(job.placement)
+        ctx, client, opts = run.ctx, self._client, placement_options(job.placement, "azureml")
         run.code_dir = _code_dir(job.to_json())
         workflow = ctx.workflow or Path(ctx.log).parent.name
         name = f"olivepipe-{job.key[:12]}-{uuid.uuid4().hex[:8]}"
@@ -262,9 +257,7 @@ class AzureMLExecutor(RemoteExecutor):
             raise OlivepipeError(f"interrupted before {job.step} was submitted to Azure ML")
         run.handle = name  # from here on Ctrl-C cancels it: the service may create it whatever we hear
         try:
-            with quiet_azure():
-                created = run_bounded(lambda: client.jobs.create_or_update(cmd), self.submit_timeout_s,
-                                      "olivepipe-azureml-submit")
+            created = _sdk(lambda: client.jobs.create_or_update(cmd), self.submit_timeout_s, "submit")
         except BoundExceeded:
             self._cancel(run)  # it may have been created after all: do not leave it running unwatched
             raise OlivepipeError(f"submitting Azure ML job {name} took over {self.submit_timeout_s:g} s",
@@ -289,7 +282,7 @@ class AzureMLExecutor(RemoteExecutor):
         from ...azure.sdk import quiet_azure
 
         if run.bounds is None:
-            run.bounds, run.last_ok = _phase_bounds(_options(run.job.placement)), time.monotonic()
+            run.bounds, run.last_ok = _phase_bounds(placement_options(run.job.placement, "azureml")), time.monotonic()
         try:
             with quiet_azure():
                 now_status = self._client.jobs.get(run.name).status
@@ -338,17 +331,13 @@ class AzureMLExecutor(RemoteExecutor):
         return Ended(False, error)
 
     def cancel(self, run: _AzureRun) -> str:
-        from ...azure.sdk import quiet_azure, run_bounded
-
-        with quiet_azure():
-            run_bounded(lambda: self._client.jobs.begin_cancel(run.name), 30, "olivepipe-azureml-cancel")
+        _sdk(lambda: self._client.jobs.begin_cancel(run.name), 30, "cancel")
         return f"asked Azure ML to cancel job {run.name}"
 
     def _datastore_binding(self, run: _AzureRun, client, opts: dict) -> dict:
         """With ``datastore:``, the job reaches the store as a datastore input and output (no token
         in the job). The datastore must be the store's container: checked read-only here."""
         from ...azure.errors import RegistrationError, translate
-        from ...azure.sdk import quiet_azure, run_bounded
         from ...stores.config import parse_remote
 
         name = str(opts.get("datastore") or "")
@@ -360,8 +349,7 @@ class AzureMLExecutor(RemoteExecutor):
                                     "set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>", kind="config")
         account, container, prefix = parse_remote(url, "the job's store")
         try:
-            with quiet_azure():
-                ds = run_bounded(lambda: client.datastores.get(name), 120, "olivepipe-azureml-datastore")
+            ds = _sdk(lambda: client.datastores.get(name), 120, "datastore")
         except Exception as e:  # noqa: BLE001
             raise translate(e, credential=self._credential, where=self._where) from None
         got = (getattr(ds, "account_name", None), getattr(ds, "container_name", None))
@@ -375,11 +363,8 @@ class AzureMLExecutor(RemoteExecutor):
         return {"datastore": name, "datastore_prefix": prefix}
 
     def _existing(self, client, name: str):
-        from ...azure.sdk import quiet_azure, run_bounded
-
         try:
-            with quiet_azure():
-                return run_bounded(lambda: client.jobs.get(name), 60, "olivepipe-azureml-get")
+            return _sdk(lambda: client.jobs.get(name), 60, "get")
         except Exception:  # noqa: BLE001 - not there (or unreachable): the submit's own error stands
             return None
 
@@ -388,15 +373,13 @@ class AzureMLExecutor(RemoteExecutor):
         whose maximum node count is 0 queues a job forever). Read-only, at apply only; plan makes
         no call to Azure ML. ``compute: serverless`` has no compute to read."""
         from ...azure.errors import RegistrationError, short, translate
-        from ...azure.sdk import quiet_azure, run_bounded
 
         name = str(opts.get("compute") or "")
         if name == SERVERLESS:
             self._check_quota(run, client, str(opts.get("instance_type") or ""))
             return
         try:
-            with quiet_azure():
-                compute = run_bounded(lambda: client.compute.get(name), 120, "olivepipe-azureml-compute")
+            compute = _sdk(lambda: client.compute.get(name), 120, "compute")
         except Exception as e:  # noqa: BLE001
             err = translate(e, credential=self._credential, where=self._where)
             if err.kind == "not_found":
@@ -422,7 +405,6 @@ class AzureMLExecutor(RemoteExecutor):
         read-only calls; skipped, with a note, if they fail): a family whose quota cannot fit one
         node queues a job forever, so the node fails now; a family used up right now is noted."""
         from ...azure.errors import RegistrationError, short
-        from ...azure.sdk import quiet_azure, run_bounded
 
         if not size:
             return
@@ -440,8 +422,7 @@ class AzureMLExecutor(RemoteExecutor):
             return vm, None
 
         try:
-            with quiet_azure():
-                vm, usage = run_bounded(read, 120, "olivepipe-azureml-quota")
+            vm, usage = _sdk(read, 120, "quota")
         except Exception as e:  # noqa: BLE001 - quota is advice; the job is the judge
             self.note(run, f"could not read the quota for {size} (going on): {short(e)}")
             return
@@ -555,7 +536,6 @@ class AzureMLExecutor(RemoteExecutor):
                 self._remote = self.open_store(url)
             return self._remote
 
-    # -- inputs -----------------------------------------------------------------------------------
     # -- the node's log -----------------------------------------------------------------------
     def write(self, run: _AzureRun, text: str) -> None:
         from ...azure.redact import redact
@@ -563,9 +543,13 @@ class AzureMLExecutor(RemoteExecutor):
         super().write(run, redact(text))
 
 
-def _options(placement: dict | None) -> dict:
-    opts = (placement or {}).get("azureml") if isinstance(placement, dict) else None
-    return dict(opts) if isinstance(opts, dict) else {}
+def _sdk(call: Callable[[], Any], timeout_s: float, what: str):
+    """One Azure ML call: bounded in time (a thread named after ``what``), its SDK log noise kept
+    off the terminal."""
+    from ...azure.sdk import quiet_azure, run_bounded
+
+    with quiet_azure():
+        return run_bounded(call, timeout_s, f"olivepipe-azureml-{what}")
 
 
 def _attr(obj, *names):
@@ -632,10 +616,6 @@ def _submit_error(exc: BaseException, credential, where: str):
                                  "account (or the workspace's 'AzureML Data Scientist' role with credential-based "
                                  "datastore access): docs/azureml.md, Roles", kind="permission")
     return err
-
-
-def _is_local(url: str) -> bool:
-    return url.startswith("file://") or "://" not in url
 
 
 def _job_env(offline: bool) -> dict:

@@ -79,14 +79,18 @@ def placement_key(placement: dict | None) -> str:
     return f"{kind}:{opts.get('compute', '')}" if isinstance(opts, dict) else kind
 
 
+def placement_options(placement: dict | None, kind: str) -> dict:
+    """The options of a ``{kind: {...}}`` placement (a copy), {} for any other placement."""
+    opts = placement.get(kind) if isinstance(placement, dict) else None
+    return dict(opts) if isinstance(opts, dict) else {}
+
+
 class Executor(Protocol):
     name: str
 
     def preflight(self, needs, device: str, placement: dict | None = None) -> Check:
         """Can a node with these needs run here? No network, no subprocess: plan calls it.
         ``placement`` is the node's `executor:` mapping (None: this machine)."""
-
-    def can_run(self, needs, device: str, placement: dict | None = None) -> bool: ...
 
     def environment(self, packages, placement: dict | None = None) -> dict:
         """The environment identity for a key: {package: version} where jobs run."""

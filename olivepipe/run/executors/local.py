@@ -81,9 +81,6 @@ class LocalExecutor:
                 missing.append(f"package {p} (not installed)")
         return Check(not missing, tuple(want), tuple(missing), needs.note if missing else "")
 
-    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
-        return self.preflight(needs, device).ok
-
     def environment(self, packages, placement: dict | None = None) -> dict:
         return {n: version(n) for n in sorted(set(packages))}
 

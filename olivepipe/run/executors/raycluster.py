@@ -39,8 +39,8 @@ from typing import Callable, Mapping
 
 from ...core.errors import OlivepipeError, StoreError
 from ...core.job import Job
-from ..runtime import open_store_url
-from .base import Check, RunContext, shared_store_url
+from ..runtime import is_folder_url, open_store_url
+from .base import Check, RunContext, placement_options, shared_store_url
 from .remote import Ended, RemoteExecutor, RemoteRun, first_line as _first_line
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -48,14 +48,9 @@ LOG_TAIL_BYTES = 4 << 20  # a node's log comes back with its result; a runaway o
 _CONNECT = threading.Lock()  # one Ray connection per process (ray.init is process-wide)
 
 
-def options(placement: dict | None) -> dict:
-    opts = (placement or {}).get("ray") if isinstance(placement, dict) else None
-    return dict(opts) if isinstance(opts, dict) else {}
-
-
 def address_of(placement: dict | None, env: Mapping[str, str]) -> str:
     """The cluster's address: the placement's, else RAY_ADDRESS ("" when neither)."""
-    return str(options(placement).get("address") or env.get("RAY_ADDRESS") or "").strip()
+    return str(placement_options(placement, "ray").get("address") or env.get("RAY_ADDRESS") or "").strip()
 
 
 def is_loopback(address: str) -> bool:
@@ -72,7 +67,7 @@ def resources(placement: dict | None, device: str, cuda: bool) -> dict:
     """What the task asks Ray for: CPUs (default 1), GPUs (a GPU node: default one whole GPU; a
     fraction packs nodes on one GPU), memory (host RAM, so Ray does not start a node where it
     would not fit)."""
-    opts = options(placement)
+    opts = placement_options(placement, "ray")
     gpus = opts.get("num_gpus")
     if gpus is None:
         gpus = 1 if device == "gpu" or cuda else 0
@@ -133,7 +128,7 @@ class RayExecutor(RemoteExecutor):
         url, why = self._store_url(None)
         if url is None:
             missing.append(why)
-        elif address and _is_folder(url) and not is_loopback(address):
+        elif address and is_folder_url(url) and not is_loopback(address):
             missing.append(f"a shared store the Ray cluster's machines can reach ({address} is not this machine "
                            "and the cache is a folder here; set OLIVEPIPE_REMOTE_CACHE=azblob://<account>/<container>)")
         if device == "gpu" or needs.cuda:
@@ -142,9 +137,6 @@ class RayExecutor(RemoteExecutor):
                     "on the cluster)" for p in needs.packages if self.version(p) is None]
         want += list(needs.packages)
         return Check(not missing, tuple(want), tuple(missing), needs.note if missing else "")
-
-    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
-        return self.preflight(needs, device, placement).ok
 
     def where(self, placement: dict | None = None) -> str:
         """The cluster's address (RAY_ADDRESS when the workflow names none)."""
@@ -222,7 +214,7 @@ class RayExecutor(RemoteExecutor):
         run.url = url
         with self._mutex:
             if self._remote is None or self._remote_url != url:
-                self._remote, self._remote_url = (run.ctx.store if _is_folder(url) else open_store_url(url)), url
+                self._remote, self._remote_url = (run.ctx.store if is_folder_url(url) else open_store_url(url)), url
             return url, self._remote
 
     def submit(self, run: _RayRun, job: Job) -> None:
@@ -265,10 +257,6 @@ class RayExecutor(RemoteExecutor):
 
     def describe(self, run: _RayRun) -> str:
         return f"Ray task {run.handle.task_id().hex()}" if run.handle is not None else f"Ray task for {run.job.step}"
-
-
-def _is_folder(url: str) -> bool:
-    return url.startswith("file://") or "://" not in url
 
 
 def _task_env(offline: bool, env: Mapping[str, str]) -> dict:

@@ -52,9 +52,6 @@ class Router:
                                                               "(none is configured here)",))
         return ex.preflight(needs, device, placement)
 
-    def can_run(self, needs, device: str, placement: dict | None = None) -> bool:
-        return self.preflight(needs, device, placement).ok
-
     def environment(self, packages, placement: dict | None = None) -> dict:
         ex = self.executor_for(placement)
         if ex is None:
