@@ -198,35 +198,8 @@ class _PlainWalk:
 
 def _check_shape(root, file) -> Problem | None:
     """Refuse, before anything walks or constructs it: cycles through aliases, alias bombs,
-    absurd nesting, and tags outside plain data. Iterative: the input may be arbitrarily deep."""
-    if _plain_tree(root):
-        return None
-    return _check_shape_in_full(root, file)
-
-
-def _plain_tree(root) -> bool:
-    """True when the document is a plain tree within the limits: no node reached twice (so no
-    alias, no cycle), plain tags, at most MAX_NODES values and MAX_DEPTH levels. The common
-    case, in one cheap pass; anything else gets the full check, which locates the problem."""
-    seen: set[int] = set()
-    stack = [(root, 1)]
-    while stack:
-        node, level = stack.pop()
-        if id(node) in seen or level > MAX_DEPTH or len(seen) >= MAX_NODES:
-            return False
-        seen.add(id(node))
-        if node.tag not in _PLAIN_TAGS:
-            if node.tag != _MERGE or node is root:
-                return False
-            continue  # a `<<` key (the full check handles what it merges)
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((k, level + 1) for k in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend((x, level + 1) for kv in node.value for x in kv)
-    return True
-
-
-def _check_shape_in_full(root, file) -> Problem | None:
+    absurd nesting, and tags outside plain data. Iterative: the input may be arbitrarily deep.
+    Reached only when the document is not plain (``_plain_document`` gave up)."""
     size: dict[int, int] = {}  # expanded node count per composed node (aliases share nodes)
     depth: dict[int, int] = {}
     state: dict[int, int] = {}  # 1 = on the stack, 2 = done
@@ -319,9 +292,9 @@ def _check_keys(node, path, file, problems, depth=0):
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, Any] = {}
         for k, v in node.value:
-            if k.tag == "tag:yaml.org,2002:merge":
+            if k.tag == _MERGE:
                 continue
-            if not isinstance(k, yaml.ScalarNode) or k.tag != "tag:yaml.org,2002:str":
+            if not isinstance(k, yaml.ScalarNode) or k.tag != _STR:
                 line, col = _mark(k)
                 problems.append(Problem(file, line, col, f"key {getattr(k, 'value', '?')!r} must be a string",
                                         "quote the key", _dotted(path)))

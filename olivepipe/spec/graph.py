@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .workflow import Workflow
+from .workflow import Workflow, topological_order
 
 
 @dataclass
@@ -117,7 +117,7 @@ def build_graph(workflow: Workflow) -> Graph:
     for n, ps in parents.items():
         for p in ps:
             children[p].append(n)
-    topo = _stored_order(workflow, kinds, parents) or _kahn(kinds, parents, children)
+    topo = _stored_order(workflow, kinds, parents) or _ordered(kinds, children)
     return Graph(workflow, kinds, parents, {k: tuple(v) for k, v in children.items()}, topo)
 
 
@@ -138,22 +138,10 @@ def _stored_order(workflow: Workflow, kinds, parents) -> tuple[str, ...] | None:
     return tuple(topo)
 
 
-def _kahn(kinds, parents, children) -> tuple[str, ...]:
+def _ordered(kinds, children) -> tuple[str, ...]:
     """Fallback for workflows without a stored order, in the order validation uses:
     generation by generation, each sorted by file position."""
-    index = {n: i for i, n in enumerate(kinds)}
-    missing = {n: len(ps) for n, ps in parents.items()}
-    level = [n for n, k in missing.items() if k == 0]
-    topo: list[str] = []
-    while level:
-        topo.extend(level)
-        nxt = []
-        for n in level:
-            for c in children[n]:
-                missing[c] -= 1
-                if missing[c] == 0:
-                    nxt.append(c)
-        level = sorted(nxt, key=index.__getitem__)
-    if len(topo) != len(kinds):
+    topo = topological_order(children, {n: i for i, n in enumerate(kinds)})
+    if topo is None:
         raise ValueError("the workflow's nodes form a cycle")  # validated workflows never do
     return tuple(topo)

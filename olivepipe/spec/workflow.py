@@ -809,8 +809,8 @@ class _Builder:
                 elif target in nodes:
                     succ[target][name] = None
                     edges.append((target, name))
-        generations = _generations(succ)
-        if generations is None:  # a cycle: networkx names one per strongly connected component
+        order = topological_order(succ, index)
+        if order is None:  # a cycle: networkx names one per strongly connected component
             self.cycles(nodes, edges, index, models, bad)
         # nodes downstream of a problem are left out: their checks would only echo it
         todo = list(bad)
@@ -820,10 +820,7 @@ class _Builder:
                     bad.add(c)
                     todo.append(c)
         self.broken.update(bad)
-        if bad:
-            generations = _generations(succ, bad)
-        # generation by generation (each node after all it reads), each by file position
-        return [n for gen in generations for n in sorted(gen, key=index.__getitem__)]
+        return topological_order(succ, index, bad) if bad else order
 
     def cycles(self, nodes, edges, index, models, bad: set) -> None:
         """One cycle per strongly connected component, never all of them: n mutually reading
@@ -1026,10 +1023,11 @@ class _Builder:
         return out
 
 
-def _generations(succ: dict, leave_out=frozenset()) -> list[list[str]] | None:
-    """Kahn's topological generations of the graph ``succ`` (node -> its readers) without the
-    nodes in ``leave_out``: each generation is what reads only earlier ones. None when a
-    cycle is left (some node never becomes ready)."""
+def topological_order(succ: dict, index: dict, leave_out=frozenset()) -> list[str] | None:
+    """Kahn's order of the graph ``succ`` (node -> its readers) without the nodes in ``leave_out``:
+    generation by generation (each node after all it reads), each generation by ``index`` (file
+    position). None when a cycle is left (some node never becomes ready). spec/graph.py orders
+    a workflow without a stored order the same way."""
     waiting = {n: 0 for n in succ if n not in leave_out}
     for a, readers in succ.items():
         if a not in leave_out:
@@ -1049,7 +1047,9 @@ def _generations(succ: dict, leave_out=frozenset()) -> list[list[str]] | None:
                     if not waiting[b]:
                         ready.append(b)
         generation = ready
-    return out if placed == len(waiting) else None
+    if placed != len(waiting):
+        return None
+    return [n for gen in out for n in sorted(gen, key=index.__getitem__)]
 
 
 def data_column_problems(ds: DatasetSpec, base: Path, formats=None) -> list[tuple[str, str, str]]:
