@@ -88,7 +88,7 @@ class Interrupted(OlivepipeError):
 
     def __init__(self, result, running: list[str], signal_name: str = ""):
         self.result, self.running = result, running
-        done = [n for n, o in result.outcomes.items() if o.status in ("ran", "cached")]
+        done = [n for n, o in result.outcomes.items() if o.status.ok]  # ran or cached (flow/status.Outcome)
         what = f"stopped {', '.join(running)}" if running else "stopped between steps"
         are = "finished step is" if len(done) == 1 else "finished steps are"
         head = f"terminated ({signal_name})" if signal_name else "interrupted"
